@@ -1,0 +1,363 @@
+//! The in-memory channel layer: one process, lock-light, bounded.
+//!
+//! Why it is shaped this way:
+//! - every channel has its own small mutex-protected queue, so senders to different channels
+//!   never contend;
+//! - a group keeps a cached snapshot (`Arc<[Target]>`) of its members, rebuilt only when
+//!   membership changes, so `group_send` to 10,000 members takes a read lock just long enough
+//!   to clone one `Arc`, then fans out with no lock held on the group;
+//! - payloads are `Bytes`, so every recipient shares one serialized buffer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{ChannelLayer, LayerConfig, LayerError, LayerMessage};
+use crate::names::{ChannelName, GroupName};
+
+/// One channel's mailbox.
+struct Queue {
+    items: Mutex<VecDeque<(Instant, LayerMessage)>>,
+    notify: Notify,
+    discarded: AtomicBool,
+}
+
+impl Queue {
+    fn new() -> Self {
+        Self {
+            items: Mutex::new(VecDeque::new()),
+            notify: Notify::new(),
+            discarded: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues `msg` unless the queue is at capacity (after dropping expired messages).
+    fn push(&self, msg: LayerMessage, config: &LayerConfig, now: Instant) -> bool {
+        let mut items = self.items.lock();
+        while items
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) >= config.expiry)
+        {
+            items.pop_front();
+        }
+        if items.len() >= config.capacity {
+            return false;
+        }
+        items.push_back((now, msg));
+        drop(items);
+        // notify_one stores a permit when nobody waits, so a push between a receiver's empty
+        // check and its wait is never lost.
+        self.notify.notify_one();
+        true
+    }
+
+    fn pop(&self, config: &LayerConfig) -> Option<LayerMessage> {
+        let now = Instant::now();
+        let mut items = self.items.lock();
+        while let Some((at, msg)) = items.pop_front() {
+            if now.duration_since(at) < config.expiry {
+                return Some(msg);
+            }
+        }
+        None
+    }
+}
+
+/// A group member as seen by `group_send`.
+#[derive(Clone)]
+struct Target {
+    added: Instant,
+    queue: Arc<Queue>,
+}
+
+#[derive(Default)]
+struct Group {
+    members: HashMap<ChannelName, Target>,
+    snapshot: Option<Arc<[Target]>>,
+}
+
+struct Inner {
+    config: LayerConfig,
+    channels: DashMap<ChannelName, Arc<Queue>>,
+    groups: DashMap<GroupName, Arc<RwLock<Group>>>,
+    next_id: AtomicU64,
+    instance: String,
+    closed: AtomicBool,
+    /// Wakes every pending `receive` when the layer closes.
+    closing: Notify,
+}
+
+/// A [`ChannelLayer`] for one process. Cloning shares the layer.
+#[derive(Clone)]
+pub struct InMemoryChannelLayer {
+    inner: Arc<Inner>,
+}
+
+impl Default for InMemoryChannelLayer {
+    fn default() -> Self {
+        Self::new(LayerConfig::default())
+    }
+}
+
+impl std::fmt::Debug for InMemoryChannelLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryChannelLayer")
+            .field("config", &self.inner.config)
+            .field("channels", &self.inner.channels.len())
+            .field("groups", &self.inner.groups.len())
+            .finish()
+    }
+}
+
+impl InMemoryChannelLayer {
+    /// A layer with the given settings.
+    pub fn new(config: LayerConfig) -> Self {
+        // A per-instance tag keeps channel names unique across layers in one process, which
+        // matters in tests that build many layers.
+        static INSTANCES: AtomicU64 = AtomicU64::new(0);
+        let instance = format!("m{}", INSTANCES.fetch_add(1, Ordering::Relaxed));
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                channels: DashMap::new(),
+                groups: DashMap::new(),
+                next_id: AtomicU64::new(1),
+                instance,
+                closed: AtomicBool::new(false),
+                closing: Notify::new(),
+            }),
+        }
+    }
+
+    /// The layer's settings.
+    pub fn config(&self) -> &LayerConfig {
+        &self.inner.config
+    }
+
+    fn check_open(&self) -> Result<(), LayerError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(LayerError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn queue(&self, channel: &ChannelName) -> Arc<Queue> {
+        if let Some(q) = self.inner.channels.get(channel) {
+            return q.clone();
+        }
+        self.inner
+            .channels
+            .entry(channel.clone())
+            .or_insert_with(|| Arc::new(Queue::new()))
+            .clone()
+    }
+
+    fn group(&self, group: &GroupName) -> Option<Arc<RwLock<Group>>> {
+        self.inner.groups.get(group).map(|g| g.clone())
+    }
+
+    /// The current members of `group`, rebuilding the cached snapshot if membership changed.
+    fn snapshot(&self, group: &RwLock<Group>) -> Arc<[Target]> {
+        if let Some(s) = &group.read().snapshot {
+            return s.clone();
+        }
+        let mut g = group.write();
+        if let Some(s) = &g.snapshot {
+            return s.clone();
+        }
+        let s: Arc<[Target]> = g.members.values().cloned().collect();
+        g.snapshot = Some(s.clone());
+        s
+    }
+
+    /// Drops expired and discarded members after a fan-out noticed some.
+    fn prune(&self, name: &GroupName, group: &RwLock<Group>, now: Instant) {
+        let expiry = self.inner.config.group_expiry;
+        let mut g = group.write();
+        g.members.retain(|_, t| {
+            now.duration_since(t.added) < expiry && !t.queue.discarded.load(Ordering::Acquire)
+        });
+        g.snapshot = None;
+        let empty = g.members.is_empty();
+        drop(g);
+        if empty {
+            self.inner
+                .groups
+                .remove_if(name, |_, g| g.read().members.is_empty());
+        }
+    }
+}
+
+#[async_trait]
+impl ChannelLayer for InMemoryChannelLayer {
+    async fn new_channel(&self) -> Result<ChannelName, LayerError> {
+        self.check_open()?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let name = ChannelName::parse(&format!("specific.{}!{id}", self.inner.instance))?;
+        self.inner
+            .channels
+            .insert(name.clone(), Arc::new(Queue::new()));
+        Ok(name)
+    }
+
+    async fn send(&self, channel: &ChannelName, msg: LayerMessage) -> Result<(), LayerError> {
+        self.check_open()?;
+        if self
+            .queue(channel)
+            .push(msg, &self.inner.config, Instant::now())
+        {
+            Ok(())
+        } else {
+            Err(LayerError::ChannelFull(channel.clone()))
+        }
+    }
+
+    async fn receive(&self, channel: &ChannelName) -> Result<LayerMessage, LayerError> {
+        let queue = self.queue(channel);
+        loop {
+            self.check_open()?;
+            if let Some(msg) = queue.pop(&self.inner.config) {
+                return Ok(msg);
+            }
+            let closing = self.inner.closing.notified();
+            tokio::pin!(closing);
+            closing.as_mut().enable();
+            self.check_open()?;
+            tokio::select! {
+                () = queue.notify.notified() => {}
+                () = closing => {}
+            }
+        }
+    }
+
+    async fn group_add(&self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError> {
+        self.check_open()?;
+        let queue = self.queue(channel);
+        let g = self.inner.groups.entry(group.clone()).or_default().clone();
+        let mut g = g.write();
+        g.members.insert(
+            channel.clone(),
+            Target {
+                added: Instant::now(),
+                queue,
+            },
+        );
+        g.snapshot = None;
+        Ok(())
+    }
+
+    async fn group_discard(
+        &self,
+        group: &GroupName,
+        channel: &ChannelName,
+    ) -> Result<(), LayerError> {
+        self.check_open()?;
+        let Some(g) = self.group(group) else {
+            return Ok(());
+        };
+        let mut w = g.write();
+        if w.members.remove(channel).is_some() {
+            w.snapshot = None;
+        }
+        let empty = w.members.is_empty();
+        drop(w);
+        if empty {
+            self.inner
+                .groups
+                .remove_if(group, |_, g| g.read().members.is_empty());
+        }
+        Ok(())
+    }
+
+    async fn group_send(&self, group: &GroupName, msg: LayerMessage) -> Result<(), LayerError> {
+        self.check_open()?;
+        let Some(g) = self.group(group) else {
+            return Ok(());
+        };
+        let targets = self.snapshot(&g);
+        let now = Instant::now();
+        let config = &self.inner.config;
+        let mut stale = false;
+        for t in targets.iter() {
+            if now.duration_since(t.added) >= config.group_expiry
+                || t.queue.discarded.load(Ordering::Acquire)
+            {
+                stale = true;
+                continue;
+            }
+            // A full member misses this message rather than failing the whole send
+            // (Channels' group_send semantics); its consumer notices via sequence gaps.
+            let _ = t.queue.push(msg.clone(), config, now);
+        }
+        if stale {
+            self.prune(group, &g, now);
+        }
+        Ok(())
+    }
+
+    async fn discard_channel(&self, channel: &ChannelName) -> Result<(), LayerError> {
+        if let Some((_, q)) = self.inner.channels.remove(channel) {
+            q.discarded.store(true, Ordering::Release);
+            q.items.lock().clear();
+        }
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), LayerError> {
+        for q in self.inner.channels.iter() {
+            q.items.lock().clear();
+        }
+        self.inner.groups.clear();
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), LayerError> {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.closing.notify_waiters();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    crate::conformance_tests!(|config| async move { super::InMemoryChannelLayer::new(config) });
+
+    use super::*;
+
+    #[tokio::test]
+    async fn empty_groups_and_discarded_channels_are_forgotten() {
+        let layer = InMemoryChannelLayer::default();
+        let g = GroupName::parse("g").unwrap();
+        let a = layer.new_channel().await.unwrap();
+        layer.group_add(&g, &a).await.unwrap();
+        assert_eq!(layer.inner.groups.len(), 1);
+        layer.group_discard(&g, &a).await.unwrap();
+        assert_eq!(layer.inner.groups.len(), 0);
+        layer.discard_channel(&a).await.unwrap();
+        assert_eq!(layer.inner.channels.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_memberships_are_pruned() {
+        let layer = InMemoryChannelLayer::new(LayerConfig {
+            group_expiry: std::time::Duration::from_secs(10),
+            ..LayerConfig::default()
+        });
+        let g = GroupName::parse("g").unwrap();
+        let a = layer.new_channel().await.unwrap();
+        layer.group_add(&g, &a).await.unwrap();
+        tokio::time::advance(std::time::Duration::from_secs(11)).await;
+        layer
+            .group_send(&g, LayerMessage::new("t", serde_json::json!(1)))
+            .await
+            .unwrap();
+        assert_eq!(layer.inner.groups.len(), 0);
+    }
+}

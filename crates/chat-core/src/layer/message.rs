@@ -1,0 +1,96 @@
+//! The message that travels through a channel layer.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::LayerError;
+
+/// A type-tagged message whose JSON payload is serialized once and shared.
+///
+/// Cloning is cheap (a reference count), so a group send to 10,000 members shares one buffer.
+/// The payload is always valid UTF-8 JSON text, so a WebSocket consumer can forward it as a
+/// text frame without re-encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerMessage {
+    kind: Cow<'static, str>,
+    payload: Bytes,
+}
+
+impl LayerMessage {
+    /// A message of type `kind` carrying a JSON value.
+    pub fn new(kind: impl Into<Cow<'static, str>>, value: serde_json::Value) -> Self {
+        Self {
+            kind: kind.into(),
+            payload: Bytes::from(value.to_string()),
+        }
+    }
+
+    /// A message of type `kind` carrying `value` serialized as JSON.
+    pub fn json<T: Serialize + ?Sized>(
+        kind: impl Into<Cow<'static, str>>,
+        value: &T,
+    ) -> Result<Self, LayerError> {
+        let payload = serde_json::to_vec(value).map_err(|e| LayerError::Payload(e.to_string()))?;
+        Ok(Self {
+            kind: kind.into(),
+            payload: Bytes::from(payload),
+        })
+    }
+
+    /// A message from an already-serialized JSON payload (for example one read back from
+    /// Redis). Only UTF-8 validity is checked; the caller vouches that it is JSON.
+    pub fn from_json_bytes(
+        kind: impl Into<Cow<'static, str>>,
+        payload: Bytes,
+    ) -> Result<Self, LayerError> {
+        std::str::from_utf8(&payload)
+            .map_err(|e| LayerError::Payload(format!("payload is not UTF-8: {e}")))?;
+        Ok(Self {
+            kind: kind.into(),
+            payload,
+        })
+    }
+
+    /// The message type (`chat.message`, `chat.typing`, …), used to pick a handler.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The serialized JSON payload.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// The payload as text.
+    pub fn payload_str(&self) -> &str {
+        // Every constructor guarantees UTF-8.
+        std::str::from_utf8(&self.payload).unwrap_or("null")
+    }
+
+    /// Decodes the payload.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, LayerError> {
+        serde_json::from_slice(&self.payload).map_err(|e| LayerError::Payload(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_is_shared_not_copied() {
+        let m = LayerMessage::new("chat.message", serde_json::json!({"message": "oi"}));
+        let c = m.clone();
+        assert_eq!(m.payload().as_ptr(), c.payload().as_ptr());
+        assert_eq!(c.kind(), "chat.message");
+        assert_eq!(c.decode::<serde_json::Value>().unwrap()["message"], "oi");
+    }
+
+    #[test]
+    fn rejects_non_utf8() {
+        assert!(LayerMessage::from_json_bytes("x", Bytes::from_static(&[0xff, 0xfe])).is_err());
+    }
+}

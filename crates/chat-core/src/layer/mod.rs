@@ -1,0 +1,112 @@
+//! The channel layer: Channels' `send` / `group_add` / `group_send` model behind one trait.
+//!
+//! A *channel* is the mailbox of one consumer (one connection); a *group* is a named set of
+//! channels (one room). `group_send` delivers one message to every member. Messages are
+//! type-tagged ([`LayerMessage::kind`]) so a consumer can dispatch them to handlers, and their
+//! payload is serialized once and shared by every recipient.
+
+mod memory;
+mod message;
+
+pub mod conformance;
+
+pub use memory::InMemoryChannelLayer;
+pub use message::LayerMessage;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::names::{ChannelName, GroupName, InvalidName};
+
+/// Errors of a channel layer.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// The channel's queue is at capacity; the message was not queued.
+    #[error("channel {0} is full")]
+    ChannelFull(ChannelName),
+    /// A name broke the naming rules.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    /// The payload could not be serialized or decoded.
+    #[error("layer message payload: {0}")]
+    Payload(String),
+    /// The layer was closed.
+    #[error("the channel layer is closed")]
+    Closed,
+    /// The backend (for example Redis) failed.
+    #[error("channel layer backend: {0}")]
+    Backend(String),
+}
+
+/// Settings shared by every layer; the defaults are Channels' defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerConfig {
+    /// Messages a channel holds before `send` fails with [`LayerError::ChannelFull`].
+    pub capacity: usize,
+    /// A message not received within this time is dropped.
+    pub expiry: Duration,
+    /// A group membership older than this is dropped (re-add to refresh it).
+    pub group_expiry: Duration,
+}
+
+impl Default for LayerConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 100,
+            expiry: Duration::from_secs(60),
+            group_expiry: Duration::from_secs(86_400),
+        }
+    }
+}
+
+/// The channel layer API (Channels' spec, in Rust).
+///
+/// Semantics every implementation keeps (see [`conformance`], which checks them):
+/// - messages on one channel are received in the order they were sent;
+/// - `send` to a full channel fails with [`LayerError::ChannelFull`];
+/// - `group_send` delivers to every member exactly once and skips members whose channel is
+///   full (as Channels does: a group send never fails because one member is slow);
+/// - messages and group memberships expire per [`LayerConfig`];
+/// - `receive` is cancel-safe: dropping its future before it completes loses no message,
+///   so it can sit in a `tokio::select!` loop.
+#[async_trait]
+pub trait ChannelLayer: Send + Sync + 'static {
+    /// A new, unique channel name for a consumer to receive on.
+    async fn new_channel(&self) -> Result<ChannelName, LayerError>;
+
+    /// Queues a message on a channel.
+    async fn send(&self, channel: &ChannelName, msg: LayerMessage) -> Result<(), LayerError>;
+
+    /// Waits for the next message on a channel. Cancel-safe.
+    async fn receive(&self, channel: &ChannelName) -> Result<LayerMessage, LayerError>;
+
+    /// Adds a channel to a group (or refreshes its membership).
+    async fn group_add(&self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError>;
+
+    /// Removes a channel from a group; a no-op when it is not a member.
+    async fn group_discard(
+        &self,
+        group: &GroupName,
+        channel: &ChannelName,
+    ) -> Result<(), LayerError>;
+
+    /// Sends a message to every channel in a group.
+    async fn group_send(&self, group: &GroupName, msg: LayerMessage) -> Result<(), LayerError>;
+
+    /// Forgets a channel: drops its queued messages and its group memberships. Called when a
+    /// consumer goes away so a long-running process does not accumulate dead mailboxes
+    /// (an addition to Channels' API, which relies on expiry alone).
+    async fn discard_channel(&self, channel: &ChannelName) -> Result<(), LayerError>;
+
+    /// Drops every message and every group.
+    async fn flush(&self) -> Result<(), LayerError>;
+
+    /// Closes the layer; later calls fail with [`LayerError::Closed`] and pending receives
+    /// return it.
+    async fn close(&self) -> Result<(), LayerError>;
+}
+
+/// A layer shared by many consumers.
+pub type SharedLayer = Arc<dyn ChannelLayer>;

@@ -110,3 +110,39 @@ pub trait ChannelLayer: Send + Sync + 'static {
 
 /// A layer shared by many consumers.
 pub type SharedLayer = Arc<dyn ChannelLayer>;
+
+/// A shared layer is a layer, so `Arc<dyn ChannelLayer>` can go wherever a layer is expected.
+#[async_trait]
+impl<T: ChannelLayer + ?Sized> ChannelLayer for Arc<T> {
+    async fn new_channel(&self) -> Result<ChannelName, LayerError> {
+        (**self).new_channel().await
+    }
+    async fn send(&self, channel: &ChannelName, msg: LayerMessage) -> Result<(), LayerError> {
+        (**self).send(channel, msg).await
+    }
+    async fn receive(&self, channel: &ChannelName) -> Result<LayerMessage, LayerError> {
+        (**self).receive(channel).await
+    }
+    async fn group_add(&self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError> {
+        (**self).group_add(group, channel).await
+    }
+    async fn group_discard(
+        &self,
+        group: &GroupName,
+        channel: &ChannelName,
+    ) -> Result<(), LayerError> {
+        (**self).group_discard(group, channel).await
+    }
+    async fn group_send(&self, group: &GroupName, msg: LayerMessage) -> Result<(), LayerError> {
+        (**self).group_send(group, msg).await
+    }
+    async fn discard_channel(&self, channel: &ChannelName) -> Result<(), LayerError> {
+        (**self).discard_channel(channel).await
+    }
+    async fn flush(&self) -> Result<(), LayerError> {
+        (**self).flush().await
+    }
+    async fn close(&self) -> Result<(), LayerError> {
+        (**self).close().await
+    }
+}

@@ -1,0 +1,260 @@
+//! The connection state machine, independent of the transport: connect (accept or reject),
+//! then a loop over client frames, layer messages and a keep-alive timer, then a disconnect
+//! and cleanup that always run. The socket driver and the test communicator both run it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chat_core::{LayerError, Limits, SharedLayer, close};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::consumer::{Consumer, ConsumerError};
+use crate::context::{Context, Outbound, RequestInfo, State};
+
+/// Settings of a connection.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionConfig {
+    /// Frame size, outbound queue, ping interval and idle timeout come from here.
+    pub limits: Limits,
+    /// Cancelled when the server shuts down: every connection closes with 1001.
+    pub shutdown: CancellationToken,
+    /// Connection tasks are spawned on this tracker so a server can wait for them to finish.
+    pub tracker: TaskTracker,
+}
+
+/// What the client did, as the state machine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A text frame.
+    Text(Utf8Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+    /// A ping, pong or other control frame: the client is alive.
+    Activity,
+    /// The client closed, with this code if it gave one.
+    Closed(Option<u16>),
+    /// The client sent a frame over the size limit.
+    TooLarge,
+    /// The transport failed.
+    Failed(String),
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    /// The close code (the client's, or the one the server sends).
+    pub code: Option<u16>,
+    /// The close reason the server gives.
+    pub reason: String,
+    /// Whether the server initiated the close (and must send the close frame).
+    pub by_server: bool,
+    /// Whether the client was too slow: its outbound queue is full, so the close frame cannot
+    /// be queued behind the backlog.
+    pub overflow: bool,
+}
+
+impl Ending {
+    fn server(code: u16, reason: impl Into<String>) -> Self {
+        Self {
+            code: Some(code),
+            reason: reason.into(),
+            by_server: true,
+            overflow: false,
+        }
+    }
+
+    fn client(code: Option<u16>) -> Self {
+        Self {
+            code,
+            reason: String::new(),
+            by_server: false,
+            overflow: false,
+        }
+    }
+}
+
+/// The outcome of the connect phase.
+pub(crate) enum Started<C> {
+    /// The consumer accepted; run the loop once the transport is up.
+    Accepted(Accepted<C>),
+    /// The consumer refused: answer the HTTP request with this status.
+    Rejected { status: u16, reason: String },
+}
+
+/// An accepted connection waiting for its transport.
+pub(crate) struct Accepted<C> {
+    pub consumer: C,
+    pub cx: Context,
+    pub outbound: mpsc::Receiver<Outbound>,
+    /// Kept to queue the server's close frame after the loop ends.
+    pub closer: mpsc::Sender<Outbound>,
+}
+
+impl<C: Consumer> Accepted<C> {
+    /// The transport never came up (the upgrade failed): still run disconnect and cleanup.
+    pub async fn abandon(mut self) {
+        if let Err(e) = self.consumer.disconnect(&mut self.cx, None).await {
+            tracing::warn!(error = %e, "disconnect failed");
+        }
+        self.cx.cleanup().await;
+    }
+}
+
+/// Runs `connect` and reports whether the consumer accepted.
+pub(crate) async fn start<C: Consumer>(
+    mut consumer: C,
+    layer: SharedLayer,
+    request: Arc<RequestInfo>,
+    limits: &Limits,
+) -> Result<Started<C>, ConsumerError> {
+    let channel = layer.new_channel().await?;
+    let (tx, rx) = mpsc::channel(limits.outbound_queue.max(1));
+    let mut cx = Context::new(layer, channel, tx.clone(), request);
+    if let Err(e) = consumer.connect(&mut cx).await {
+        cx.cleanup().await;
+        return Err(e);
+    }
+    match cx.state.clone() {
+        State::Accepted => Ok(Started::Accepted(Accepted {
+            consumer,
+            cx,
+            outbound: rx,
+            closer: tx,
+        })),
+        State::Rejected(status, reason) => {
+            cx.cleanup().await;
+            Ok(Started::Rejected { status, reason })
+        }
+        State::Pending | State::Closing(..) => {
+            cx.cleanup().await;
+            Ok(Started::Rejected {
+                status: 403,
+                reason: "the connection was not accepted".into(),
+            })
+        }
+    }
+}
+
+/// What the consumer's last callback asked for, if it ends the connection.
+fn requested_ending(cx: &Context) -> Option<Ending> {
+    if cx.overflowed {
+        return Some(Ending {
+            overflow: true,
+            ..Ending::server(close::TRY_AGAIN_LATER, "client too slow")
+        });
+    }
+    match &cx.state {
+        State::Closing(code, reason) => Some(Ending::server(*code, reason.clone())),
+        _ => None,
+    }
+}
+
+/// The main loop: runs until the client leaves, the consumer closes, the server shuts down or
+/// the client falls too far behind. Then `disconnect` and group cleanup always run.
+pub(crate) async fn run<C, S>(
+    mut consumer: C,
+    mut cx: Context,
+    mut incoming: S,
+    config: &ConnectionConfig,
+) -> Ending
+where
+    C: Consumer,
+    S: Stream<Item = ClientEvent> + Unpin + Send,
+{
+    let limits = &config.limits;
+    let layer = cx.layer().clone();
+    let channel = cx.channel_name().clone();
+    let mut ending = match consumer.opened(&mut cx).await {
+        Ok(()) => requested_ending(&cx),
+        Err(e) => Some(internal(e)),
+    };
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+    let mut last_seen = Instant::now();
+    let mut layer_failures = 0u32;
+
+    while ending.is_none() {
+        let result = tokio::select! {
+            () = config.shutdown.cancelled() => {
+                ending = Some(Ending::server(close::GOING_AWAY, "server shutting down"));
+                continue;
+            }
+            event = incoming.next() => {
+                last_seen = Instant::now();
+                match event {
+                    Some(ClientEvent::Text(text)) => consumer.receive_text(&mut cx, &text).await,
+                    Some(ClientEvent::Binary(data)) => consumer.receive_binary(&mut cx, data).await,
+                    Some(ClientEvent::Activity) => Ok(()),
+                    Some(ClientEvent::Closed(code)) => {
+                        ending = Some(Ending::client(code));
+                        continue;
+                    }
+                    Some(ClientEvent::TooLarge) => {
+                        ending = Some(Ending::server(close::TOO_LARGE, "frame too large"));
+                        continue;
+                    }
+                    Some(ClientEvent::Failed(e)) => {
+                        tracing::debug!(error = %e, "transport failed");
+                        ending = Some(Ending::client(None));
+                        continue;
+                    }
+                    None => {
+                        ending = Some(Ending::client(None));
+                        continue;
+                    }
+                }
+            }
+            msg = layer.receive(&channel) => match msg {
+                Ok(msg) => {
+                    layer_failures = 0;
+                    consumer.handle(&mut cx, msg).await
+                }
+                Err(LayerError::Closed) => {
+                    ending = Some(Ending::server(close::GOING_AWAY, "server shutting down"));
+                    continue;
+                }
+                Err(e) => {
+                    // A layer outage must not kill the socket at once (the store still
+                    // works and clients resume with `since`), but a layer that keeps failing
+                    // without waiting would spin this loop.
+                    layer_failures += 1;
+                    tracing::warn!(error = %e, "channel layer receive failed");
+                    if layer_failures > 50 {
+                        Err(ConsumerError::Layer(e))
+                    } else {
+                        tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(layer_failures))).await;
+                        Ok(())
+                    }
+                }
+            },
+            _ = ping.tick() => {
+                if last_seen.elapsed() >= limits.idle_timeout {
+                    ending = Some(Ending::server(close::NORMAL, "idle timeout"));
+                    continue;
+                }
+                cx.push(Outbound::Ping);
+                Ok(())
+            }
+        };
+        ending = match result {
+            Ok(()) => requested_ending(&cx),
+            Err(e) => Some(internal(e)),
+        };
+    }
+    let ending = ending.unwrap_or_else(|| Ending::client(None));
+    if let Err(e) = consumer.disconnect(&mut cx, ending.code).await {
+        tracing::warn!(error = %e, "disconnect failed");
+    }
+    cx.cleanup().await;
+    ending
+}
+
+fn internal(e: ConsumerError) -> Ending {
+    tracing::error!(error = %e, "consumer failed; closing the connection");
+    Ending::server(close::INTERNAL, "internal error")
+}

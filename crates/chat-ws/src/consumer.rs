@@ -1,0 +1,120 @@
+//! The `Consumer` trait: Channels' `connect` / `receive` / `disconnect` model in Rust.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use chat_core::{LayerError, LayerMessage, StoreError};
+
+use crate::context::Context;
+
+/// What can go wrong inside a consumer callback. Returning an error from a callback closes
+/// the connection with 1011 (internal error) after `disconnect` runs.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// The channel layer failed.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// The message store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A group or room name was invalid.
+    #[error(transparent)]
+    InvalidName(#[from] chat_core::InvalidName),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A WebSocket consumer: one instance per connection, driven by the connection state machine
+/// (or by a [`Communicator`](crate::Communicator) in tests).
+///
+/// Every method has a default, so a consumer implements only what it needs. Callbacks run one
+/// at a time for a connection, so `&mut self` needs no locking.
+///
+/// Lifecycle: `connect` (before the HTTP upgrade: call [`Context::accept`] or
+/// [`Context::reject`]; not accepting rejects with 403) → `opened` (the socket is live) →
+/// `receive_text` / `receive_binary` / `handle` as frames and layer messages arrive →
+/// `disconnect` (always runs; the runtime then leaves every group the consumer joined).
+pub trait Consumer: Send + 'static {
+    /// Decides whether to accept the connection. Runs before the HTTP upgrade, so a rejection
+    /// is an HTTP status, not a WebSocket close.
+    fn connect(
+        &mut self,
+        cx: &mut Context,
+    ) -> impl Future<Output = Result<(), ConsumerError>> + Send {
+        cx.accept();
+        async { Ok(()) }
+    }
+
+    /// Called once the socket is open and frames can flow; the place for long replays, which
+    /// can use [`Context::send_text_wait`] to respect the client's pace.
+    fn opened(
+        &mut self,
+        _cx: &mut Context,
+    ) -> impl Future<Output = Result<(), ConsumerError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// A text frame from the client. The default parses JSON and calls `receive_json`; invalid
+    /// JSON is answered with an `invalid_json` error frame.
+    fn receive_text(
+        &mut self,
+        cx: &mut Context,
+        text: &str,
+    ) -> impl Future<Output = Result<(), ConsumerError>> + Send {
+        let parsed = serde_json::from_str::<serde_json::Value>(text);
+        async move {
+            match parsed {
+                Ok(v) => self.receive_json(cx, v).await,
+                Err(e) => {
+                    cx.send_frame(&chat_core::ServerFrame::error(
+                        chat_core::ErrorCode::InvalidJson,
+                        format!("frames are JSON: {e}"),
+                        None,
+                    ));
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// A JSON text frame from the client (when `receive_text` is not overridden).
+    fn receive_json(
+        &mut self,
+        _cx: &mut Context,
+        _value: serde_json::Value,
+    ) -> impl Future<Output = Result<(), ConsumerError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// A binary frame from the client. Ignored by default.
+    fn receive_binary(
+        &mut self,
+        _cx: &mut Context,
+        _data: Bytes,
+    ) -> impl Future<Output = Result<(), ConsumerError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// A message from the channel layer (a group send or a direct send to this consumer's
+    /// channel). Dispatch on [`LayerMessage::kind`]. The default forwards the payload to the
+    /// client as a text frame, serialized once for every recipient.
+    fn handle(
+        &mut self,
+        cx: &mut Context,
+        msg: LayerMessage,
+    ) -> impl Future<Output = Result<(), ConsumerError>> + Send {
+        cx.forward(&msg);
+        async { Ok(()) }
+    }
+
+    /// The connection is over (`code` is the close code, when there was one). Always runs
+    /// once after a successful `connect`, whatever ended the connection.
+    fn disconnect(
+        &mut self,
+        _cx: &mut Context,
+        _code: Option<u16>,
+    ) -> impl Future<Output = Result<(), ConsumerError>> + Send {
+        async { Ok(()) }
+    }
+}

@@ -1,0 +1,309 @@
+//! What a consumer can do: accept or reject, send frames, join and leave groups, close.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chat_core::{ChannelName, GroupName, InvalidName, LayerMessage, ServerFrame, SharedLayer};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::consumer::ConsumerError;
+
+/// A frame on its way to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// A text frame.
+    Text(Utf8Bytes),
+    /// A ping (the runtime's keep-alive).
+    Ping,
+    /// Close the connection with this code and reason.
+    Close(u16, String),
+}
+
+/// The handshake request as a consumer sees it: path, query parameters and headers.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    /// The request path (`/ws/chat/lobby/`).
+    pub path: String,
+    /// Decoded query parameters (the last value wins for repeated keys).
+    pub query: HashMap<String, String>,
+    /// Request headers.
+    pub headers: http::HeaderMap,
+}
+
+impl RequestInfo {
+    /// Builds the info from a path-and-query string such as `/ws/chat/lobby/?since=4`.
+    pub fn from_uri(uri: &http::Uri, headers: http::HeaderMap) -> Self {
+        let query = uri
+            .query()
+            .map(|q| {
+                form_decode(q)
+                    .into_iter()
+                    .collect::<HashMap<String, String>>()
+            })
+            .unwrap_or_default();
+        Self {
+            path: uri.path().to_owned(),
+            query,
+            headers,
+        }
+    }
+
+    /// A query parameter.
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query.get(key).map(String::as_str)
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`a=1&b=x%20y`).
+pub fn form_decode(s: &str) -> Vec<(String, String)> {
+    fn decode(part: &str) -> String {
+        let bytes = part.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                    match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                        Some(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        None => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+/// Where the connection stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum State {
+    /// `connect` has not decided yet.
+    Pending,
+    /// Accepted: the socket is (or will be) open.
+    Accepted,
+    /// Refused before the upgrade with this HTTP status.
+    Rejected(u16, String),
+    /// The consumer asked to close with this code.
+    Closing(u16, String),
+}
+
+/// Converts the things a consumer names groups with into a [`GroupName`].
+pub trait IntoGroupName {
+    /// The validated group name.
+    fn into_group_name(self) -> Result<GroupName, InvalidName>;
+}
+
+impl IntoGroupName for GroupName {
+    fn into_group_name(self) -> Result<GroupName, InvalidName> {
+        Ok(self)
+    }
+}
+
+impl IntoGroupName for &GroupName {
+    fn into_group_name(self) -> Result<GroupName, InvalidName> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoGroupName for &str {
+    fn into_group_name(self) -> Result<GroupName, InvalidName> {
+        GroupName::parse(self)
+    }
+}
+
+/// A consumer's handle on its connection.
+pub struct Context {
+    layer: SharedLayer,
+    channel: ChannelName,
+    groups: HashSet<GroupName>,
+    out: mpsc::Sender<Outbound>,
+    pub(crate) state: State,
+    pub(crate) overflowed: bool,
+    request: Arc<RequestInfo>,
+}
+
+impl Context {
+    pub(crate) fn new(
+        layer: SharedLayer,
+        channel: ChannelName,
+        out: mpsc::Sender<Outbound>,
+        request: Arc<RequestInfo>,
+    ) -> Self {
+        Self {
+            layer,
+            channel,
+            groups: HashSet::new(),
+            out,
+            state: State::Pending,
+            overflowed: false,
+            request,
+        }
+    }
+
+    /// Accepts the connection (in `connect`).
+    pub fn accept(&mut self) {
+        if self.state == State::Pending {
+            self.state = State::Accepted;
+        }
+    }
+
+    /// Refuses the connection before the upgrade with an HTTP status (401, 403, 503…) and a
+    /// reason for the response body.
+    pub fn reject(&mut self, status: u16, reason: impl Into<String>) {
+        self.state = State::Rejected(status, reason.into());
+    }
+
+    /// Closes the connection with a WebSocket close code once the current callback returns.
+    pub fn close(&mut self, code: u16, reason: impl Into<String>) {
+        if matches!(self.state, State::Pending) {
+            self.state = State::Rejected(403, reason.into());
+        } else if self.state == State::Accepted {
+            self.state = State::Closing(code, reason.into());
+        }
+    }
+
+    /// Whether the consumer has accepted and not asked to close.
+    pub fn is_open(&self) -> bool {
+        self.state == State::Accepted
+    }
+
+    /// The handshake request.
+    pub fn request(&self) -> &RequestInfo {
+        &self.request
+    }
+
+    /// This consumer's channel in the layer.
+    pub fn channel_name(&self) -> &ChannelName {
+        &self.channel
+    }
+
+    /// The channel layer.
+    pub fn layer(&self) -> &SharedLayer {
+        &self.layer
+    }
+
+    /// Queues a text frame. Never waits: when the client's outbound queue is full the
+    /// connection is closed with 1013 (too slow) after the current callback.
+    pub fn send_text(&mut self, text: impl Into<Utf8Bytes>) {
+        self.push(Outbound::Text(text.into()));
+    }
+
+    /// Queues a text frame, waiting for room in the outbound queue instead of closing a slow
+    /// client. For long replays in [`Consumer::opened`](crate::Consumer::opened).
+    pub async fn send_text_wait(&mut self, text: impl Into<Utf8Bytes>) {
+        if self.out.send(Outbound::Text(text.into())).await.is_err() {
+            self.overflowed = true;
+        }
+    }
+
+    /// Queues any serializable value as a JSON text frame.
+    pub fn send_json<T: Serialize + ?Sized>(&mut self, value: &T) {
+        match serde_json::to_string(value) {
+            Ok(s) => self.send_text(s),
+            Err(e) => tracing::error!(error = %e, "could not serialize an outbound frame"),
+        }
+    }
+
+    /// Queues a protocol frame.
+    pub fn send_frame(&mut self, frame: &ServerFrame) {
+        self.send_text(frame.to_json());
+    }
+
+    /// Forwards a layer message's payload as a text frame without re-serializing it.
+    pub fn forward(&mut self, msg: &LayerMessage) {
+        match Utf8Bytes::try_from(msg.payload().clone()) {
+            Ok(t) => self.send_text(t),
+            Err(e) => tracing::error!(error = %e, "layer payload is not UTF-8"),
+        }
+    }
+
+    pub(crate) fn push(&mut self, frame: Outbound) {
+        if self.overflowed {
+            return;
+        }
+        if self.out.try_send(frame).is_err() {
+            self.overflowed = true;
+        }
+    }
+
+    /// Joins a group; the runtime leaves it automatically on disconnect.
+    pub async fn group_add(&mut self, group: impl IntoGroupName) -> Result<(), ConsumerError> {
+        let group = group.into_group_name()?;
+        self.layer.group_add(&group, &self.channel).await?;
+        self.groups.insert(group);
+        Ok(())
+    }
+
+    /// Leaves a group.
+    pub async fn group_discard(&mut self, group: impl IntoGroupName) -> Result<(), ConsumerError> {
+        let group = group.into_group_name()?;
+        self.groups.remove(&group);
+        self.layer.group_discard(&group, &self.channel).await?;
+        Ok(())
+    }
+
+    /// Sends a layer message to every member of a group (this consumer included, if a member).
+    pub async fn group_send(
+        &self,
+        group: impl IntoGroupName,
+        msg: LayerMessage,
+    ) -> Result<(), ConsumerError> {
+        let group = group.into_group_name()?;
+        self.layer.group_send(&group, msg).await?;
+        Ok(())
+    }
+
+    /// The groups this consumer is in.
+    pub fn groups(&self) -> impl Iterator<Item = &GroupName> {
+        self.groups.iter()
+    }
+
+    /// Leaves every group and forgets the channel. Errors are logged: cleanup must finish.
+    pub(crate) async fn cleanup(&mut self) {
+        for group in std::mem::take(&mut self.groups) {
+            if let Err(e) = self.layer.group_discard(&group, &self.channel).await {
+                tracing::warn!(group = %group, error = %e, "group_discard failed during cleanup");
+            }
+        }
+        if let Err(e) = self.layer.discard_channel(&self.channel).await {
+            tracing::warn!(channel = %self.channel, error = %e, "discard_channel failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding() {
+        assert_eq!(
+            form_decode("name=ana+maria&since=42&x=%3Cb%3E&bad=%zz&flag"),
+            vec![
+                ("name".into(), "ana maria".into()),
+                ("since".into(), "42".into()),
+                ("x".into(), "<b>".into()),
+                ("bad".into(), "%zz".into()),
+                ("flag".into(), String::new()),
+            ]
+        );
+        assert_eq!(form_decode("a=%4"), vec![("a".into(), "%4".into())]);
+        assert_eq!(form_decode("a=%C3%A7"), vec![("a".into(), "ç".into())]);
+    }
+}

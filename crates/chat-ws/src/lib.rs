@@ -1,0 +1,59 @@
+//! # chat-ws
+//!
+//! Channels-style WebSocket consumers on tokio-tungstenite.
+//!
+//! - [`Consumer`]: `connect` / `receive` / `handle` / `disconnect`, with a [`Context`] to
+//!   accept or reject, send frames and use groups;
+//! - the connection state machine: accept or reject *before* the upgrade, a loop over client
+//!   frames, layer messages and a keep-alive ping, a bounded outbound queue (a client that
+//!   cannot keep up is closed with 1013), and cleanup that always runs;
+//! - [`upgrade`]: mount a consumer in any hyper service with one call;
+//! - [`ChatConsumer`]: the chat protocol for a socket bound to one room;
+//! - [`Communicator`]: unit-test a consumer without sockets.
+//!
+//! ```
+//! use chat_core::{InMemoryChannelLayer, LayerMessage};
+//! use chat_ws::{Communicator, Consumer, ConsumerError, Context};
+//!
+//! /// The seed tutorials' whole chat consumer.
+//! struct Lobby;
+//!
+//! impl Consumer for Lobby {
+//!     async fn connect(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
+//!         cx.group_add("lobby").await?;
+//!         cx.accept();
+//!         Ok(())
+//!     }
+//!     async fn receive_json(&mut self, cx: &mut Context, msg: serde_json::Value) -> Result<(), ConsumerError> {
+//!         cx.group_send("lobby", LayerMessage::new("chat.message", msg)).await
+//!     }
+//!     // `handle` forwards layer messages to the client by default, serialized once.
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let layer = InMemoryChannelLayer::default();
+//! let mut a = Communicator::new(Lobby, layer.clone());
+//! let mut b = Communicator::new(Lobby, layer);
+//! assert!(a.connect().await.accepted());
+//! assert!(b.connect().await.accepted());
+//! a.send_json(serde_json::json!({"message": "oi"})).await;
+//! assert_eq!(b.receive_json().await["message"], "oi");
+//! # }
+//! ```
+
+mod chat;
+mod communicator;
+mod connection;
+mod consumer;
+mod context;
+mod socket;
+mod upgrade;
+
+pub use chat::{CHAT_MESSAGE, CHAT_READ, CHAT_TYPING, ChatConsumer};
+pub use communicator::{Communicator, ConnectOutcome};
+pub use connection::{ClientEvent, ConnectionConfig, Ending};
+pub use consumer::{Consumer, ConsumerError};
+pub use context::{Context, IntoGroupName, Outbound, RequestInfo, form_decode};
+pub use socket::websocket_config;
+pub use upgrade::{is_websocket_request, upgrade};

@@ -1,0 +1,110 @@
+//! Mounting a consumer in any hyper service: one call takes the upgrade request and a
+//! consumer, answers the handshake and runs the connection.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+use crate::connection::{ConnectionConfig, Started, start};
+use crate::consumer::Consumer;
+use crate::context::RequestInfo;
+use crate::socket::serve;
+
+fn plain(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(body.into())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+fn header_has(req_headers: &http::HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    req_headers.get_all(name).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|part| part.trim().eq_ignore_ascii_case(token))
+        })
+    })
+}
+
+/// Whether a request asks for a WebSocket upgrade.
+pub fn is_websocket_request<B>(req: &Request<B>) -> bool {
+    header_has(req.headers(), header::CONNECTION, "upgrade")
+        && header_has(req.headers(), header::UPGRADE, "websocket")
+}
+
+/// Answers a WebSocket handshake with `consumer`.
+///
+/// The consumer's `connect` runs *before* the upgrade: if it rejects (or never accepts) the
+/// client gets that HTTP status (403 by default) and no socket. If it accepts, the response is
+/// `101 Switching Protocols` and the connection runs on a task spawned on
+/// `config.tracker`.
+pub async fn upgrade<C, B>(
+    mut req: Request<B>,
+    consumer: C,
+    layer: chat_core::SharedLayer,
+    config: ConnectionConfig,
+) -> Response<Full<Bytes>>
+where
+    C: Consumer,
+    B: Send + 'static,
+{
+    if req.method() != http::Method::GET || !is_websocket_request(&req) {
+        let mut res = plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks WebSocket only",
+        );
+        res.headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return res;
+    }
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return plain(StatusCode::BAD_REQUEST, "Sec-WebSocket-Version must be 13");
+    }
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
+        return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+    };
+    let accept_key = derive_accept_key(key.as_bytes());
+    let info = Arc::new(RequestInfo::from_uri(req.uri(), req.headers().clone()));
+    let accepted = match start(consumer, layer, info, &config.limits).await {
+        Ok(Started::Accepted(a)) => a,
+        Ok(Started::Rejected { status, reason }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+            return plain(status, reason);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "consumer connect failed");
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let tracker = config.tracker.clone();
+    tracker.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve(accepted, TokioIo::new(upgraded), config).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                accepted.abandon().await;
+            }
+        }
+    });
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept_key) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    res
+}

@@ -1,0 +1,109 @@
+//! The Consumer trait's lifecycle through the communicator, with a custom consumer.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chat_core::{ChannelLayer, GroupName, InMemoryChannelLayer, LayerMessage};
+use chat_ws::{Communicator, ConnectOutcome, Consumer, ConsumerError, Context};
+use serde_json::json;
+
+/// Joins "lobby" and echoes JSON to the group; counts disconnects.
+struct Lobby {
+    disconnects: Arc<AtomicU32>,
+}
+
+impl Consumer for Lobby {
+    async fn connect(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
+        if cx.request().query("deny").is_some() {
+            cx.reject(401, "login required");
+            return Ok(());
+        }
+        if cx.request().query("silent").is_some() {
+            return Ok(()); // never accepts
+        }
+        cx.group_add("lobby").await?;
+        cx.accept();
+        Ok(())
+    }
+
+    async fn receive_json(
+        &mut self,
+        cx: &mut Context,
+        msg: serde_json::Value,
+    ) -> Result<(), ConsumerError> {
+        cx.group_send("lobby", LayerMessage::new("chat.message", msg))
+            .await
+    }
+
+    async fn disconnect(
+        &mut self,
+        _cx: &mut Context,
+        _code: Option<u16>,
+    ) -> Result<(), ConsumerError> {
+        self.disconnects.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn lobby(counter: &Arc<AtomicU32>) -> Lobby {
+    Lobby {
+        disconnects: counter.clone(),
+    }
+}
+
+#[tokio::test]
+async fn lobby_echoes_to_the_group() {
+    let layer = InMemoryChannelLayer::default();
+    let count = Arc::new(AtomicU32::new(0));
+    let mut a = Communicator::new(lobby(&count), layer.clone());
+    let mut b = Communicator::new(lobby(&count), layer);
+    assert!(a.connect().await.accepted());
+    assert!(b.connect().await.accepted());
+    a.send_json(json!({"message": "oi"})).await;
+    assert_eq!(b.receive_json().await["message"], "oi");
+    assert_eq!(a.receive_json().await["message"], "oi");
+}
+
+#[tokio::test]
+async fn rejection_carries_the_status_and_not_accepting_is_403() {
+    let layer = InMemoryChannelLayer::default();
+    let count = Arc::new(AtomicU32::new(0));
+    let mut c = Communicator::new(lobby(&count), layer.clone()).with_path("/?deny=1");
+    assert_eq!(
+        c.connect().await,
+        ConnectOutcome::Rejected(401, "login required".into())
+    );
+    let mut c = Communicator::new(lobby(&count), layer).with_path("/?silent=1");
+    assert!(matches!(
+        c.connect().await,
+        ConnectOutcome::Rejected(403, _)
+    ));
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        0,
+        "no disconnect without a connection"
+    );
+}
+
+#[tokio::test]
+async fn disconnect_runs_once_with_the_client_code() {
+    let layer = InMemoryChannelLayer::default();
+    let count = Arc::new(AtomicU32::new(0));
+    let mut a = Communicator::new(lobby(&count), layer.clone());
+    assert!(a.connect().await.accepted());
+    let ending = a.disconnect(1000).await.unwrap();
+    assert_eq!(ending.code, Some(1000));
+    assert!(!ending.by_server);
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    // The layer keeps working for the group's other members.
+    let probe = layer.new_channel().await.unwrap();
+    let group = GroupName::parse("lobby").unwrap();
+    layer.group_add(&group, &probe).await.unwrap();
+    layer
+        .group_send(&group, LayerMessage::new("x", json!(1)))
+        .await
+        .unwrap();
+    assert_eq!(layer.receive(&probe).await.unwrap().payload_str(), "1");
+}

@@ -110,6 +110,56 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Checks a message body and client id against the limits: not blank (`empty_message`),
+    /// at most `max_body_chars` characters and a client id of 1 to `max_client_id_bytes`
+    /// bytes (`too_large`).
+    pub fn check_message(&self, body: &str, client_id: Option<&str>) -> Result<(), FrameError> {
+        if body.trim().is_empty() {
+            return Err(FrameError::new(
+                ErrorCode::EmptyMessage,
+                "the message is empty",
+            ));
+        }
+        let chars = body.chars().count();
+        if chars > self.max_body_chars {
+            return Err(FrameError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "the message has {chars} characters; the limit is {}",
+                    self.max_body_chars
+                ),
+            ));
+        }
+        if client_id.is_some_and(|c| c.is_empty() || c.len() > self.max_client_id_bytes) {
+            return Err(FrameError::new(
+                ErrorCode::TooLarge,
+                format!("client_id must be 1 to {} bytes", self.max_client_id_bytes),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks and normalizes a guest's display name: trimmed, 1 to `max_name_chars`
+    /// characters, no control characters. The error says what to fix.
+    pub fn check_guest_name(&self, name: &str) -> Result<String, String> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err("the name is empty".into());
+        }
+        if name.chars().count() > self.max_name_chars {
+            return Err(format!(
+                "a name has at most {} characters",
+                self.max_name_chars
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err("a name cannot contain control characters".into());
+        }
+        Ok(name.to_owned())
+    }
+}
+
 /// A frame from a client, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
@@ -484,6 +534,35 @@ mod tests {
             ClientFrame::parse(r#"{"type":"ping"}"#).unwrap(),
             ClientFrame::Ping
         );
+    }
+
+    #[test]
+    fn message_and_name_limits() {
+        let l = Limits::default();
+        assert!(l.check_message("hi", Some("c-1")).is_ok());
+        assert_eq!(
+            l.check_message(" \n\t", None).unwrap_err().code,
+            ErrorCode::EmptyMessage
+        );
+        assert!(l.check_message(&"é".repeat(4_000), None).is_ok());
+        assert_eq!(
+            l.check_message(&"é".repeat(4_001), None).unwrap_err().code,
+            ErrorCode::TooLarge
+        );
+        assert_eq!(
+            l.check_message("x", Some("")).unwrap_err().code,
+            ErrorCode::TooLarge
+        );
+        assert_eq!(
+            l.check_message("x", Some(&"c".repeat(129)))
+                .unwrap_err()
+                .code,
+            ErrorCode::TooLarge
+        );
+        assert_eq!(l.check_guest_name("  ana ").unwrap(), "ana");
+        assert!(l.check_guest_name("").is_err());
+        assert!(l.check_guest_name("a\u{7}b").is_err());
+        assert!(l.check_guest_name(&"n".repeat(65)).is_err());
     }
 
     #[test]

@@ -25,12 +25,22 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token if there is one; `false` means the event is over the limit.
-    pub fn try_take(&mut self) -> bool {
+    fn refill(&mut self) {
         let now = Instant::now();
         let elapsed = now.duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+    }
+
+    /// Whether the bucket has refilled completely (its owner has been quiet).
+    pub fn is_full(&mut self) -> bool {
+        self.refill();
+        self.tokens >= self.burst
+    }
+
+    /// Takes one token if there is one; `false` means the event is over the limit.
+    pub fn try_take(&mut self) -> bool {
+        self.refill();
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true

@@ -142,34 +142,7 @@ impl ChatConsumer {
                 ),
             ));
         }
-        if body.trim().is_empty() {
-            return Err(FrameError::new(
-                ErrorCode::EmptyMessage,
-                "the message is empty",
-            ));
-        }
-        let chars = body.chars().count();
-        if chars > self.limits.max_body_chars {
-            return Err(FrameError::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "the message has {chars} characters; the limit is {}",
-                    self.limits.max_body_chars
-                ),
-            ));
-        }
-        if client_id
-            .as_ref()
-            .is_some_and(|c| c.len() > self.limits.max_client_id_bytes || c.is_empty())
-        {
-            return Err(FrameError::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "client_id must be 1 to {} bytes",
-                    self.limits.max_client_id_bytes
-                ),
-            ));
-        }
+        self.limits.check_message(&body, client_id.as_deref())?;
         let appended = self
             .store
             .append(NewMessage {

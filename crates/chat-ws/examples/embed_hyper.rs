@@ -1,0 +1,75 @@
+//! Mounting a consumer in your own hyper service: `/ws` speaks WebSocket through chat-ws,
+//! every other path stays yours.
+//!
+//! ```sh
+//! cargo run -p chat-ws --example embed_hyper
+//! # then, with any WebSocket client:  websocat ws://127.0.0.1:3000/ws
+//! ```
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chat_core::{InMemoryChannelLayer, LayerMessage, SharedLayer};
+use chat_ws::{ConnectionConfig, Consumer, ConsumerError, Context};
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+/// Everyone who connects joins one group; every JSON frame goes to all of them.
+struct Lobby;
+
+impl Consumer for Lobby {
+    async fn connect(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
+        cx.group_add("lobby").await?;
+        cx.accept();
+        Ok(())
+    }
+
+    async fn receive_json(
+        &mut self,
+        cx: &mut Context,
+        msg: serde_json::Value,
+    ) -> Result<(), ConsumerError> {
+        cx.group_send("lobby", LayerMessage::new("chat.message", msg))
+            .await
+    }
+}
+
+async fn route(
+    req: Request<Incoming>,
+    layer: SharedLayer,
+    config: ConnectionConfig,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/ws" {
+        // The one call: handshake, connect, and the connection task.
+        return Ok(chat_ws::upgrade(req, Lobby, layer, config).await);
+    }
+    Ok(Response::new(Full::new(Bytes::from_static(
+        b"your own routes live here; WebSocket at /ws\n",
+    ))))
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let layer: SharedLayer = Arc::new(InMemoryChannelLayer::default());
+    let config = ConnectionConfig::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let (layer, config) = (layer.clone(), config.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |req| route(req, layer.clone(), config.clone()));
+            let conn = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                eprintln!("connection error: {e}");
+            }
+        });
+    }
+}

@@ -1,0 +1,58 @@
+//! Rows as diesel reads and writes them, and their conversion to chat-core types.
+
+use chat_core::{RoomName, Sender, Seq, StoredMessage, Timestamp};
+use diesel::prelude::*;
+
+use crate::schema::messages;
+
+/// A message row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = messages)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub(crate) struct MessageRow {
+    pub seq: i64,
+    pub sender_id: Option<i64>,
+    pub sender_name: String,
+    pub sender_role: Option<String>,
+    pub body: String,
+    pub client_id: Option<String>,
+    pub created_at: i64,
+}
+
+impl MessageRow {
+    pub(crate) fn into_stored(self, room: RoomName) -> StoredMessage {
+        StoredMessage {
+            room,
+            // Seqs are written by this crate from 1 upwards; a negative one cannot exist.
+            seq: Seq::try_from(self.seq).unwrap_or_default(),
+            sender: Sender {
+                id: self.sender_id,
+                name: self.sender_name,
+                role: self.sender_role,
+            },
+            body: self.body,
+            client_id: self.client_id,
+            sent_at: Timestamp::from_unix_millis(self.created_at),
+        }
+    }
+}
+
+/// A message row to insert.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = messages)]
+pub(crate) struct NewMessageRow<'a> {
+    pub room_id: i32,
+    pub seq: i64,
+    pub sender_id: Option<i64>,
+    pub sender_name: &'a str,
+    pub sender_role: Option<&'a str>,
+    pub sender_key: &'a str,
+    pub body: &'a str,
+    pub client_id: Option<&'a str>,
+    pub created_at: i64,
+}
+
+/// A seq as the database stores it.
+pub(crate) fn db_seq(seq: Seq) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}

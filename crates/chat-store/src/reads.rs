@@ -1,0 +1,131 @@
+//! Reads: a few connections of their own (SQLite in WAL mode reads alongside the writer),
+//! each query run on tokio's blocking pool so the async runtime never waits on disk.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chat_core::{HistoryPage, HistoryQuery, RoomName, Seq, StoreError};
+use diesel::prelude::*;
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
+
+use crate::config::{StoreConfig, connect};
+use crate::model::{MessageRow, db_seq};
+use crate::schema::{messages, read_state, rooms};
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// A small pool of read connections, opened lazily.
+pub(crate) struct Readers {
+    path: PathBuf,
+    config: StoreConfig,
+    idle: Mutex<Vec<SqliteConnection>>,
+    permits: Semaphore,
+}
+
+impl Readers {
+    pub(crate) fn new(path: PathBuf, config: StoreConfig) -> Self {
+        let permits = Semaphore::new(config.read_connections.max(1));
+        Self {
+            path,
+            config,
+            idle: Mutex::new(Vec::new()),
+            permits,
+        }
+    }
+
+    /// Runs `f` with a read connection on the blocking pool.
+    pub(crate) async fn with<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> QueryResult<T> + Send + 'static,
+    {
+        let _permit = self.permits.acquire().await.map_err(unavailable)?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = this.idle.lock().pop();
+            let mut conn = match conn {
+                Some(c) => c,
+                None => connect(&this.path, &this.config).map_err(unavailable)?,
+            };
+            let result = f(&mut conn).map_err(unavailable);
+            // A connection that just failed may be broken: open a fresh one next time.
+            if result.is_ok() {
+                this.idle.lock().push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+/// One page of a room's history; see [`HistoryQuery`] for the directions.
+pub(crate) fn history(
+    conn: &mut SqliteConnection,
+    room: &RoomName,
+    query: HistoryQuery,
+) -> QueryResult<HistoryPage> {
+    let limit = query.capped_limit();
+    let Some(room_id) = rooms::table
+        .filter(rooms::name.eq(room.as_str()))
+        .select(rooms::id)
+        .first::<i32>(conn)
+        .optional()?
+    else {
+        return Ok(HistoryPage::default());
+    };
+    let after = db_seq(query.after.unwrap_or(0));
+    let before = db_seq(query.before.unwrap_or(Seq::MAX));
+    let base = messages::table
+        .filter(messages::room_id.eq(room_id))
+        .filter(messages::seq.gt(after))
+        .filter(messages::seq.lt(before))
+        .select(MessageRow::as_select())
+        .limit(i64::from(limit) + 1);
+    let (mut rows, forward) = if query.after.is_some() {
+        (base.order(messages::seq.asc()).load(conn)?, true)
+    } else {
+        (base.order(messages::seq.desc()).load(conn)?, false)
+    };
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    if !forward {
+        rows.reverse();
+    }
+    Ok(HistoryPage {
+        messages: rows
+            .into_iter()
+            .map(|r| r.into_stored(room.clone()))
+            .collect(),
+        has_more,
+    })
+}
+
+/// The room's latest seq, 0 when it has none.
+pub(crate) fn last_seq(conn: &mut SqliteConnection, room: &RoomName) -> QueryResult<Seq> {
+    let seq: Option<i64> = rooms::table
+        .filter(rooms::name.eq(room.as_str()))
+        .select(rooms::last_seq)
+        .first(conn)
+        .optional()?;
+    Ok(seq.and_then(|s| Seq::try_from(s).ok()).unwrap_or(0))
+}
+
+/// The last seq `user` read in `room`, 0 when never.
+pub(crate) fn last_read(
+    conn: &mut SqliteConnection,
+    room: &RoomName,
+    user: i64,
+) -> QueryResult<Seq> {
+    let seq: Option<i64> = read_state::table
+        .inner_join(rooms::table)
+        .filter(rooms::name.eq(room.as_str()))
+        .filter(read_state::user_id.eq(user))
+        .select(read_state::last_read_seq)
+        .first(conn)
+        .optional()?;
+    Ok(seq.and_then(|s| Seq::try_from(s).ok()).unwrap_or(0))
+}

@@ -1,0 +1,40 @@
+//! The diesel schema (kept in step with `migrations/sqlite`).
+
+#![allow(missing_docs)]
+
+diesel::table! {
+    rooms (id) {
+        id -> Integer,
+        name -> Text,
+        kind -> Text,
+        last_seq -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Integer,
+        room_id -> Integer,
+        seq -> BigInt,
+        sender_id -> Nullable<BigInt>,
+        sender_name -> Text,
+        sender_role -> Nullable<Text>,
+        sender_key -> Text,
+        body -> Text,
+        client_id -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    read_state (room_id, user_id) {
+        room_id -> Integer,
+        user_id -> BigInt,
+        last_read_seq -> BigInt,
+    }
+}
+
+diesel::joinable!(messages -> rooms (room_id));
+diesel::joinable!(read_state -> rooms (room_id));
+diesel::allow_tables_to_appear_in_same_query!(rooms, messages, read_state);

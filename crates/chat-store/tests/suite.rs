@@ -1,0 +1,354 @@
+//! The store suite: the `MessageStore` contract on a real database file. Each check is a
+//! generic function of a store, so the PostgreSQL backend can run the very same checks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chat_core::{HistoryPage, HistoryQuery, MessageStore, NewMessage, RoomName, Sender};
+use chat_store::{Store, StoreConfig};
+use tempfile::TempDir;
+
+async fn sqlite() -> (Store, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(format!(
+        "sqlite://{}/chat.db",
+        dir.path().display()
+    )))
+    .await
+    .expect("open store");
+    (store, dir)
+}
+
+fn room(name: &str) -> RoomName {
+    RoomName::parse(name).unwrap()
+}
+
+fn msg(room_name: &str, sender: Sender, body: &str, client_id: Option<&str>) -> NewMessage {
+    NewMessage {
+        room: room(room_name),
+        sender,
+        body: body.into(),
+        client_id: client_id.map(Into::into),
+    }
+}
+
+fn seqs(page: &HistoryPage) -> Vec<u64> {
+    page.messages.iter().map(|m| m.seq).collect()
+}
+
+async fn seqs_start_at_one_per_room(store: impl MessageStore) {
+    let a = store
+        .append(msg("a", Sender::guest("x"), "1", None))
+        .await
+        .unwrap();
+    let b = store
+        .append(msg("b", Sender::guest("x"), "1", None))
+        .await
+        .unwrap();
+    let a2 = store
+        .append(msg(
+            "a",
+            Sender::user(3, "Ana", Some("tutor".into())),
+            "2",
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!((a.message.seq, b.message.seq, a2.message.seq), (1, 1, 2));
+    assert!(!a.duplicate);
+    assert_eq!(store.last_seq(&room("a")).await.unwrap(), 2);
+    assert_eq!(store.last_seq(&room("never")).await.unwrap(), 0);
+    let page = store
+        .history(&room("a"), HistoryQuery::latest(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.messages[1].sender,
+        Sender::user(3, "Ana", Some("tutor".into()))
+    );
+    assert_eq!(
+        page.messages[1], a2.message,
+        "what append returns is what is stored"
+    );
+}
+
+async fn concurrent_appends_are_gap_free(store: impl MessageStore) {
+    const TASKS: u64 = 16;
+    const EACH: u64 = 200;
+    let store = Arc::new(store);
+    let mut handles = Vec::new();
+    for t in 0..TASKS {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..EACH {
+                let a = store
+                    .append(msg(
+                        "busy",
+                        Sender::guest(format!("t{t}")),
+                        &format!("{t}-{i}"),
+                        None,
+                    ))
+                    .await
+                    .unwrap();
+                mine.push(a.message.seq);
+            }
+            mine
+        }));
+    }
+    let mut all = HashSet::new();
+    for h in handles {
+        let mine = h.await.unwrap();
+        assert!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "a sender's seqs follow its commit order"
+        );
+        for s in mine {
+            assert!(all.insert(s), "seq {s} given twice");
+        }
+    }
+    let n = TASKS * EACH;
+    assert_eq!(
+        all,
+        (1..=n).collect::<HashSet<_>>(),
+        "seqs are exactly 1..={n}"
+    );
+    assert_eq!(store.last_seq(&room("busy")).await.unwrap(), n);
+    // And the stored order agrees: reading forward walks 1, 2, 3, … with no hole.
+    let mut after = 0;
+    loop {
+        let page = store
+            .history(&room("busy"), HistoryQuery::after(after, 200))
+            .await
+            .unwrap();
+        for m in &page.messages {
+            assert_eq!(m.seq, after + 1);
+            after = m.seq;
+        }
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!(after, n);
+}
+
+async fn client_id_is_idempotent(store: impl MessageStore) {
+    let ana = || Sender::guest("ana");
+    let first = store
+        .append(msg("r", ana(), "hello", Some("c-1")))
+        .await
+        .unwrap();
+    let again = store
+        .append(msg("r", ana(), "changed", Some("c-1")))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(
+        again.message, first.message,
+        "the first message is returned"
+    );
+    let other_sender = store
+        .append(msg("r", Sender::guest("bruno"), "hello", Some("c-1")))
+        .await
+        .unwrap();
+    assert!(!other_sender.duplicate, "client ids are per sender");
+    let other_room = store
+        .append(msg("r2", ana(), "hello", Some("c-1")))
+        .await
+        .unwrap();
+    assert!(!other_room.duplicate, "client ids are per room");
+    let user = store
+        .append(msg("r", Sender::user(7, "ana", None), "hello", Some("c-1")))
+        .await
+        .unwrap();
+    assert!(
+        !user.duplicate,
+        "a user named like a guest is another sender"
+    );
+
+    // Concurrent retries of one client id (they may land in the same batch): stored once.
+    let store = Arc::new(store);
+    let mut handles = Vec::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .append(msg("r", ana(), "retry", Some("c-2")))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut fresh = 0;
+    let mut seqs_seen = HashSet::new();
+    for h in handles {
+        let a = h.await.unwrap();
+        fresh += usize::from(!a.duplicate);
+        seqs_seen.insert(a.message.seq);
+    }
+    assert_eq!(fresh, 1, "exactly one retry stores the message");
+    assert_eq!(seqs_seen.len(), 1, "every retry answers the same seq");
+    assert_eq!(store.last_seq(&room("r")).await.unwrap(), 4);
+}
+
+async fn history_pages_both_ways(store: impl MessageStore) {
+    let r = room("h");
+    assert_eq!(
+        store.history(&r, HistoryQuery::latest(10)).await.unwrap(),
+        HistoryPage::default(),
+        "an unknown room has an empty history"
+    );
+    for i in 1..=250 {
+        store
+            .append(msg("h", Sender::guest("x"), &i.to_string(), None))
+            .await
+            .unwrap();
+    }
+    let p = store.history(&r, HistoryQuery::latest(3)).await.unwrap();
+    assert_eq!((seqs(&p), p.has_more), (vec![248, 249, 250], true));
+    assert_eq!(p.messages[0].body, "248");
+    let p = store
+        .history(&r, HistoryQuery::before(248, 3))
+        .await
+        .unwrap();
+    assert_eq!((seqs(&p), p.has_more), (vec![245, 246, 247], true));
+    let p = store
+        .history(&r, HistoryQuery::before(3, 10))
+        .await
+        .unwrap();
+    assert_eq!((seqs(&p), p.has_more), (vec![1, 2], false));
+    let p = store.history(&r, HistoryQuery::after(0, 2)).await.unwrap();
+    assert_eq!((seqs(&p), p.has_more), (vec![1, 2], true));
+    let p = store
+        .history(&r, HistoryQuery::after(247, 10))
+        .await
+        .unwrap();
+    assert_eq!((seqs(&p), p.has_more), (vec![248, 249, 250], false));
+    let both = HistoryQuery {
+        after: Some(10),
+        before: Some(14),
+        limit: 10,
+    };
+    let p = store.history(&r, both).await.unwrap();
+    assert_eq!((seqs(&p), p.has_more), (vec![11, 12, 13], false));
+    let both = HistoryQuery {
+        after: Some(10),
+        before: Some(14),
+        limit: 2,
+    };
+    let p = store.history(&r, both).await.unwrap();
+    assert_eq!((seqs(&p), p.has_more), (vec![11, 12], true));
+    let p = store
+        .history(&r, HistoryQuery::latest(1_000))
+        .await
+        .unwrap();
+    assert_eq!(p.messages.len(), 200, "limit is capped at 200");
+    assert_eq!(p.messages[0].seq, 51);
+    assert!(p.has_more);
+    let p = store
+        .history(&r, HistoryQuery::after(250, 10))
+        .await
+        .unwrap();
+    assert_eq!((seqs(&p), p.has_more), (vec![], false));
+}
+
+async fn read_state_never_moves_back(store: impl MessageStore) {
+    let r = room("reads");
+    assert_eq!(store.last_read(&r, 3).await.unwrap(), 0);
+    store.mark_read(&r, 3, 5).await.unwrap();
+    store.mark_read(&r, 3, 2).await.unwrap();
+    store.mark_read(&r, 8, 1).await.unwrap();
+    assert_eq!(store.last_read(&r, 3).await.unwrap(), 5);
+    assert_eq!(store.last_read(&r, 8).await.unwrap(), 1);
+    store.mark_read(&r, 3, 9).await.unwrap();
+    assert_eq!(store.last_read(&r, 3).await.unwrap(), 9);
+    store.ping().await.unwrap();
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_suite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _dir) = sqlite().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    seqs_start_at_one_per_room,
+    concurrent_appends_are_gap_free,
+    client_id_is_idempotent,
+    history_pages_both_ways,
+    read_state_never_moves_back,
+);
+
+#[tokio::test]
+async fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nested/dir/chat.db", dir.path().display());
+    {
+        let store = Store::open(StoreConfig::new(&url)).await.unwrap();
+        for i in 1..=3 {
+            store
+                .append(msg(
+                    "keep",
+                    Sender::guest("x"),
+                    &i.to_string(),
+                    Some(&format!("c{i}")),
+                ))
+                .await
+                .unwrap();
+        }
+        store.mark_read(&room("keep"), 4, 2).await.unwrap();
+    }
+    let store = Store::open(StoreConfig::new(&url)).await.unwrap();
+    let p = store
+        .history(&room("keep"), HistoryQuery::latest(10))
+        .await
+        .unwrap();
+    assert_eq!(seqs(&p), vec![1, 2, 3]);
+    let next = store
+        .append(msg("keep", Sender::guest("x"), "4", None))
+        .await
+        .unwrap();
+    assert_eq!(next.message.seq, 4, "seqs continue after a restart");
+    let retry = store
+        .append(msg("keep", Sender::guest("x"), "again", Some("c2")))
+        .await
+        .unwrap();
+    assert!(retry.duplicate, "idempotency survives a restart");
+    assert_eq!(store.last_read(&room("keep"), 4).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn unusable_locations_give_clear_errors() {
+    let e = Store::open(StoreConfig::new("postgres://localhost/chat"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("PostgreSQL"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let url = format!("sqlite://{}/chat.db", file.display());
+    let e = Store::open(StoreConfig::new(url)).await.unwrap_err();
+    assert!(
+        e.to_string().contains("a-file"),
+        "the error names the path: {e}"
+    );
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![7u8; 4096]).unwrap();
+    let e = Store::open(StoreConfig::new(garbage.display().to_string()))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("garbage.db") || e.to_string().contains("migration"),
+        "{e}"
+    );
+}

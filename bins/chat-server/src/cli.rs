@@ -1,0 +1,67 @@
+//! Command-line flags and environment variables (PROTOCOL.md, "Running the server").
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The chat server: public rooms by name, history and live messages over WebSocket.
+#[derive(Debug, Parser)]
+#[command(name = "chat-server", version, about)]
+pub struct Cli {
+    /// Settings shared by every subcommand.
+    #[command(flatten)]
+    pub settings: Settings,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+/// Flags shared by every subcommand, each with an environment variable.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "CHAT_BIND",
+        default_value = "127.0.0.1:8000",
+        global = true
+    )]
+    pub bind: SocketAddr,
+    /// Directory for the SQLite file and the generated secret key.
+    #[arg(long, env = "CHAT_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    /// Database URL; default: SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Redis URL for the channel layer; unset: the in-memory layer (one process).
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Secret key for signing; default: generated once and kept in the data directory.
+    #[arg(long, env = "CHAT_SECRET_KEY", global = true, hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Comma-separated origins allowed to open WebSockets (`https://chat.example.com`);
+    /// default: the server's own host.
+    #[arg(
+        long,
+        env = "CHAT_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allowed_origins: Vec<String>,
+    /// Whether guests (no account, a `?name=`) may use public rooms.
+    #[arg(long, env = "CHAT_ALLOW_GUESTS", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub allow_guests: bool,
+    /// Log filter (`info`, `debug`, `chat_ws=debug,info`…).
+    #[arg(long, env = "CHAT_LOG", default_value = "info", global = true)]
+    pub log: String,
+}

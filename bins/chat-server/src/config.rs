@@ -1,0 +1,103 @@
+//! Turns flags into the server's configuration: resolves defaults in the data directory.
+
+use std::path::Path;
+
+use chat_core::Limits;
+
+use crate::cli::Settings;
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The data directory could not be created or read.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A setting has a value that cannot work.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The resolved configuration. Not `Debug`: it holds the secret key, which is never logged.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// The settings as given.
+    pub settings: Settings,
+    /// The database URL to open.
+    pub database_url: String,
+    /// The signing key (sessions and tokens sign with it once accounts exist).
+    #[allow(dead_code)]
+    pub secret_key: String,
+    /// Protocol limits.
+    pub limits: Limits,
+}
+
+impl ServerConfig {
+    /// Resolves `settings`, creating the data directory and the secret key if needed.
+    pub fn resolve(settings: Settings) -> Result<Self, ConfigError> {
+        let dir = &settings.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| ConfigError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        // An empty variable (`REDIS_URL=`) means "unset", as in most tools.
+        let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let database_url = set(&settings.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", dir.join("chat.db").display()));
+        if let Some(url) = set(&settings.redis_url) {
+            return Err(ConfigError::Invalid(format!(
+                "REDIS_URL={url}: the Redis channel layer is not built yet; unset REDIS_URL to use the in-memory layer"
+            )));
+        }
+        let secret_key = match &set(&settings.secret_key) {
+            Some(k) if k.len() < 32 => {
+                return Err(ConfigError::Invalid(
+                    "CHAT_SECRET_KEY must be at least 32 characters".into(),
+                ));
+            }
+            Some(k) => k.clone(),
+            None => load_or_create_secret(dir)?,
+        };
+        Ok(Self {
+            settings,
+            database_url,
+            secret_key,
+            limits: Limits::default(),
+        })
+    }
+}
+
+/// Reads `<data dir>/secret_key`, creating it with 256 random bits on first start.
+fn load_or_create_secret(dir: &Path) -> Result<String, ConfigError> {
+    let path = dir.join("secret_key");
+    let err = |source| ConfigError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => return Ok(s.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let bytes: [u8; 32] = rand::random();
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &key).map_err(err)?;
+    Ok(key)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
+}

@@ -1,0 +1,105 @@
+//! The embedded web client: static files compiled into the binary (no Node at runtime).
+
+use chat_core::RoomName;
+use http::{HeaderValue, StatusCode, header};
+
+use crate::respond::{Resp, with_body};
+
+const INDEX_HTML: &str = include_str!("../web/index.html");
+const ROOM_HTML: &str = include_str!("../web/room.html");
+const APP_JS: &str = include_str!("../web/app.js");
+const STYLE_CSS: &str = include_str!("../web/style.css");
+
+/// Pages may load scripts and styles from this server only and connect to its WebSockets.
+const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+                   style-src 'self'; script-src 'self'; frame-ancestors 'none'";
+
+fn page(status: StatusCode, html: impl Into<bytes::Bytes>) -> Resp {
+    let mut res = with_body(status, "text/html; charset=utf-8", html);
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// `GET /`: choose a room.
+pub fn index() -> Resp {
+    page(StatusCode::OK, INDEX_HTML)
+}
+
+/// `GET /chat/{room}/`: the room page, or a 400 page that says what is wrong with the name.
+pub fn room(raw: &str) -> Resp {
+    match RoomName::parse(raw) {
+        Ok(room) if room.pair().is_none() => page(StatusCode::OK, ROOM_HTML),
+        Ok(_) => error_page(
+            StatusCode::FORBIDDEN,
+            "Private rooms are opened from your contact list once you are logged in.",
+        ),
+        Err(e) => error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+/// A small HTML page with a message (escaped) and a way back.
+pub fn error_page(status: StatusCode, message: &str) -> Resp {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{code}</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
+         <body><main class=\"error-page\"><h1>{code}</h1><p data-testid=\"error-message\">{msg}</p>\
+         <p><a href=\"/\">Choose another room</a></p></main></body></html>",
+        code = status.as_u16(),
+        msg = escape_html(message),
+    );
+    page(status, html)
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `GET /static/{file}`.
+pub fn asset(name: &str) -> Option<Resp> {
+    let (body, content_type) = match name {
+        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "style.css" => (STYLE_CSS, "text/css; charset=utf-8"),
+        _ => return None,
+    };
+    let mut res = with_body(StatusCode::OK, content_type, body);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Some(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_pages_escape() {
+        assert_eq!(
+            escape_html("<b a=\"x\">&'"),
+            "&lt;b a=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn room_page_status() {
+        assert_eq!(room("lobby").status(), StatusCode::OK);
+        assert_eq!(room("bad name").status(), StatusCode::BAD_REQUEST);
+        assert_eq!(room("dm_1_2").status(), StatusCode::FORBIDDEN);
+    }
+}

@@ -1,0 +1,92 @@
+//! The route table: maps a request to its handler.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use chat_core::ErrorCode;
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::respond::{Resp, error, redirect, text};
+use crate::{api, pages, ws};
+
+/// Decodes `%XX` escapes in one path segment (no `+` rule in paths).
+fn decode_segment(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn method_not_allowed() -> Resp {
+    text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+}
+
+/// Handles one request.
+pub async fn handle(
+    app: App,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(decode_segment)
+        .collect();
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let get = req.method() == Method::GET || req.method() == Method::HEAD;
+    let res = match segs.as_slice() {
+        [""] if get => pages::index(),
+        ["chat", room, ""] if get => pages::room(room),
+        ["chat", _room] if get => redirect(StatusCode::MOVED_PERMANENTLY, &format!("{path}/")),
+        ["static", file] if get => {
+            pages::asset(file).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found"))
+        }
+        ["ws", "chat", room, ""] | ["ws", "chat", room] => ws::chat_room(&app, room, req).await,
+        ["ws", "dm", _user, ""] | ["ws", "dm", _user] => ws::pair_room(),
+        ["api", "rooms", room, "messages"] => match *req.method() {
+            Method::GET => api::history(&app, room, &req).await,
+            Method::POST => api::post(&app, room, peer.ip(), req).await,
+            _ => method_not_allowed(),
+        },
+        ["healthz"] => text(StatusCode::OK, "ok"),
+        ["readyz"] => match app.store.ping().await {
+            Ok(()) => text(StatusCode::OK, "ready"),
+            Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
+        },
+        ["api", ..] => error(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownType,
+            "no such API endpoint",
+        ),
+        _ if !get => method_not_allowed(),
+        _ => pages::error_page(StatusCode::NOT_FOUND, "There is no page here."),
+    };
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_percent_decoded() {
+        assert_eq!(decode_segment("lob%20by"), "lob by");
+        assert_eq!(decode_segment("a%2"), "a%2");
+        assert_eq!(decode_segment("%E2%9C%93"), "✓");
+    }
+}

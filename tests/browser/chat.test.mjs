@@ -1,0 +1,109 @@
+// The web client, end to end: real server, real browser.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { guestPage, launchBrowser, startServer } from "./harness.mjs";
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function openRoom(name, room) {
+  const page = await guestPage(browser, server.url, name);
+  await page.goto(`${server.url}/chat/${room}/`);
+  await page.getByTestId("status").and(page.locator('[data-state="online"]')).waitFor();
+  return page;
+}
+
+async function send(page, text) {
+  const input = page.getByTestId("message-input");
+  await input.fill(text);
+  await input.press("Enter");
+}
+
+test("the index refuses a bad room name with a clear message and opens a good one", async () => {
+  const page = await guestPage(browser, server.url, "ana");
+  await page.goto(server.url + "/");
+  await page.getByTestId("room-input").fill("bad name!");
+  await page.getByTestId("room-submit").click();
+  const error = page.getByTestId("room-error");
+  await error.waitFor();
+  assert.match(await error.textContent(), /letters, digits/);
+  assert.equal(new URL(page.url()).pathname, "/");
+  await page.getByTestId("room-input").fill("lobby");
+  await page.getByTestId("room-submit").click();
+  await page.waitForURL(/\/chat\/lobby\/$/);
+  await page.context().close();
+});
+
+test("two people in a room see each message once, with the same seq and the sender", async () => {
+  const ana = await openRoom("ana", "duo");
+  const bruno = await openRoom("bruno", "duo");
+  await send(ana, "hello bruno");
+  for (const page of [ana, bruno]) {
+    const msg = page.getByTestId("message").filter({ hasText: "hello bruno" });
+    await msg.waitFor();
+    assert.equal(await msg.count(), 1);
+    assert.equal(await msg.getAttribute("data-seq"), "1");
+    assert.equal(await msg.locator(".sender").textContent(), "ana");
+  }
+  // The sender's pending copy became the stored one: no duplicate, no leftover.
+  assert.equal(await ana.getByTestId("pending-message").count(), 0);
+  assert.equal(await ana.getByTestId("message-input").inputValue(), "");
+  await ana.context().close();
+  await bruno.context().close();
+});
+
+test("messages are text, never HTML", async () => {
+  const ana = await openRoom("ana", "xss");
+  const evil = '<img src=x onerror="window.__xss=1"><b>bold</b>';
+  await send(ana, evil);
+  const msg = ana.getByTestId("message").filter({ hasText: "<b>bold</b>" });
+  await msg.waitFor();
+  assert.equal(await msg.locator(".body").textContent(), evil);
+  assert.equal(await ana.locator("[data-testid=messages] b, [data-testid=messages] img").count(), 0);
+  assert.equal(await ana.evaluate(() => window.__xss), undefined);
+  await ana.context().close();
+});
+
+test("a page opened later shows the history in order", async () => {
+  const ana = await openRoom("ana", "history");
+  for (const text of ["first", "second", "third"]) {
+    await send(ana, text);
+    await ana.getByTestId("message").filter({ hasText: text }).waitFor();
+  }
+  const late = await openRoom("carol", "history");
+  const bodies = late.getByTestId("message").locator(".body");
+  await bodies.nth(2).waitFor();
+  assert.deepEqual(await bodies.allTextContents(), ["first", "second", "third"]);
+  const seqs = await late.getByTestId("message").evaluateAll((els) => els.map((e) => e.dataset.seq));
+  assert.deepEqual(seqs, ["1", "2", "3"]);
+  await ana.context().close();
+  await late.context().close();
+});
+
+test("typing shows an indicator to the others", async () => {
+  const ana = await openRoom("ana", "typing");
+  const bruno = await openRoom("bruno", "typing");
+  await bruno.getByTestId("message-input").pressSequentially("hel");
+  await ana.getByTestId("typing").filter({ hasText: "bruno is typing" }).waitFor();
+  assert.equal(await bruno.getByTestId("typing").textContent(), "", "no indicator for oneself");
+  await ana.context().close();
+  await bruno.context().close();
+});
+
+test("an invalid room URL answers 400 with the reason", async () => {
+  const page = await guestPage(browser, server.url, "ana");
+  const res = await page.goto(`${server.url}/chat/no%20spaces/`);
+  assert.equal(res.status(), 400);
+  assert.match(await page.getByTestId("error-message").textContent(), /letters/);
+  await page.context().close();
+});

@@ -1,0 +1,68 @@
+// Starts the real chat-server binary on a free port with a fresh data directory and launches
+// Debian's Chromium through playwright-core.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const ROOT = resolve(import.meta.dirname, "..", "..");
+
+export async function startServer() {
+  const bin = process.env.CHAT_SERVER_BIN || join(ROOT, "target", "debug", "chat-server");
+  const dataDir = mkdtempSync(join(tmpdir(), "chat-browser-"));
+  const env = { ...process.env, CHAT_LOG: "warn" };
+  delete env.DATABASE_URL;
+  delete env.REDIS_URL;
+  const child = spawn(bin, ["serve", "--bind", "127.0.0.1:0", "--data-dir", dataDir], {
+    env,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url = await new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error("chat-server did not start in 20 s")), 20_000);
+    child.once("exit", (code) => fail(new Error(`chat-server exited with ${code}`)));
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      const m = line.match(/listening on (http:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        ok(m[1]);
+      }
+    });
+  });
+  return {
+    url,
+    async stop() {
+      child.kill("SIGTERM");
+      await new Promise((ok) => (child.exitCode !== null ? ok() : child.once("exit", ok)));
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
+
+/// A page for a guest whose name is already chosen.
+export async function guestPage(browser, url, name) {
+  const context = await browser.newContext();
+  await context.addInitScript((n) => localStorage.setItem("chat.name", n), name);
+  const page = await context.newPage();
+  page.on("pageerror", (e) => {
+    throw e;
+  });
+  return page;
+}

@@ -35,12 +35,14 @@
 //! # }
 //! ```
 
+mod accounts;
 mod config;
 mod model;
 mod reads;
 mod schema;
 mod writer;
 
+pub use accounts::{AccountError, NewUser, User};
 pub use config::{OpenError, StoreConfig};
 
 use std::sync::Arc;
@@ -48,12 +50,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chat_core::{
     Appended, HistoryPage, HistoryQuery, MessageStore, NewMessage, RoomName, Seq, StoreError,
-    UserId,
+    Timestamp, UserId,
 };
 use diesel::RunQueryDsl;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::reads::Readers;
+use crate::reads::Pool;
 use crate::writer::WriteOp;
 
 /// Appends waiting for the writer, at most; beyond this callers wait (backpressure).
@@ -63,7 +65,7 @@ const WRITE_QUEUE: usize = 8_192;
 #[derive(Clone)]
 pub struct Store {
     writes: mpsc::Sender<WriteOp>,
-    readers: Arc<Readers>,
+    readers: Arc<Pool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -97,8 +99,76 @@ impl Store {
             })?;
         Ok(Self {
             writes,
-            readers: Arc::new(Readers::new(path, config)),
+            readers: Arc::new(Pool::new(path, config)),
         })
+    }
+}
+
+/// Accounts: users, sessions (stored by the hash of their id) and unread counts.
+impl Store {
+    /// Creates a user. The password must already be hashed.
+    pub async fn create_user(&self, user: NewUser) -> Result<User, AccountError> {
+        let username = user.username.clone();
+        self.readers
+            .with(move |c| accounts::create_user(c, &user))
+            .await?
+            .ok_or(AccountError::UsernameTaken(username))
+    }
+
+    /// A user by id.
+    pub async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        self.readers.with(move |c| accounts::user(c, id)).await
+    }
+
+    /// A user by username, with the password hash to verify a login against.
+    pub async fn user_with_password_hash(
+        &self,
+        username: &str,
+    ) -> Result<Option<(User, String)>, StoreError> {
+        let username = username.to_owned();
+        self.readers
+            .with(move |c| accounts::user_with_hash(c, &username))
+            .await
+    }
+
+    /// Every user, oldest first.
+    pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.readers.with(accounts::all_users).await
+    }
+
+    /// Records a session, identified by the hash of its id. Also sweeps expired sessions.
+    pub async fn create_session(
+        &self,
+        id_hash: &str,
+        user: UserId,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_owned();
+        self.readers
+            .with(move |c| accounts::create_session(c, &id_hash, user, expires_at))
+            .await
+    }
+
+    /// The user of a live (unexpired) session.
+    pub async fn session_user(&self, id_hash: &str) -> Result<Option<User>, StoreError> {
+        let id_hash = id_hash.to_owned();
+        self.readers
+            .with(move |c| accounts::session_user(c, &id_hash, Timestamp::now()))
+            .await
+    }
+
+    /// Ends a session.
+    pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_owned();
+        self.readers
+            .with(move |c| accounts::delete_session(c, &id_hash))
+            .await
+    }
+
+    /// Unread counts for `user`: every pair room they belong to and every room they have
+    /// read state in; their own messages do not count.
+    pub async fn unread(&self, user: UserId) -> Result<Vec<(RoomName, Seq)>, StoreError> {
+        self.readers.with(move |c| accounts::unread(c, user)).await
     }
 }
 

@@ -17,15 +17,16 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// A small pool of read connections, opened lazily.
-pub(crate) struct Readers {
+/// A small pool of connections, opened lazily: for reads, and for the rare account writes
+/// (which wait on SQLite's busy timeout while the message writer commits).
+pub(crate) struct Pool {
     path: PathBuf,
     config: StoreConfig,
     idle: Mutex<Vec<SqliteConnection>>,
     permits: Semaphore,
 }
 
-impl Readers {
+impl Pool {
     pub(crate) fn new(path: PathBuf, config: StoreConfig) -> Self {
         let permits = Semaphore::new(config.read_connections.max(1));
         Self {

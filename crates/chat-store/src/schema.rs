@@ -38,3 +38,26 @@ diesel::table! {
 diesel::joinable!(messages -> rooms (room_id));
 diesel::joinable!(read_state -> rooms (room_id));
 diesel::allow_tables_to_appear_in_same_query!(rooms, messages, read_state);
+
+diesel::table! {
+    users (id) {
+        id -> Integer,
+        username -> Text,
+        display_name -> Text,
+        role -> Text,
+        password_hash -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Text,
+        user_id -> Integer,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, sessions);

@@ -1,84 +1,26 @@
-//! The HTTP API: room history and sending a message without a WebSocket.
+//! The HTTP API for rooms: history and sending a message without a WebSocket.
 
 use std::net::IpAddr;
 
 use chat_core::{
-    ErrorCode, FrameError, HistoryQuery, LayerMessage, NewMessage, RoomName, Sender, Seq,
-    ServerFrame,
+    ErrorCode, HistoryQuery, LayerMessage, NewMessage, RoomName, Sender, Seq, ServerFrame,
 };
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use serde::{Deserialize, Serialize};
 
+use crate::access::{Access, room_access};
 use crate::app::App;
-use crate::respond::{Resp, error, json};
+use crate::auth::{authenticate, sender_of};
+use crate::respond::{ApiError, Resp, json, read_body, respond};
 
-/// The HTTP status that goes with a protocol error code.
-pub fn status_of(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::InvalidJson | ErrorCode::UnknownType | ErrorCode::InvalidRoom => {
-            StatusCode::BAD_REQUEST
-        }
-        ErrorCode::EmptyMessage => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        ErrorCode::NotJoined => StatusCode::CONFLICT,
-        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// An API error on its way to becoming a `{"error":{…}}` response.
-pub struct ApiError {
-    status: StatusCode,
-    code: ErrorCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// The response.
-    pub fn into_response(self) -> Resp {
-        error(self.status, self.code, self.message)
-    }
-}
-
-impl From<FrameError> for ApiError {
-    fn from(e: FrameError) -> Self {
-        Self::new(status_of(e.code), e.code, e.message)
-    }
-}
-
-fn respond(result: Result<Resp, ApiError>) -> Resp {
-    result.unwrap_or_else(ApiError::into_response)
-}
-
-/// Parses a room name from the path, or answers 400 `invalid_room`. Pair rooms need an
-/// account, which this server does not have yet: 401.
-fn public_room(raw: &str) -> Result<RoomName, ApiError> {
-    let room = RoomName::parse(raw).map_err(|e| {
+fn parse_room(raw: &str) -> Result<RoomName, ApiError> {
+    RoomName::parse(raw).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidRoom,
             e.to_string(),
         )
-    })?;
-    if room.pair().is_some() {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden,
-            "private rooms need an account; log in first",
-        ));
-    }
-    Ok(room)
+    })
 }
 
 #[derive(Serialize)]
@@ -107,7 +49,11 @@ pub async fn history<B>(app: &App, room: &str, req: &Request<B>) -> Resp {
 }
 
 async fn read_history<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp, ApiError> {
-    let room = public_room(room)?;
+    let room = parse_room(room)?;
+    let identity = authenticate(app, req)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    room_access(app, &identity, &room)?;
     let query = req
         .uri()
         .query()
@@ -121,14 +67,11 @@ async fn read_history<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp
             .unwrap_or(u32::MAX)
             .min(app.config.limits.max_history),
     };
-    let page = app.store.history(&room, q).await.map_err(|e| {
-        tracing::warn!(room = %room, error = %e, "history failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::StoreUnavailable,
-            "the message store is unavailable; try again",
-        )
-    })?;
+    let page = app
+        .messages
+        .history(&room, q)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
     Ok(json(
         StatusCode::OK,
         &HistoryBody {
@@ -149,7 +92,7 @@ struct PostBody {
     name: Option<String>,
 }
 
-/// `POST /api/rooms/{room}/messages` with `{"body","client_id","name"}`.
+/// `POST /api/rooms/{room}/messages` with `{"body","client_id"}` (guests add `"name"`).
 pub async fn post<B>(app: &App, room: &str, peer: IpAddr, req: Request<B>) -> Resp
 where
     B: hyper::body::Body + Send,
@@ -168,7 +111,18 @@ where
     B: hyper::body::Body + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let room = public_room(room)?;
+    let room = parse_room(room)?;
+    let identity = authenticate(app, &req)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    let access = room_access(app, &identity, &room)?;
+    if !crate::origin::allowed(req.headers(), &app.config.settings.allowed_origins) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "cross-site requests are not allowed",
+        ));
+    }
     if !app.post_limiter.check(&peer) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -177,53 +131,40 @@ where
         ));
     }
     let limits = &app.config.limits;
-    let bytes = Limited::new(req.into_body(), limits.max_frame_bytes)
-        .collect()
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::TooLarge,
-                format!("the request body is over {} bytes", limits.max_frame_bytes),
-            )
-        })?
-        .to_bytes();
+    let bytes = read_body(req.into_body(), limits.max_frame_bytes).await?;
     let body: PostBody = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidJson,
-            format!(
-                "expected {{\"body\": \"...\", \"client_id\": \"...\", \"name\": \"...\"}}: {e}"
-            ),
+            format!("expected {{\"body\": \"...\", \"client_id\": \"...\"}}: {e}"),
         )
     })?;
     limits.check_message(&body.body, body.client_id.as_deref())?;
-    if !app.config.settings.allow_guests {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden,
-            "log in to post",
-        ));
-    }
-    let name = body.name.as_deref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidJson,
-            "a guest post needs a \"name\"",
-        )
-    })?;
-    let name = limits.check_guest_name(name).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidJson,
-            format!("invalid name: {e}"),
-        )
-    })?;
+    let sender = match access {
+        Access::User(u) => sender_of(&u),
+        Access::Guest => {
+            let name = body.name.as_deref().ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidJson,
+                    "a guest post needs a \"name\"",
+                )
+            })?;
+            let name = limits.check_guest_name(name).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidJson,
+                    format!("invalid name: {e}"),
+                )
+            })?;
+            Sender::guest(name)
+        }
+    };
     let appended = app
-        .store
+        .messages
         .append(NewMessage {
             room: room.clone(),
-            sender: Sender::guest(name),
+            sender,
             body: body.body,
             client_id: body.client_id,
         })

@@ -1,24 +1,64 @@
 //! The server's shared state: store, channel layer, configuration, connection settings.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use chat_core::{MessageStore, SharedLayer};
+use chat_core::{MessageStore, PairPolicy, SharedLayer};
+use chat_store::Store;
 use chat_ws::ConnectionConfig;
 
+use crate::auth::SessionKeys;
 use crate::config::ServerConfig;
 use crate::ratelimit::KeyedLimiter;
 
 /// Everything a request handler needs. Cheap to clone.
 #[derive(Clone)]
 pub struct App {
-    /// Message persistence.
-    pub store: Arc<dyn MessageStore>,
+    /// The database: messages, users, sessions.
+    pub store: Store,
+    /// The same store as consumers see it.
+    pub messages: Arc<dyn MessageStore>,
     /// Live delivery between connections.
     pub layer: SharedLayer,
     /// Resolved configuration.
     pub config: Arc<ServerConfig>,
     /// Settings and shutdown signal of WebSocket connections.
     pub connections: ConnectionConfig,
+    /// Who may open a pair room with whom.
+    pub policy: Arc<dyn PairPolicy>,
+    /// Session cookie signing.
+    pub sessions: SessionKeys,
     /// Per-client-IP rate limit of HTTP message posts.
     pub post_limiter: Arc<KeyedLimiter>,
+    /// Failed logins per client IP.
+    pub login_by_ip: Arc<KeyedLimiter>,
+    /// Failed logins per username.
+    pub login_by_user: Arc<KeyedLimiter<String>>,
+}
+
+impl App {
+    /// Builds the state for a store, a layer and a configuration.
+    pub fn new(store: Store, layer: SharedLayer, config: ServerConfig) -> Self {
+        let limits = config.limits.clone();
+        Self {
+            messages: Arc::new(store.clone()),
+            store,
+            layer,
+            connections: ConnectionConfig {
+                limits: limits.clone(),
+                ..ConnectionConfig::default()
+            },
+            policy: Arc::new(chat_core::AnyPair),
+            sessions: SessionKeys::new(&config.secret_key, config.settings.secure_cookies),
+            post_limiter: Arc::new(KeyedLimiter::new(
+                f64::from(limits.messages_per_second),
+                limits.message_burst,
+            )),
+            // Ten failures in a row, then one more every 6 s (per address) …
+            login_by_ip: Arc::new(KeyedLimiter::<IpAddr>::new(1.0 / 6.0, 10)),
+            // … and five per username, then one a minute, whoever tries.
+            login_by_user: Arc::new(KeyedLimiter::new(1.0 / 60.0, 5)),
+            config: Arc::new(config),
+        }
+    }
 }

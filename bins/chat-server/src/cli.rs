@@ -24,6 +24,46 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage bearer tokens for services.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `chat-server user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user. The password is read from the terminal, or as one line of standard
+    /// input when that is not a terminal.
+    Add {
+        /// Login name (3–32 of a-z 0-9 . _ -).
+        #[arg(long)]
+        username: String,
+        /// Display name (defaults to the username).
+        #[arg(long)]
+        name: Option<String>,
+        /// Role, free text such as tutor, vet or admin.
+        #[arg(long, default_value = "")]
+        role: String,
+    },
+    /// List users.
+    List,
+}
+
+/// `chat-server token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a signed bearer token for a user.
+    Issue {
+        /// The username.
+        #[arg(long)]
+        user: String,
+        /// Lifetime: 90s, 30m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
 }
 
 /// Flags shared by every subcommand, each with an environment variable.
@@ -61,6 +101,13 @@ pub struct Settings {
     /// Whether guests (no account, a `?name=`) may use public rooms.
     #[arg(long, env = "CHAT_ALLOW_GUESTS", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub allow_guests: bool,
+    /// Mark session cookies `Secure` (set this when the server is behind HTTPS).
+    #[arg(long, env = "CHAT_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub secure_cookies: bool,
+    /// Whether anyone may create an account with `POST /register`. Default: on for the
+    /// embedded setup (no DATABASE_URL), off otherwise.
+    #[arg(long, env = "CHAT_ALLOW_REGISTRATION", action = clap::ArgAction::Set, global = true)]
+    pub allow_registration: Option<bool>,
     /// Log filter (`info`, `debug`, `chat_ws=debug,info`…).
     #[arg(long, env = "CHAT_LOG", default_value = "info", global = true)]
     pub log: String,

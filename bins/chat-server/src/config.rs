@@ -29,11 +29,12 @@ pub struct ServerConfig {
     pub settings: Settings,
     /// The database URL to open.
     pub database_url: String,
-    /// The signing key (sessions and tokens sign with it once accounts exist).
-    #[allow(dead_code)]
+    /// The key that signs session cookies and tokens.
     pub secret_key: String,
     /// Protocol limits.
     pub limits: Limits,
+    /// Whether `POST /register` is open.
+    pub allow_registration: bool,
 }
 
 impl ServerConfig {
@@ -62,7 +63,11 @@ impl ServerConfig {
             Some(k) => k.clone(),
             None => load_or_create_secret(dir)?,
         };
+        let allow_registration = settings
+            .allow_registration
+            .unwrap_or(set(&settings.database_url).is_none());
         Ok(Self {
+            allow_registration,
             settings,
             database_url,
             secret_key,

@@ -1,8 +1,12 @@
 //! `chat-server`: the bundled chat server. A thin binary: flags, wiring, the accept loop.
 
+mod access;
+mod accounts;
 mod api;
 mod app;
+mod auth;
 mod cli;
+mod cli_accounts;
 mod config;
 mod origin;
 mod pages;
@@ -17,13 +21,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chat_core::{InMemoryChannelLayer, LayerConfig};
-use chat_ws::ConnectionConfig;
 use clap::Parser;
 
 use crate::app::App;
 use crate::cli::{Cli, Command};
 use crate::config::ServerConfig;
-use crate::ratelimit::KeyedLimiter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -64,6 +66,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Serve => serve(config, store).await,
+        Command::User(cmd) => cli_accounts::user(&store, &config, cmd).await,
+        Command::Token(cmd) => cli_accounts::token(&store, &config, cmd).await,
     }
 }
 
@@ -80,19 +84,7 @@ async fn serve(
         capacity: config.limits.outbound_queue,
         ..LayerConfig::default()
     });
-    let app = App {
-        store: Arc::new(store),
-        layer: Arc::new(layer),
-        connections: ConnectionConfig {
-            limits: config.limits.clone(),
-            ..ConnectionConfig::default()
-        },
-        post_limiter: Arc::new(KeyedLimiter::new(
-            config.limits.messages_per_second,
-            config.limits.message_burst,
-        )),
-        config: Arc::new(config),
-    };
+    let app = App::new(store, Arc::new(layer), config);
     tracing::info!(%addr, database = %app.config.database_url, "chat-server started");
     // Scripts and tests read this line to learn the port when binding to :0.
     println!("listening on http://{addr}");

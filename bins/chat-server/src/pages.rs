@@ -7,6 +7,7 @@ use crate::respond::{Resp, with_body};
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const ROOM_HTML: &str = include_str!("../web/room.html");
+const LOGIN_HTML: &str = include_str!("../web/login.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const STYLE_CSS: &str = include_str!("../web/style.css");
 
@@ -42,16 +43,33 @@ pub fn room(raw: &str) -> Resp {
     }
 }
 
-/// A small HTML page with a message (escaped) and a way back.
+/// `GET /login`.
+pub fn login() -> Resp {
+    page(StatusCode::OK, LOGIN_HTML)
+}
+
+/// `GET /dm/{user_id}/`: the pair chat page (the room page, which reads the path).
+pub fn pair_room() -> Resp {
+    page(StatusCode::OK, ROOM_HTML)
+}
+
+/// A small HTML page with a message (escaped) and a way back to the index.
 pub fn error_page(status: StatusCode, message: &str) -> Resp {
+    error_page_with_link(status, message, "/", "Choose another room")
+}
+
+/// A small HTML page with a message (escaped) and a link.
+pub fn error_page_with_link(status: StatusCode, message: &str, href: &str, label: &str) -> Resp {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{code}</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
          <body><main class=\"error-page\"><h1>{code}</h1><p data-testid=\"error-message\">{msg}</p>\
-         <p><a href=\"/\">Choose another room</a></p></main></body></html>",
+         <p><a href=\"{href}\">{label}</a></p></main></body></html>",
         code = status.as_u16(),
         msg = escape_html(message),
+        href = escape_html(href),
+        label = escape_html(label),
     );
     page(status, html)
 }

@@ -1,7 +1,7 @@
 //! Response helpers: JSON bodies, protocol error bodies, plain pages.
 
 use bytes::Bytes;
-use chat_core::ErrorCode;
+use chat_core::{ErrorCode, FrameError};
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use serde::Serialize;
@@ -55,4 +55,93 @@ pub fn redirect(status: StatusCode, location: &str) -> Resp {
         res.headers_mut().insert(header::LOCATION, v);
     }
     res
+}
+
+/// The HTTP status that goes with a protocol error code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidJson | ErrorCode::UnknownType | ErrorCode::InvalidRoom => {
+            StatusCode::BAD_REQUEST
+        }
+        ErrorCode::EmptyMessage => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::NotJoined => StatusCode::CONFLICT,
+        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// An API error on its way to becoming a `{"error":{…}}` response.
+pub struct ApiError {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The store is down: 503 `store_unavailable`.
+    pub fn store(e: &chat_core::StoreError) -> Self {
+        tracing::warn!(error = %e, "store unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::StoreUnavailable,
+            "the message store is unavailable; try again",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The response.
+    pub fn into_response(self) -> Resp {
+        error(self.status, self.code, self.message)
+    }
+}
+
+impl From<FrameError> for ApiError {
+    fn from(e: FrameError) -> Self {
+        Self::new(status_of(e.code), e.code, e.message)
+    }
+}
+
+pub fn respond(result: Result<Resp, ApiError>) -> Resp {
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+/// Reads a request body of at most `limit` bytes.
+pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    use http_body_util::BodyExt;
+    http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::TooLarge,
+                format!("the request body is over {limit} bytes"),
+            )
+        })
 }

@@ -8,8 +8,9 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
 use crate::app::App;
+use crate::auth::authenticate;
 use crate::respond::{Resp, error, redirect, text};
-use crate::{api, pages, ws};
+use crate::{accounts, api, pages, ws};
 
 /// Decodes `%XX` escapes in one path segment (no `+` rule in paths).
 fn decode_segment(s: &str) -> String {
@@ -56,15 +57,27 @@ pub async fn handle(
         ["static", file] if get => {
             pages::asset(file).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found"))
         }
+        ["login"] if get => pages::login(),
+        ["login"] if req.method() == Method::POST => accounts::login(&app, peer.ip(), req).await,
+        ["logout"] if req.method() == Method::POST => accounts::logout(&app, req).await,
+        ["register"] if req.method() == Method::POST => {
+            accounts::register(&app, peer.ip(), req).await
+        }
+        ["dm", user, ""] if get => pair_page(&app, user, &req).await,
+        ["dm", _user] if get => redirect(StatusCode::MOVED_PERMANENTLY, &format!("{path}/")),
         ["ws", "chat", room, ""] | ["ws", "chat", room] => ws::chat_room(&app, room, req).await,
-        ["ws", "dm", _user, ""] | ["ws", "dm", _user] => ws::pair_room(),
+        ["ws", "dm", user, ""] | ["ws", "dm", user] => ws::pair_room(&app, user, req).await,
+        ["api", "me"] if get => accounts::me(&app, &req).await,
+        ["api", "contacts"] if get => accounts::contacts(&app, &req).await,
+        ["api", "unread"] if get => accounts::unread(&app, &req).await,
+        ["api", "config"] if get => accounts::config(&app),
         ["api", "rooms", room, "messages"] => match *req.method() {
             Method::GET => api::history(&app, room, &req).await,
             Method::POST => api::post(&app, room, peer.ip(), req).await,
             _ => method_not_allowed(),
         },
         ["healthz"] => text(StatusCode::OK, "ok"),
-        ["readyz"] => match app.store.ping().await {
+        ["readyz"] => match chat_core::MessageStore::ping(&app.store).await {
             Ok(()) => text(StatusCode::OK, "ready"),
             Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
         },
@@ -77,6 +90,44 @@ pub async fn handle(
         _ => pages::error_page(StatusCode::NOT_FOUND, "There is no page here."),
     };
     Ok(res)
+}
+
+/// `GET /dm/{user_id}/`: log in first, then the pair must be allowed.
+async fn pair_page<B>(app: &App, other: &str, req: &Request<B>) -> Resp {
+    let me = match authenticate(app, req).await {
+        Ok(crate::auth::Identity::User(u)) => u,
+        Ok(crate::auth::Identity::Anonymous) => {
+            let next = format!("/dm/{other}/");
+            let query: String = chat_ws::form_decode(&format!("next={next}"))
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect();
+            return redirect(
+                StatusCode::SEE_OTHER,
+                &format!("/login?next={}", percent_encode(&query)),
+            );
+        }
+        Err(e) => {
+            return pages::error_page(StatusCode::SERVICE_UNAVAILABLE, &format!("store: {e}"));
+        }
+    };
+    match crate::access::pair_with(app, &me, other).await {
+        Ok(_) => pages::pair_room(),
+        Err(e) => pages::error_page(e.status(), e.message()),
+    }
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,66 +1,106 @@
-//! WebSocket routes: authorization and validation happen here, before the upgrade, so a
-//! refused handshake is an HTTP status and never a socket.
+//! WebSocket routes: authentication, authorization and validation happen here, before the
+//! upgrade, so a refused handshake is an HTTP status and never a socket.
 
 use chat_core::{RoomName, Sender};
 use chat_ws::{ChatConsumer, form_decode, is_websocket_request};
 use http::{Request, StatusCode};
 
+use crate::access::{Access, pair_with, room_access};
 use crate::app::App;
-use crate::respond::{Resp, text};
+use crate::auth::{Identity, authenticate, sender_of};
+use crate::respond::{ApiError, Resp, text};
 
-/// `GET /ws/chat/{room}/`: a socket bound to one public room.
-pub async fn chat_room<B: Send + 'static>(app: &App, room: &str, req: Request<B>) -> Resp {
-    if !is_websocket_request(&req) {
-        return text(
+fn refuse(e: ApiError) -> Resp {
+    text(e.status(), e.message().to_owned())
+}
+
+/// Checks shared by every handshake; returns the caller.
+async fn handshake<B>(app: &App, req: &Request<B>) -> Result<Identity, Resp> {
+    if !is_websocket_request(req) {
+        return Err(text(
             StatusCode::UPGRADE_REQUIRED,
-            "this is a WebSocket endpoint; the room page is /chat/{room}/",
-        );
-    }
-    let room = match RoomName::parse(room) {
-        Ok(r) => r,
-        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    if room.pair().is_some() {
-        return text(
-            StatusCode::FORBIDDEN,
-            "private rooms are opened with /ws/dm/{user_id}/",
-        );
+            "this is a WebSocket endpoint; the pages are /chat/{room}/ and /dm/{user_id}/",
+        ));
     }
     if !crate::origin::allowed(req.headers(), &app.config.settings.allowed_origins) {
-        return text(
+        return Err(text(
             StatusCode::FORBIDDEN,
             "this origin may not open WebSockets here (see --allowed-origins)",
-        );
+        ));
     }
-    if !app.config.settings.allow_guests {
-        return text(StatusCode::UNAUTHORIZED, "log in to join rooms");
-    }
+    authenticate(app, req)
+        .await
+        .map_err(|e| refuse(ApiError::store(&e)))
+}
+
+/// The guest's `?name=`, checked (the error says what to fix), or a generated one.
+fn guest_name<B>(app: &App, req: &Request<B>) -> Result<String, String> {
     let query = req.uri().query().map(form_decode).unwrap_or_default();
-    let name = query
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "name")
-        .map(|(_, v)| v.as_str());
-    let name = match name {
-        Some(n) => match app.config.limits.check_guest_name(n) {
-            Ok(n) => n,
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("invalid name: {e}")),
+    match query.iter().rev().find(|(k, _)| k == "name") {
+        Some((_, n)) => app
+            .config
+            .limits
+            .check_guest_name(n)
+            .map_err(|e| format!("invalid name: {e}")),
+        None => Ok(format!("guest-{:04}", rand::random::<u16>() % 10_000)),
+    }
+}
+
+/// `GET /ws/chat/{room}/`: a socket bound to one public room, for users and (when allowed)
+/// guests.
+pub async fn chat_room<B: Send + 'static>(app: &App, room: &str, req: Request<B>) -> Resp {
+    let room = match RoomName::parse(room) {
+        Ok(r) if r.pair().is_none() => r,
+        Ok(_) => {
+            return text(
+                StatusCode::FORBIDDEN,
+                "private rooms are opened with /ws/dm/{user_id}/",
+            );
+        }
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let identity = match handshake(app, &req).await {
+        Ok(i) => i,
+        Err(res) => return res,
+    };
+    let sender = match room_access(app, &identity, &room) {
+        Ok(Access::User(u)) => sender_of(&u),
+        Ok(Access::Guest) => match guest_name(app, &req) {
+            Ok(n) => Sender::guest(n),
+            Err(e) => return text(StatusCode::BAD_REQUEST, e),
         },
-        None => format!("guest-{:04}", rand::random::<u16>() % 10_000),
+        Err(e) => return refuse(e),
     };
     let consumer = ChatConsumer::new(
         room,
-        Sender::guest(name),
-        app.store.clone(),
+        sender,
+        app.messages.clone(),
         app.config.limits.clone(),
     );
     chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone()).await
 }
 
-/// `GET /ws/dm/{user_id}/`: pair rooms need accounts, which this server does not have yet.
-pub fn pair_room() -> Resp {
-    text(
-        StatusCode::UNAUTHORIZED,
-        "private rooms need an account; log in first",
-    )
+/// `GET /ws/dm/{user_id}/`: the pair room of the logged-in user and `user_id`.
+pub async fn pair_room<B: Send + 'static>(app: &App, other: &str, req: Request<B>) -> Resp {
+    let identity = match handshake(app, &req).await {
+        Ok(i) => i,
+        Err(res) => return res,
+    };
+    let Some(me) = identity.user() else {
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "private rooms need an account; log in first",
+        );
+    };
+    let (pair, _other) = match pair_with(app, me, other).await {
+        Ok(p) => p,
+        Err(e) => return refuse(e),
+    };
+    let consumer = ChatConsumer::new(
+        pair.name(),
+        sender_of(me),
+        app.messages.clone(),
+        app.config.limits.clone(),
+    );
+    chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone()).await
 }

@@ -40,9 +40,122 @@ function randomId() {
   return Math.random().toString(36).slice(2) + Date.now().toString(36);
 }
 
+async function fetchMe() {
+  try {
+    const res = await fetch("/api/me");
+    return res.ok ? await res.json() : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+function label(user) {
+  return user.role ? user.name + " (" + user.role + ")" : user.name;
+}
+
 // ---------------------------------------------------------------- index page
 
+async function showAccount() {
+  const me = await fetchMe();
+  if (!me) {
+    $("login-link").hidden = false;
+    return;
+  }
+  $("whoami").textContent = "Logged in as " + label(me);
+  $("whoami").hidden = false;
+  $("logout-form").hidden = false;
+  $("display-name").value = me.name;
+  $("display-name").disabled = true;
+  let contacts = [];
+  try {
+    const res = await fetch("/api/contacts");
+    if (res.ok) contacts = await res.json();
+  } catch (_) {
+    /* the room chooser still works */
+  }
+  const list = $("contacts");
+  for (const c of contacts) {
+    const li = document.createElement("li");
+    li.setAttribute("data-testid", "contact");
+    li.dataset.userId = String(c.id);
+    const a = document.createElement("a");
+    a.href = "/dm/" + c.id + "/";
+    a.textContent = label(c);
+    li.appendChild(a);
+    if (c.unread > 0) {
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.setAttribute("data-testid", "unread");
+      badge.textContent = String(c.unread);
+      li.appendChild(badge);
+    }
+    list.appendChild(li);
+  }
+  $("no-contacts").hidden = contacts.length > 0;
+  $("account").hidden = false;
+}
+
+// ---------------------------------------------------------------- login page
+
+function nextTarget() {
+  const next = new URLSearchParams(window.location.search).get("next") || "/";
+  return next.startsWith("/") && !next.startsWith("//") ? next : "/";
+}
+
+async function postJson(url, body) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  let data = {};
+  try {
+    data = await res.json();
+  } catch (_) {
+    /* no body */
+  }
+  return { ok: res.ok, data: data };
+}
+
+function bindAccountForm(formId, errorId, url, fields) {
+  const form = $(formId);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = {};
+    for (const [key, id] of Object.entries(fields)) body[key] = $(id).value;
+    const { ok, data } = await postJson(url, body);
+    if (ok) {
+      window.location.assign(nextTarget());
+      return;
+    }
+    const err = $(errorId);
+    err.textContent = (data.error && data.error.message) || "Something went wrong; try again.";
+    err.hidden = false;
+  });
+}
+
+async function initLogin() {
+  $("login-next").value = nextTarget();
+  bindAccountForm("login-form", "login-error", "/login", {
+    username: "login-username",
+    password: "login-password",
+  });
+  bindAccountForm("register-form", "register-error", "/register", {
+    username: "reg-username",
+    name: "reg-name",
+    role: "reg-role",
+    password: "reg-password",
+  });
+  try {
+    const res = await fetch("/api/config");
+    if (res.ok && (await res.json()).allow_registration) $("register").hidden = false;
+  } catch (_) {
+    /* registration stays hidden */
+  }
+}
+
 function initIndex() {
+  showAccount();
   const form = $("room-form");
   const room = $("room-name");
   const name = $("display-name");
@@ -81,9 +194,15 @@ function timeOf(iso) {
 }
 
 class RoomView {
-  constructor(room, name) {
-    this.room = room;
-    this.name = name;
+  // opts: { room, name, me (the logged-in user or null), wsPath, title }
+  constructor(opts) {
+    this.room = opts.room;
+    this.name = opts.name;
+    this.me = opts.me;
+    this.wsPath = opts.wsPath;
+    this.title = opts.title;
+    this.lastReadSent = 0;
+    this.readTimer = null;
     this.list = $("messages");
     this.bySeq = new Map(); // seq -> <li>
     this.pending = new Map(); // client_id -> <li>
@@ -97,8 +216,9 @@ class RoomView {
   }
 
   async start() {
-    $("room-title").textContent = "#" + this.room;
-    document.title = "#" + this.room + " · Chat";
+    $("room-title").textContent = this.title;
+    document.title = this.title + " · Chat";
+    document.addEventListener("visibilitychange", () => this.scheduleRead());
     $("composer").hidden = false;
     this.bindComposer();
     $("load-older").addEventListener("click", () => this.loadOlder());
@@ -140,15 +260,16 @@ class RoomView {
 
   connect() {
     const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
-    const url =
-      proto + "//" + window.location.host + "/ws/chat/" + encodeURIComponent(this.room) +
-      "/?name=" + encodeURIComponent(this.name) + "&since=" + this.lastSeq;
+    let url = proto + "//" + window.location.host + this.wsPath + "?since=" + this.lastSeq;
+    if (!this.me) url += "&name=" + encodeURIComponent(this.name);
     this.setStatus("connecting", "connecting…");
     const ws = new WebSocket(url);
     this.ws = ws;
     ws.addEventListener("open", () => {
       this.backoff = 1000;
       this.setStatus("online", "connected");
+      this.lastReadSent = 0;
+      this.scheduleRead();
     });
     ws.addEventListener("message", (ev) => {
       let frame;
@@ -233,10 +354,28 @@ class RoomView {
     return li;
   }
 
+  isOwn(user) {
+    if (!user) return false;
+    if (this.me) return user.id === this.me.id;
+    return user.id === undefined && user.name === this.name;
+  }
+
+  // Read receipts: tell the room how far a logged-in user has read, when the page is seen.
+  scheduleRead() {
+    if (!this.me || document.visibilityState !== "visible") return;
+    if (this.lastSeq <= this.lastReadSent || this.readTimer) return;
+    this.readTimer = setTimeout(() => {
+      this.readTimer = null;
+      if (this.lastSeq > this.lastReadSent && this.send({ type: "read", seq: this.lastSeq })) {
+        this.lastReadSent = this.lastSeq;
+      }
+    }, 300);
+  }
+
   addMessage(m) {
     if (typeof m.seq !== "number" || this.bySeq.has(m.seq)) return;
     let li = m.client_id ? this.pending.get(m.client_id) : null;
-    if (li && m.sender && m.sender.name === this.name) {
+    if (li && this.isOwn(m.sender)) {
       this.pending.delete(m.client_id);
       li.replaceWith((li = this.messageElement(m)));
     } else {
@@ -245,7 +384,7 @@ class RoomView {
     li.dataset.seq = String(m.seq);
     li.dataset.testid = "message";
     li.setAttribute("data-testid", "message");
-    if (m.sender && m.sender.name === this.name) li.classList.add("own");
+    if (this.isOwn(m.sender)) li.classList.add("own");
     this.bySeq.set(m.seq, li);
     // Keep the list ordered by seq; pending messages stay at the bottom.
     let next = null;
@@ -263,6 +402,7 @@ class RoomView {
     const typer = m.sender && m.sender.name;
     if (typer && this.typers.has(typer)) this.stopTyping(typer);
     if (atBottom || li.classList.contains("own")) this.list.scrollTop = this.list.scrollHeight;
+    this.scheduleRead();
   }
 
   onAck(f) {
@@ -305,7 +445,7 @@ class RoomView {
         this.notify("Not connected; the message was not sent.");
         return;
       }
-      const li = this.messageElement({ sender: { name: this.name }, body: body });
+      const li = this.messageElement({ sender: { name: this.name, role: this.me && this.me.role }, body: body });
       li.classList.add("pending", "own");
       li.setAttribute("data-testid", "pending-message");
       this.pending.set(clientId, li);
@@ -331,7 +471,7 @@ class RoomView {
 
   onTyping(f) {
     const who = f.user && f.user.name;
-    if (!who || who === this.name) return;
+    if (!who || this.isOwn(f.user)) return;
     if (!f.active) {
       this.stopTyping(who);
       return;
@@ -372,16 +512,47 @@ class RoomView {
   }
 }
 
-function initRoom() {
+async function initPairRoom(otherId) {
+  const me = await fetchMe();
+  if (!me) {
+    window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
+    return;
+  }
+  const room = "dm_" + Math.min(me.id, otherId) + "_" + Math.max(me.id, otherId);
+  let title = "Conversation";
+  try {
+    const res = await fetch("/api/contacts");
+    const other = res.ok ? (await res.json()).find((c) => c.id === otherId) : null;
+    if (other) title = label(other);
+  } catch (_) {
+    /* keep the generic title */
+  }
+  new RoomView({ room: room, name: me.name, me: me, wsPath: "/ws/dm/" + otherId + "/", title: title }).start();
+}
+
+async function initRoom() {
+  const pair = window.location.pathname.match(/^\/dm\/(\d+)\/?$/);
+  if (pair) {
+    initPairRoom(Number(pair[1]));
+    return;
+  }
   const room = roomFromPath();
   const problem = validRoom(room);
   if (problem) {
     $("room-title").textContent = problem;
     return;
   }
+  const wsPath = "/ws/chat/" + encodeURIComponent(room) + "/";
+  const open = (name, me) =>
+    new RoomView({ room: room, name: name, me: me, wsPath: wsPath, title: "#" + room }).start();
+  const me = await fetchMe();
+  if (me) {
+    open(me.name, me);
+    return;
+  }
   const name = savedName();
   if (name) {
-    new RoomView(room, name).start();
+    open(name, null);
     return;
   }
   const form = $("name-form");
@@ -393,7 +564,7 @@ function initRoom() {
     if (!who) return;
     saveName(who);
     form.hidden = true;
-    new RoomView(room, who).start();
+    open(who, null);
   });
 }
 
@@ -401,4 +572,5 @@ document.addEventListener("DOMContentLoaded", () => {
   const page = document.body.dataset.page;
   if (page === "index") initIndex();
   else if (page === "room") initRoom();
+  else if (page === "login") initLogin();
 });

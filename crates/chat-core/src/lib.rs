@@ -40,6 +40,7 @@ pub mod layer;
 pub mod message;
 pub mod names;
 pub mod pair;
+pub mod policy;
 pub mod protocol;
 pub mod rate;
 pub mod store;
@@ -50,6 +51,7 @@ pub use layer::{
 pub use message::{NewMessage, Sender, Seq, StoredMessage, Timestamp};
 pub use names::{ChannelName, GroupName, InvalidName, RoomKind, RoomName};
 pub use pair::{PairError, PairRoom, UserId};
+pub use policy::{AnyPair, Member, PairPolicy, RolePairs};
 pub use protocol::{ClientFrame, ErrorCode, FrameError, Limits, PresenceEvent, ServerFrame, close};
 pub use rate::TokenBucket;
 pub use store::{Appended, HistoryPage, HistoryQuery, MemoryStore, MessageStore, StoreError};

@@ -16,13 +16,24 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn new(rate_per_second: u32, burst: u32) -> Self {
+        Self::with_rate(f64::from(rate_per_second), burst)
+    }
+
+    /// A full bucket refilling at a fractional rate (`5.0 / 60.0` is five a minute).
+    pub fn with_rate(rate_per_second: f64, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
-            rate: f64::from(rate_per_second),
+            rate: rate_per_second.max(0.0),
             burst,
             tokens: burst,
             last: Instant::now(),
         }
+    }
+
+    /// Whether a token is available, without taking it.
+    pub fn peek(&mut self) -> bool {
+        self.refill();
+        self.tokens >= 1.0
     }
 
     fn refill(&mut self) {

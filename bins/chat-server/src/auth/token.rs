@@ -1,0 +1,127 @@
+//! Signed bearer tokens for services: `v1.<user id>.<expiry unix seconds>.<hex HMAC-SHA256>`.
+
+use chat_core::UserId;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn mac(secret: &str, payload: &str) -> HmacSha256 {
+    // HMAC accepts keys of any length; this cannot fail.
+    let mut m = HmacSha256::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    m.update(b"chat-token:");
+    m.update(payload.as_bytes());
+    m
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Issues a token for `user` valid until `expires` (Unix seconds).
+pub fn issue(secret: &str, user: UserId, expires: i64) -> String {
+    let payload = format!("v1.{user}.{expires}");
+    let sig = mac(secret, &payload).finalize().into_bytes();
+    format!("{payload}.{}", to_hex(&sig))
+}
+
+/// The user a token names, if its signature is valid and it has not expired at `now`.
+pub fn verify(secret: &str, token: &str, now: i64) -> Option<UserId> {
+    let (payload, sig) = token.rsplit_once('.')?;
+    let mut parts = payload.split('.');
+    let (Some("v1"), Some(user), Some(expires), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    // verify_slice compares in constant time.
+    mac(secret, payload).verify_slice(&from_hex(sig)?).ok()?;
+    let expires: i64 = expires.parse().ok()?;
+    if now >= expires {
+        return None;
+    }
+    user.parse().ok()
+}
+
+/// Parses a duration like `90s`, `30m`, `1h`, `7d` into seconds.
+pub fn parse_ttl(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 30m, 1h or 7d"))?;
+    let unit = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit in {s:?}: use s, m, h or d")),
+    };
+    if n <= 0 {
+        return Err("a token lifetime must be positive".into());
+    }
+    n.checked_mul(unit)
+        .ok_or_else(|| "that lifetime is too long".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn valid_until_expiry() {
+        let t = issue(SECRET, 3, 1_000);
+        assert_eq!(verify(SECRET, &t, 999), Some(3));
+        assert_eq!(
+            verify(SECRET, &t, 1_000),
+            None,
+            "expired at its expiry time"
+        );
+        assert_eq!(verify(SECRET, &t, 5_000), None);
+    }
+
+    #[test]
+    fn tampering_and_other_secrets_fail() {
+        let t = issue(SECRET, 3, 1_000);
+        assert_eq!(verify("another-secret-another-secret-xx", &t, 0), None);
+        let forged = t.replacen("v1.3.", "v1.4.", 1);
+        assert_eq!(verify(SECRET, &forged, 0), None);
+        let longer = t.replacen(".1000.", ".9999.", 1);
+        assert_eq!(verify(SECRET, &longer, 0), None);
+        for junk in [
+            "",
+            "v1",
+            "v1.3.1000",
+            "v1.3.1000.zz",
+            "v2.3.1000.00",
+            "a.b.c.d.e",
+        ] {
+            assert_eq!(verify(SECRET, junk, 0), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn ttls() {
+        assert_eq!(parse_ttl("1h"), Ok(3_600));
+        assert_eq!(parse_ttl("30m"), Ok(1_800));
+        assert_eq!(parse_ttl("7d"), Ok(604_800));
+        assert_eq!(parse_ttl("45"), Ok(45));
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("1y").is_err());
+        assert!(parse_ttl("soon").is_err());
+    }
+}

@@ -100,9 +100,20 @@ impl Client {
 
     /// Connects, returning the HTTP status when the handshake is refused.
     pub async fn try_connect(url: &str, origin: Option<&str>) -> Result<Self, u16> {
+        match origin {
+            Some(o) => Self::try_connect_with(url, &[("origin", o)]).await,
+            None => Self::try_connect_with(url, &[]).await,
+        }
+    }
+
+    /// Connects with extra handshake headers (cookies, bearer tokens, origin).
+    pub async fn try_connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Self, u16> {
         let mut req = url.into_client_request().expect("request");
-        if let Some(o) = origin {
-            req.headers_mut().insert("origin", o.parse().unwrap());
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         match tokio_tungstenite::connect_async(req).await {
             Ok((ws, _)) => Ok(Self { ws }),
@@ -191,10 +202,55 @@ impl Client {
 
 /// A minimal HTTP/1.1 client: one request per connection.
 pub async fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let r = request(
+        addr,
+        method,
+        path,
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await;
+    (r.status, r.body)
+}
+
+/// A response: status, raw header lines, body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The first header with this (lowercase) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// An HTTP request with headers.
+pub async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Reply {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(req.as_bytes()).await.expect("write");
@@ -205,12 +261,96 @@ pub async fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (
         .expect("read");
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .expect("status");
-    (status, body.to_owned())
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// Runs a `chat-server` subcommand on a data directory, with `stdin` as its input; returns
+/// (success, stdout, stderr).
+pub fn cli(data_dir: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("CHAT_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run chat-server");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Creates a user with the CLI and returns its id.
+pub fn add_user(data_dir: &Path, username: &str, name: &str, role: &str, password: &str) -> i64 {
+    let (ok, out, err) = cli(
+        data_dir,
+        &[
+            "user",
+            "add",
+            "--username",
+            username,
+            "--name",
+            name,
+            "--role",
+            role,
+        ],
+        &format!("{password}\n"),
+    );
+    assert!(ok, "user add failed: {err}");
+    out.split("(id ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no id in {out:?}"))
+}
+
+/// Logs in over the JSON API; returns the session value (`?session=`) and the cookie pair.
+pub async fn login(addr: &str, username: &str, password: &str) -> (String, String) {
+    let body = serde_json::json!({"username": username, "password": password}).to_string();
+    let r = request(
+        addr,
+        "POST",
+        "/login",
+        &[("content-type", "application/json")],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(r.status, 200, "login {username}: {}", r.body);
+    let session = r.json()["session"].as_str().expect("session").to_owned();
+    let cookie = r
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("set-cookie")
+        .to_owned();
+    (session, cookie)
 }
 
 /// An HTTP request whose body is JSON.
@@ -219,4 +359,17 @@ pub async fn http_json(addr: &str, method: &str, path: &str, body: Option<Value>
     let (status, text) = http(addr, method, path, body.as_deref()).await;
     let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     (status, v)
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -1,6 +1,6 @@
 // Starts the real chat-server binary on a free port with a fresh data directory and launches
 // Debian's Chromium through playwright-core.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -32,6 +32,16 @@ export async function startServer() {
   });
   return {
     url,
+    /// Creates a user with `chat-server user add` on this server's data directory.
+    addUser(username, name, role, password) {
+      const r = spawnSync(
+        bin,
+        ["user", "add", "--username", username, "--name", name, "--role", role, "--data-dir", dataDir],
+        { input: password + "\n", env, encoding: "utf8" },
+      );
+      if (r.status !== 0) throw new Error("user add failed: " + r.stderr);
+      return Number(r.stdout.match(/\(id (\d+)/)[1]);
+    },
     async stop() {
       child.kill("SIGTERM");
       await new Promise((ok) => (child.exitCode !== null ? ok() : child.once("exit", ok)));

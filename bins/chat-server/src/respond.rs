@@ -22,10 +22,15 @@ pub fn with_body(status: StatusCode, content_type: &'static str, body: impl Into
     res
 }
 
-/// A JSON response.
+/// A JSON response. Never cached: API answers are per user and change with every message.
 pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Resp {
     match serde_json::to_vec(value) {
-        Ok(body) => with_body(status, "application/json", body),
+        Ok(body) => {
+            let mut res = with_body(status, "application/json", body);
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
         Err(e) => {
             tracing::error!(error = %e, "could not serialize a response");
             error(

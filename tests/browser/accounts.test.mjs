@@ -1,0 +1,119 @@
+// Accounts in the browser: log in, contacts with unread badges, a private conversation.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { launchBrowser, startServer } from "./harness.mjs";
+
+const PW = "correct horse battery";
+let server;
+let browser;
+let ana;
+let bruno;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+  ana = server.addUser("ana", "Ana", "tutor", PW);
+  bruno = server.addUser("bruno", "Bruno", "vet", PW);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/// Polls `check` until it holds (a condition on the server, not a sleep), failing after 10 s.
+async function eventually(check, what) {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("timed out waiting until " + what);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function loggedIn(username) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on("pageerror", (e) => {
+    throw e;
+  });
+  await page.goto(server.url + "/login");
+  await page.getByTestId("login-username").fill(username);
+  await page.getByTestId("login-password").fill(PW);
+  await page.getByTestId("login-submit").click();
+  await page.getByTestId("whoami").waitFor();
+  return page;
+}
+
+test("a wrong password is refused with a message and no session", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server.url + "/login");
+  await page.getByTestId("login-username").fill("ana");
+  await page.getByTestId("login-password").fill("not the password");
+  await page.getByTestId("login-submit").click();
+  const error = page.getByTestId("login-error");
+  await error.waitFor();
+  assert.match(await error.textContent(), /wrong username or password/);
+  assert.equal((await context.cookies()).length, 0);
+  await context.close();
+});
+
+test("two users chat privately; unread badges follow read receipts", async () => {
+  const a = await loggedIn("ana");
+  assert.match(await a.getByTestId("whoami").textContent(), /Ana \(tutor\)/);
+  const contact = a.getByTestId("contact").filter({ hasText: "Bruno (vet)" });
+  await contact.waitFor();
+  assert.equal(await contact.getByTestId("unread").count(), 0);
+
+  // Bruno writes to Ana from his side of the pair room.
+  const b = await loggedIn("bruno");
+  await b.goto(`${server.url}/dm/${ana}/`);
+  await b.getByTestId("status").and(b.locator('[data-state="online"]')).waitFor();
+  assert.match(await b.getByTestId("room-title").textContent(), /Ana \(tutor\)/);
+  const input = b.getByTestId("message-input");
+  await input.fill("Bring Rex at 3pm");
+  await input.press("Enter");
+  await b.getByTestId("message").filter({ hasText: "Bring Rex" }).waitFor();
+
+  // Ana sees one unread from Bruno, opens the conversation, reads it.
+  await a.reload();
+  const badge = a.getByTestId("contact").filter({ hasText: "Bruno" }).getByTestId("unread");
+  await badge.waitFor();
+  assert.equal(await badge.textContent(), "1");
+  await a.getByTestId("contact").filter({ hasText: "Bruno" }).locator("a").click();
+  await a.waitForURL(new RegExp(`/dm/${bruno}/$`));
+  const msg = a.getByTestId("message").filter({ hasText: "Bring Rex at 3pm" });
+  await msg.waitFor();
+  assert.equal(await msg.locator(".role").textContent(), "vet");
+  assert.equal(await msg.locator(".sender").textContent(), "Bruno");
+
+  // The read receipt clears the badge.
+  await eventually(async () => {
+    const counts = await a.evaluate(async () => (await fetch("/api/unread")).json());
+    return Object.values(counts).length > 0 && Object.values(counts).every((n) => n === 0);
+  }, "the read receipt clears the unread count");
+  await a.goto(server.url + "/");
+  await a.getByTestId("contact").filter({ hasText: "Bruno" }).waitFor();
+  assert.equal(await a.getByTestId("unread").count(), 0);
+
+  // Logging out ends the session.
+  await a.getByTestId("logout").click();
+  await a.getByTestId("login-link").waitFor();
+  const me = await a.evaluate(async () => (await fetch("/api/me")).status);
+  assert.equal(me, 401);
+  await a.context().close();
+  await b.context().close();
+});
+
+test("the pair page sends anonymous visitors to the login page and back", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${server.url}/dm/${bruno}/`);
+  await page.waitForURL(/\/login\?next=/);
+  await page.getByTestId("login-username").fill("ana");
+  await page.getByTestId("login-password").fill(PW);
+  await page.getByTestId("login-submit").click();
+  await page.waitForURL(new RegExp(`/dm/${bruno}/$`));
+  await page.getByTestId("status").and(page.locator('[data-state="online"]')).waitFor();
+  await context.close();
+});

@@ -31,7 +31,17 @@ pub enum OpenError {
 /// How to open the store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// `sqlite://PATH`, `sqlite:PATH` or a plain file path.
+    /// Where the database is:
+    ///
+    /// - `sqlite://PATH`, `sqlite:PATH` or a plain file path: a SQLite file, created with its
+    ///   directory when missing (`sqlite:///abs/chat.db` is absolute, `sqlite://data/chat.db`
+    ///   relative to the working directory);
+    /// - `postgres://…` / `postgresql://…`: PostgreSQL, which this build does not support
+    ///   yet ([`OpenError::Unsupported`]).
+    ///
+    /// In-memory SQLite (`sqlite::memory:`, `:memory:`, `file:` URIs) is refused: the writer
+    /// and the read connections would each see their own empty database. Tests use a file in
+    /// a temporary directory instead, which also exercises the real WAL setup.
     pub database_url: String,
     /// Read connections kept open (SQLite in WAL mode reads concurrently with the writer).
     pub read_connections: usize,
@@ -64,6 +74,13 @@ pub(crate) fn sqlite_path(url: &str) -> Result<PathBuf, OpenError> {
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or(url);
+    if path == ":memory:" || path.starts_with("file:") {
+        return Err(OpenError::Unsupported(format!(
+            "in-memory or URI SQLite databases ({url:?}) are not supported: the store reads on \
+             connections of its own, which need a file; use a file path (for tests, one in a \
+             temporary directory)"
+        )));
+    }
     if path.is_empty() || path.contains("://") {
         return Err(OpenError::Unsupported(format!(
             "unsupported database URL {url:?}: expected sqlite://PATH or a file path"
@@ -127,5 +144,9 @@ mod tests {
         assert!(e.to_string().contains("PostgreSQL"), "{e}");
         assert!(sqlite_path("mysql://x").is_err());
         assert!(sqlite_path("").is_err());
+        for memory in ["sqlite::memory:", ":memory:", "file::memory:?cache=shared"] {
+            let e = sqlite_path(memory).unwrap_err();
+            assert!(e.to_string().contains("in-memory"), "{memory}: {e}");
+        }
     }
 }

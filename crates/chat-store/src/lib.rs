@@ -9,7 +9,14 @@
 //!   transaction, so persistence costs one fsync per batch, not per message.
 //! - **Idempotent sends**: the same (room, sender, `client_id`) stored twice returns the first
 //!   message.
+//! - **Nothing is acknowledged before its commit**: when a batch fails it rolls back as a
+//!   whole and every caller in it gets [`chat_core::StoreError::Unavailable`]; so does every
+//!   call once the writer is gone.
 //! - Reads use their own connections (SQLite's WAL mode lets them run beside the writer).
+//!
+//! [`StoreConfig::database_url`] takes a file path or `sqlite://PATH`; in-memory SQLite is
+//! refused (the read connections need the same file), and `postgres://` says PostgreSQL is not
+//! built yet.
 //!
 //! ```
 //! use chat_core::{HistoryQuery, MessageStore, NewMessage, RoomName, Sender};
@@ -224,5 +231,42 @@ impl MessageStore for Store {
         self.readers
             .with(|c| diesel::sql_query("SELECT 1").execute(c).map(|_| ()))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_core::Sender;
+
+    use super::*;
+
+    #[test]
+    fn store_is_clone_send_sync() {
+        fn check<T: Clone + Send + Sync + 'static>() {}
+        check::<Store>();
+    }
+
+    #[tokio::test]
+    async fn writes_after_the_writer_is_gone_are_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::new(format!("{}/chat.db", dir.path().display()));
+        let (writes, rx) = mpsc::channel(1);
+        drop(rx);
+        let store = Store {
+            writes,
+            readers: Arc::new(Pool::new(dir.path().join("chat.db"), config)),
+        };
+        let room = RoomName::parse("r").unwrap();
+        let sent = store
+            .append(NewMessage {
+                room: room.clone(),
+                sender: Sender::guest("ana"),
+                body: "lost".into(),
+                client_id: None,
+            })
+            .await;
+        assert!(matches!(sent, Err(StoreError::Unavailable(_))), "{sent:?}");
+        let read = store.mark_read(&room, 1, 1).await;
+        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
     }
 }

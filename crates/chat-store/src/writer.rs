@@ -26,10 +26,35 @@ pub(crate) enum WriteOp {
     },
 }
 
-/// The outcome of one op inside a batch, delivered after the commit.
-enum Outcome {
-    Appended(oneshot::Sender<Result<Appended, StoreError>>, Appended),
+/// What one op did inside a batch, delivered to its caller once the batch committed.
+enum Done {
+    Appended(Appended),
+    Read,
+}
+
+/// Where an op's answer goes. Kept outside the transaction so that a failed batch can still
+/// answer every caller.
+enum Reply {
+    Append(oneshot::Sender<Result<Appended, StoreError>>),
     Read(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// An op without its reply channel.
+enum Op {
+    Append(NewMessage),
+    MarkRead { room: RoomName, user: i64, seq: Seq },
+}
+
+fn split(op: WriteOp) -> (Op, Reply) {
+    match op {
+        WriteOp::Append(msg, tx) => (Op::Append(msg), Reply::Append(tx)),
+        WriteOp::MarkRead {
+            room,
+            user,
+            seq,
+            done,
+        } => (Op::MarkRead { room, user, seq }, Reply::Read(done)),
+    }
 }
 
 /// A room's id and latest seq as the current batch sees them.
@@ -161,43 +186,71 @@ fn mark_read(
     Ok(())
 }
 
-/// Runs one batch in one transaction and returns the answers to send once it committed.
-///
-/// On any failure the whole batch rolls back and its reply channels are dropped unanswered,
-/// which every caller reads as "not stored" ([`StoreError::Unavailable`]): nothing is ever
-/// acknowledged before its commit.
-fn commit_batch(conn: &mut SqliteConnection, batch: Vec<WriteOp>) -> QueryResult<Vec<Outcome>> {
+/// Runs one batch in one transaction; returns what each op did, in order.
+fn commit_batch(conn: &mut SqliteConnection, ops: Vec<Op>) -> QueryResult<Vec<Done>> {
     let now = Timestamp::now().unix_millis();
     conn.immediate_transaction(|conn| {
         let mut cache = HashMap::new();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for op in batch {
-            match op {
-                WriteOp::Append(msg, tx) => {
-                    let appended = append(conn, &mut cache, msg, now)?;
-                    outcomes.push(Outcome::Appended(tx, appended));
-                }
-                WriteOp::MarkRead {
-                    room,
-                    user,
-                    seq,
-                    done,
-                } => {
+        let mut done = Vec::with_capacity(ops.len());
+        for op in ops {
+            done.push(match op {
+                Op::Append(msg) => Done::Appended(append(conn, &mut cache, msg, now)?),
+                Op::MarkRead { room, user, seq } => {
                     mark_read(conn, &mut cache, &room, user, seq, now)?;
-                    outcomes.push(Outcome::Read(done));
+                    Done::Read
                 }
-            }
+            });
         }
         for state in cache.values().filter(|s| s.dirty) {
             diesel::update(rooms::table.filter(rooms::id.eq(state.id)))
                 .set(rooms::last_seq.eq(state.last_seq))
                 .execute(conn)?;
         }
-        Ok(outcomes)
+        Ok(done)
     })
 }
 
-/// The writer thread's loop: take what is waiting, commit it at once, answer everyone.
+/// Commits one batch and answers every caller: with its result once the transaction
+/// committed, or — when anything failed and the whole batch rolled back — with
+/// [`StoreError::Unavailable`]. Nothing is ever acknowledged before its commit.
+fn process(conn: &mut SqliteConnection, batch: Vec<WriteOp>) {
+    let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.into_iter().map(split).unzip();
+    match commit_batch(conn, ops) {
+        Ok(done) => {
+            for (reply, done) in replies.into_iter().zip(done) {
+                // A caller that stopped waiting is no error: its write is stored all the same.
+                match (reply, done) {
+                    (Reply::Append(tx), Done::Appended(a)) => {
+                        let _ = tx.send(Ok(a));
+                    }
+                    (Reply::Read(tx), Done::Read) => {
+                        let _ = tx.send(Ok(()));
+                    }
+                    // `commit_batch` answers op by op in order, so kinds always match; were
+                    // they not, dropping the sender makes the caller see "not stored".
+                    _ => {}
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, ops = replies.len(), "a write batch failed and was rolled back");
+            let err = || StoreError::Unavailable(format!("the write was not stored: {e}"));
+            for reply in replies {
+                match reply {
+                    Reply::Append(tx) => {
+                        let _ = tx.send(Err(err()));
+                    }
+                    Reply::Read(tx) => {
+                        let _ = tx.send(Err(err()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The writer thread's loop: take what is waiting (up to `max_batch`), commit it at once,
+/// answer everyone. Ends when every [`crate::Store`] clone is gone.
 pub(crate) fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteOp>, max_batch: usize) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -207,20 +260,123 @@ pub(crate) fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteOp>, m
                 Err(_) => break,
             }
         }
-        match commit_batch(&mut conn, batch) {
-            Ok(outcomes) => {
-                for o in outcomes {
-                    match o {
-                        Outcome::Appended(tx, a) => {
-                            let _ = tx.send(Ok(a));
-                        }
-                        Outcome::Read(done) => {
-                            let _ = done.send(Ok(()));
-                        }
-                    }
+        process(&mut conn, batch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_core::Sender;
+    use diesel::connection::SimpleConnection;
+
+    use super::*;
+    use crate::config::{StoreConfig, open_writer};
+    use crate::schema::read_state;
+
+    type AppendRx = oneshot::Receiver<Result<Appended, StoreError>>;
+
+    fn writer() -> (SqliteConnection, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("{}/chat.db", dir.path().display());
+        let (_, conn) = open_writer(&StoreConfig::new(url)).unwrap();
+        (conn, dir)
+    }
+
+    fn op(sender: Sender, body: &str, client_id: Option<&str>) -> (WriteOp, AppendRx) {
+        let (tx, rx) = oneshot::channel();
+        let msg = NewMessage {
+            room: RoomName::parse("r").unwrap(),
+            sender,
+            body: body.into(),
+            client_id: client_id.map(Into::into),
+        };
+        (WriteOp::Append(msg, tx), rx)
+    }
+
+    fn count(conn: &mut SqliteConnection) -> (i64, i64, i64) {
+        (
+            messages::table.count().get_result(conn).unwrap(),
+            rooms::table.count().get_result(conn).unwrap(),
+            read_state::table.count().get_result(conn).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_client_id_repeated_within_one_batch_is_stored_once() {
+        let (mut conn, _dir) = writer();
+        let (ops, rxs): (Vec<_>, Vec<_>) = [
+            op(Sender::guest("ana"), "first", Some("c-1")),
+            op(Sender::guest("ana"), "retry", Some("c-1")),
+            op(Sender::guest("bruno"), "other sender", Some("c-1")),
+            op(Sender::guest("ana"), "no client id", None),
+            op(Sender::guest("ana"), "retry again", Some("c-1")),
+        ]
+        .into_iter()
+        .unzip();
+        process(&mut conn, ops);
+        let got: Vec<Appended> = rxs
+            .into_iter()
+            .map(|rx| rx.blocking_recv().unwrap().unwrap())
+            .collect();
+        let summary: Vec<(u64, bool, &str)> = got
+            .iter()
+            .map(|a| (a.message.seq, a.duplicate, a.message.body.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, false, "first"),
+                (1, true, "first"),
+                (2, false, "other sender"),
+                (3, false, "no client id"),
+                (1, true, "first"),
+            ]
+        );
+        assert_eq!(count(&mut conn), (3, 1, 0));
+        let last: i64 = rooms::table
+            .select(rooms::last_seq)
+            .first(&mut conn)
+            .unwrap();
+        assert_eq!(last, 3);
+    }
+
+    #[test]
+    fn a_failed_batch_answers_everyone_unavailable_and_stores_nothing() {
+        let (mut conn, _dir) = writer();
+        conn.batch_execute(
+            "CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.body = 'boom'
+             BEGIN SELECT RAISE(ABORT, 'boom refused'); END;",
+        )
+        .unwrap();
+        let (ok1, rx1) = op(Sender::guest("ana"), "fine", Some("c-1"));
+        let (bad, rx2) = op(Sender::guest("ana"), "boom", None);
+        let (ok2, rx3) = op(Sender::guest("bruno"), "fine too", None);
+        let (read_tx, read_rx) = oneshot::channel();
+        let read = WriteOp::MarkRead {
+            room: RoomName::parse("r").unwrap(),
+            user: 4,
+            seq: 1,
+            done: read_tx,
+        };
+        process(&mut conn, vec![ok1, read, bad, ok2]);
+        for rx in [rx1, rx2, rx3] {
+            match rx.blocking_recv().unwrap() {
+                Err(StoreError::Unavailable(reason)) => {
+                    assert!(reason.contains("boom refused"), "{reason}");
                 }
+                other => panic!("expected Unavailable, got {other:?}"),
             }
-            Err(e) => tracing::warn!(error = %e, "a write batch failed and was rolled back"),
         }
+        assert!(matches!(
+            read_rx.blocking_recv().unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert_eq!(count(&mut conn), (0, 0, 0), "the whole batch rolled back");
+
+        // The failed batch consumed no seq: the next message is still the room's first.
+        let (again, rx) = op(Sender::guest("ana"), "fine", Some("c-1"));
+        process(&mut conn, vec![again]);
+        let a = rx.blocking_recv().unwrap().unwrap();
+        assert_eq!((a.message.seq, a.duplicate), (1, false));
     }
 }

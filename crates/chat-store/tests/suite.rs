@@ -266,14 +266,16 @@ async fn read_state_never_moves_back(store: impl MessageStore) {
     store.ping().await.unwrap();
 }
 
+/// Runs every check against a backend: `suite!(module_name, opener; check, …)`, where
+/// `opener().await` yields a fresh store plus a guard that keeps its database alive.
 macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_suite {
+    ($module:ident, $open:path; $($name:ident),* $(,)?) => {
+        mod $module {
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let (store, _dir) = sqlite().await;
+                    let (store, _guard) = $open().await;
                     super::$name(store).await;
                 }
             )*
@@ -282,6 +284,7 @@ macro_rules! suite {
 }
 
 suite!(
+    sqlite_suite, sqlite;
     seqs_start_at_one_per_room,
     concurrent_appends_are_gap_free,
     client_id_is_idempotent,

@@ -1,0 +1,93 @@
+//! How the store fails: a database that refuses a write, and URLs it cannot open. Each
+//! failure must be a clear, typed error, and must never acknowledge a message as stored.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chat_core::{HistoryQuery, MessageStore, NewMessage, RoomName, Sender, StoreError};
+use chat_store::{OpenError, Store, StoreConfig};
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, SqliteConnection};
+
+fn msg(body: &str, client_id: Option<&str>) -> NewMessage {
+    NewMessage {
+        room: RoomName::parse("r").unwrap(),
+        sender: Sender::guest("ana"),
+        body: body.into(),
+        client_id: client_id.map(Into::into),
+    }
+}
+
+#[tokio::test]
+async fn a_refused_write_is_unavailable_and_takes_no_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let store = Store::open(StoreConfig::new(path.display().to_string()))
+        .await
+        .unwrap();
+    store.append(msg("first", None)).await.unwrap();
+
+    // Another connection to the same file makes SQLite refuse one particular insert.
+    let mut other = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    other
+        .batch_execute(
+            "PRAGMA busy_timeout = 5000;
+             CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.body = 'boom'
+             BEGIN SELECT RAISE(ABORT, 'boom refused'); END;",
+        )
+        .unwrap();
+
+    match store.append(msg("boom", Some("c-1"))).await {
+        Err(StoreError::Unavailable(reason)) => {
+            assert!(reason.contains("boom refused"), "{reason}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let room = RoomName::parse("r").unwrap();
+    assert_eq!(
+        store.last_seq(&room).await.unwrap(),
+        1,
+        "nothing was stored"
+    );
+
+    other.batch_execute("DROP TRIGGER boom;").unwrap();
+    let next = store.append(msg("boom", Some("c-1"))).await.unwrap();
+    assert_eq!(
+        (next.message.seq, next.duplicate),
+        (2, false),
+        "the refused write consumed no seq and left no client id behind"
+    );
+    let page = store
+        .history(&room, HistoryQuery::latest(10))
+        .await
+        .unwrap();
+    let bodies: Vec<_> = page.messages.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["first", "boom"]);
+}
+
+#[tokio::test]
+async fn in_memory_urls_are_refused_clearly() {
+    for url in ["sqlite::memory:", ":memory:"] {
+        match Store::open(StoreConfig::new(url)).await {
+            Err(e @ OpenError::Unsupported(_)) => {
+                assert!(e.to_string().contains("in-memory"), "{url}: {e}");
+            }
+            other => panic!("{url}: expected Unsupported, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_url_says_it_is_not_built_yet() {
+    for url in ["postgres://localhost/chat", "postgresql://u@h/chat"] {
+        match Store::open(StoreConfig::new(url)).await {
+            Err(e @ OpenError::Unsupported(_)) => {
+                assert!(
+                    e.to_string()
+                        .contains("PostgreSQL support is not built yet"),
+                    "{e}"
+                );
+            }
+            other => panic!("{url}: expected Unsupported, got {other:?}"),
+        }
+    }
+}

@@ -86,6 +86,9 @@ pub struct Settings {
     /// Redis URL for the channel layer; unset: the in-memory layer (one process).
     #[arg(long, env = "REDIS_URL", global = true)]
     pub redis_url: Option<String>,
+    /// Prefix of the Redis topics, so several deployments can share one Redis.
+    #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = "chat", global = true)]
+    pub redis_prefix: String,
     /// Secret key for signing; default: generated once and kept in the data directory.
     #[arg(long, env = "CHAT_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<String>,

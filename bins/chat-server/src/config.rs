@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub settings: Settings,
     /// The database URL to open.
     pub database_url: String,
+    /// The Redis URL of the channel layer; `None`: the in-memory layer.
+    pub redis_url: Option<String>,
     /// The key that signs session cookies and tokens.
     pub secret_key: String,
     /// Protocol limits.
@@ -49,11 +51,6 @@ impl ServerConfig {
         let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
         let database_url = set(&settings.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", dir.join("chat.db").display()));
-        if let Some(url) = set(&settings.redis_url) {
-            return Err(ConfigError::Invalid(format!(
-                "REDIS_URL={url}: the Redis channel layer is not built yet; unset REDIS_URL to use the in-memory layer"
-            )));
-        }
         let secret_key = match &set(&settings.secret_key) {
             Some(k) if k.len() < 32 => {
                 return Err(ConfigError::Invalid(
@@ -67,6 +64,7 @@ impl ServerConfig {
             .allow_registration
             .unwrap_or(set(&settings.database_url).is_none());
         Ok(Self {
+            redis_url: set(&settings.redis_url),
             allow_registration,
             settings,
             database_url,

@@ -20,7 +20,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use chat_core::{InMemoryChannelLayer, LayerConfig};
+use chat_core::{
+    InMemoryChannelLayer, LayerConfig, RedisChannelLayer, RedisLayerConfig, SharedLayer,
+};
 use clap::Parser;
 
 use crate::app::App;
@@ -59,7 +61,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let config = ServerConfig::resolve(cli.settings)?;
     let store = chat_store::Store::open(chat_store::StoreConfig::new(&config.database_url))
         .await
-        .map_err(|e| format!("cannot open the database {}: {e}", config.database_url))?;
+        .map_err(|e| {
+            format!(
+                "cannot open the database {}: {e}",
+                redact(&config.database_url)
+            )
+        })?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
             println!("migrations applied to {}", config.database_url);
@@ -79,17 +86,53 @@ async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.settings.bind))?;
     let addr = listener.local_addr()?;
-    let layer = InMemoryChannelLayer::new(LayerConfig {
+    let layer_config = LayerConfig {
         // A connection's layer mailbox holds as much as its outbound queue.
         capacity: config.limits.outbound_queue,
         ..LayerConfig::default()
-    });
-    let app = App::new(store, Arc::new(layer), config);
-    tracing::info!(%addr, database = %app.config.database_url, "chat-server started");
+    };
+    let layer: SharedLayer = match &config.redis_url {
+        None => Arc::new(InMemoryChannelLayer::new(layer_config)),
+        Some(url) => Arc::new(
+            RedisChannelLayer::connect(RedisLayerConfig {
+                layer: layer_config,
+                prefix: config.settings.redis_prefix.clone(),
+                ..RedisLayerConfig::new(url)
+            })
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot start the Redis channel layer ({}): {e}",
+                    redact(url)
+                )
+            })?,
+        ),
+    };
+    let app = App::new(store, layer, config);
+    tracing::info!(
+        %addr,
+        database = %redact(&app.config.database_url),
+        layer = if app.config.redis_url.is_some() { "redis" } else { "memory" },
+        "chat-server started"
+    );
     // Scripts and tests read this line to learn the port when binding to :0.
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
     server::serve(app, listener, server::shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }

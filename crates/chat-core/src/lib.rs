@@ -48,6 +48,8 @@ pub mod store;
 pub use layer::{
     ChannelLayer, InMemoryChannelLayer, LayerConfig, LayerError, LayerMessage, SharedLayer,
 };
+#[cfg(feature = "redis")]
+pub use layer::{RedisChannelLayer, RedisLayerConfig};
 pub use message::{NewMessage, Sender, Seq, StoredMessage, Timestamp};
 pub use names::{ChannelName, GroupName, InvalidName, RoomKind, RoomName};
 pub use pair::{PairError, PairRoom, UserId};

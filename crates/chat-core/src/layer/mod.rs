@@ -7,9 +7,13 @@
 
 mod memory;
 mod message;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub mod conformance;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisChannelLayer, RedisLayerConfig};
 pub use memory::InMemoryChannelLayer;
 pub use message::LayerMessage;
 

@@ -1,0 +1,80 @@
+//! Two chat-server processes sharing Redis (the channel layer) and one database: clients on
+//! different nodes chat as if there were one server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::hash::{BuildHasher, Hasher};
+
+use common::{Client, Server, add_user, login};
+use serde_json::json;
+
+fn prefix() -> String {
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("chat-test-{r:x}")
+}
+
+#[tokio::test]
+async fn clients_on_two_nodes_share_rooms_and_pair_rooms() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = prefix();
+    let flags = [
+        "--redis-url",
+        "redis://127.0.0.1:6379",
+        "--redis-prefix",
+        p.as_str(),
+    ];
+    let a = Server::start(dir.path(), &flags);
+    let b = Server::start(dir.path(), &flags);
+    let ana_id = add_user(dir.path(), "ana", "Ana", "tutor", "password-ana");
+    let bruno_id = add_user(dir.path(), "bruno", "Bruno", "vet", "password-bruno");
+
+    // A public room, one client per node.
+    let mut on_a = Client::connect(&a.ws_url("/ws/chat/lobby/?name=ana")).await;
+    let mut on_b = Client::connect(&b.ws_url("/ws/chat/lobby/?name=bruno")).await;
+    on_a.send(json!({"type": "message", "body": "from A"}))
+        .await;
+    let seq = on_a.recv_type("ack").await["seq"].as_u64().unwrap();
+    let got = on_b.recv_type("message").await;
+    assert_eq!(
+        (got["body"].as_str(), got["seq"].as_u64()),
+        (Some("from A"), Some(seq))
+    );
+    on_b.send(json!({"type": "message", "body": "from B"}))
+        .await;
+    let back = loop {
+        let m = on_a.recv_type("message").await;
+        if m["body"] == "from B" {
+            break m;
+        }
+    };
+    assert_eq!(
+        back["seq"].as_u64(),
+        Some(seq + 1),
+        "one gap-free sequence across nodes"
+    );
+
+    // A pair room, one member per node.
+    let (_, ana_cookie) = login(&a.addr, "ana", "password-ana").await;
+    let (_, bruno_cookie) = login(&b.addr, "bruno", "password-bruno").await;
+    let mut ana = Client::try_connect_with(
+        &a.ws_url(&format!("/ws/dm/{bruno_id}/")),
+        &[("cookie", &ana_cookie)],
+    )
+    .await
+    .unwrap();
+    let mut bruno = Client::try_connect_with(
+        &b.ws_url(&format!("/ws/dm/{ana_id}/")),
+        &[("cookie", &bruno_cookie)],
+    )
+    .await
+    .unwrap();
+    ana.send(json!({"type": "message", "body": "private, across nodes"}))
+        .await;
+    let m = bruno.recv_type("message").await;
+    assert_eq!(m["body"], "private, across nodes");
+    assert_eq!(m["sender"]["role"], "tutor");
+}

@@ -191,3 +191,29 @@ where
     }
     Ok(json(StatusCode::CREATED, &frame))
 }
+
+/// `GET /api/rooms/{room}/online`: who is online in the room, across nodes.
+pub async fn online<B>(app: &App, room: &str, req: &Request<B>) -> Resp {
+    respond(
+        async {
+            let room = parse_room(room)?;
+            let identity = authenticate(app, req)
+                .await
+                .map_err(|e| ApiError::store(&e))?;
+            room_access(app, &identity, &room)?;
+            let online = app.presence.online(&room).await.map_err(|e| {
+                tracing::warn!(room = %room, error = %e, "presence unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Internal,
+                    "presence is unavailable; try again",
+                )
+            })?;
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({"room": room, "online": online}),
+            ))
+        }
+        .await,
+    )
+}

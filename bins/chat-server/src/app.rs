@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use chat_core::{MessageStore, PairPolicy, SharedLayer};
+use chat_core::{MessageStore, PairPolicy, SharedLayer, SharedPresence};
 use chat_store::Store;
 use chat_ws::ConnectionConfig;
 
@@ -20,6 +20,8 @@ pub struct App {
     pub messages: Arc<dyn MessageStore>,
     /// Live delivery between connections.
     pub layer: SharedLayer,
+    /// Who is online where.
+    pub presence: SharedPresence,
     /// Resolved configuration.
     pub config: Arc<ServerConfig>,
     /// Settings and shutdown signal of WebSocket connections.
@@ -37,13 +39,19 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the state for a store, a layer and a configuration.
-    pub fn new(store: Store, layer: SharedLayer, config: ServerConfig) -> Self {
+    /// Builds the state for a store, a layer, presence and a configuration.
+    pub fn new(
+        store: Store,
+        layer: SharedLayer,
+        presence: SharedPresence,
+        config: ServerConfig,
+    ) -> Self {
         let limits = config.limits.clone();
         Self {
             messages: Arc::new(store.clone()),
             store,
             layer,
+            presence,
             connections: ConnectionConfig {
                 limits: limits.clone(),
                 ..ConnectionConfig::default()

@@ -89,6 +89,10 @@ pub struct Settings {
     /// Prefix of the Redis topics, so several deployments can share one Redis.
     #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = "chat", global = true)]
     pub redis_prefix: String,
+    /// Seconds after which the users of a node that stopped (crashed) no longer count as
+    /// online, with Redis.
+    #[arg(long, env = "CHAT_PRESENCE_TTL", default_value_t = 30, global = true)]
+    pub presence_ttl: u64,
     /// Secret key for signing; default: generated once and kept in the data directory.
     #[arg(long, env = "CHAT_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<String>,

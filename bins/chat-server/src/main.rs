@@ -21,7 +21,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chat_core::{
-    InMemoryChannelLayer, LayerConfig, RedisChannelLayer, RedisLayerConfig, SharedLayer,
+    InMemoryChannelLayer, LayerConfig, MemoryPresence, RedisChannelLayer, RedisLayerConfig,
+    RedisPresence, SharedLayer, SharedPresence,
 };
 use clap::Parser;
 
@@ -91,12 +92,16 @@ async fn serve(
         capacity: config.limits.outbound_queue,
         ..LayerConfig::default()
     };
-    let layer: SharedLayer = match &config.redis_url {
-        None => Arc::new(InMemoryChannelLayer::new(layer_config)),
-        Some(url) => Arc::new(
-            RedisChannelLayer::connect(RedisLayerConfig {
+    let (layer, presence): (SharedLayer, SharedPresence) = match &config.redis_url {
+        None => (
+            Arc::new(InMemoryChannelLayer::new(layer_config)),
+            Arc::new(MemoryPresence::new()),
+        ),
+        Some(url) => {
+            let prefix = &config.settings.redis_prefix;
+            let layer = RedisChannelLayer::connect(RedisLayerConfig {
                 layer: layer_config,
-                prefix: config.settings.redis_prefix.clone(),
+                prefix: prefix.clone(),
                 ..RedisLayerConfig::new(url)
             })
             .await
@@ -105,10 +110,14 @@ async fn serve(
                     "cannot start the Redis channel layer ({}): {e}",
                     redact(url)
                 )
-            })?,
-        ),
+            })?;
+            let ttl = std::time::Duration::from_secs(config.settings.presence_ttl.max(1));
+            let presence = RedisPresence::connect(url, prefix, ttl)
+                .map_err(|e| format!("cannot start Redis presence ({}): {e}", redact(url)))?;
+            (Arc::new(layer), Arc::new(presence))
+        }
     };
-    let app = App::new(store, layer, config);
+    let app = App::new(store, layer, presence, config);
     tracing::info!(
         %addr,
         database = %redact(&app.config.database_url),

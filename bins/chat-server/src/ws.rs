@@ -76,7 +76,8 @@ pub async fn chat_room<B: Send + 'static>(app: &App, room: &str, req: Request<B>
         sender,
         app.messages.clone(),
         app.config.limits.clone(),
-    );
+    )
+    .with_presence(app.presence.clone());
     chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone()).await
 }
 
@@ -101,6 +102,7 @@ pub async fn pair_room<B: Send + 'static>(app: &App, other: &str, req: Request<B
         sender_of(me),
         app.messages.clone(),
         app.config.limits.clone(),
-    );
+    )
+    .with_presence(app.presence.clone());
     chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone()).await
 }

@@ -78,3 +78,75 @@ async fn clients_on_two_nodes_share_rooms_and_pair_rooms() {
     assert_eq!(m["body"], "private, across nodes");
     assert_eq!(m["sender"]["role"], "tutor");
 }
+
+fn online_names(v: &serde_json::Value) -> Vec<String> {
+    let mut n: Vec<String> = v["online"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap().to_owned())
+        .collect();
+    n.sort();
+    n
+}
+
+#[tokio::test]
+async fn presence_spans_nodes_and_forgets_a_dead_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = prefix();
+    let flags = [
+        "--redis-url",
+        "redis://127.0.0.1:6379",
+        "--redis-prefix",
+        p.as_str(),
+        "--presence-ttl",
+        "2",
+    ];
+    let a = Server::start(dir.path(), &flags);
+    let b = Server::start(dir.path(), &flags);
+
+    let mut ana = Client::connect(&a.ws_url("/ws/chat/lobby/?name=ana")).await;
+    let joined = ana.recv_type("joined").await;
+    assert_eq!(online_names(&joined), vec!["ana"]);
+    let mut bruno = Client::connect(&b.ws_url("/ws/chat/lobby/?name=bruno")).await;
+    let joined = bruno.recv_type("joined").await;
+    assert_eq!(
+        online_names(&joined),
+        vec!["ana", "bruno"],
+        "node B sees node A's user"
+    );
+    let p = ana.recv_type("presence").await;
+    assert_eq!(
+        (p["event"].as_str(), p["user"]["name"].as_str()),
+        (Some("join"), Some("bruno"))
+    );
+
+    // A second tab of ana on node B: no new join.
+    let mut ana2 = Client::connect(&b.ws_url("/ws/chat/lobby/?name=ana")).await;
+    assert_eq!(
+        online_names(&ana2.recv_type("joined").await),
+        vec!["ana", "bruno"]
+    );
+
+    // Node A dies without saying goodbye: ana's tab there stops counting within the TTL;
+    // she stays online through her tab on node B. Carol, only on A, disappears.
+    let mut carol = Client::connect(&a.ws_url("/ws/chat/lobby/?name=carol")).await;
+    carol.recv_type("joined").await;
+    let (_, v) = common::http_json(&b.addr, "GET", "/api/rooms/lobby/online", None).await;
+    assert_eq!(online_names(&v), vec!["ana", "bruno", "carol"]);
+    drop(a); // SIGKILL
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, v) = common::http_json(&b.addr, "GET", "/api/rooms/lobby/online", None).await;
+        if online_names(&v) == vec!["ana", "bruno"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node A's users still online: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    ana2.send(json!({"type": "ping"})).await;
+    assert_eq!(ana2.recv().await["type"], "pong");
+}

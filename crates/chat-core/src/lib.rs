@@ -41,6 +41,7 @@ pub mod message;
 pub mod names;
 pub mod pair;
 pub mod policy;
+pub mod presence;
 pub mod protocol;
 pub mod rate;
 pub mod store;
@@ -54,6 +55,9 @@ pub use message::{NewMessage, Sender, Seq, StoredMessage, Timestamp};
 pub use names::{ChannelName, GroupName, InvalidName, RoomKind, RoomName};
 pub use pair::{PairError, PairRoom, UserId};
 pub use policy::{AnyPair, Member, PairPolicy, RolePairs};
+#[cfg(feature = "redis")]
+pub use presence::RedisPresence;
+pub use presence::{MemoryPresence, Presence, PresenceError, SharedPresence};
 pub use protocol::{ClientFrame, ErrorCode, FrameError, Limits, PresenceEvent, ServerFrame, close};
 pub use rate::TokenBucket;
 pub use store::{Appended, HistoryPage, HistoryQuery, MemoryStore, MessageStore, StoreError};

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chat_core::{
     ClientFrame, ErrorCode, FrameError, GroupName, HistoryQuery, LayerMessage, Limits,
-    MessageStore, NewMessage, RoomName, Sender, Seq, ServerFrame, StoredMessage, TokenBucket,
-    close,
+    MessageStore, NewMessage, PresenceEvent, RoomName, Sender, Seq, ServerFrame, SharedPresence,
+    StoredMessage, TokenBucket, close,
 };
 use serde::Deserialize;
 
@@ -26,6 +26,8 @@ pub const CHAT_MESSAGE: &str = "chat.message";
 pub const CHAT_TYPING: &str = "chat.typing";
 /// Layer message type of a read receipt (payload: the `read` frame).
 pub const CHAT_READ: &str = "chat.read";
+/// Layer message type of a presence change (payload: the `presence` frame).
+pub const CHAT_PRESENCE: &str = "chat.presence";
 
 /// The consumer for a socket bound to one room.
 pub struct ChatConsumer {
@@ -40,6 +42,10 @@ pub struct ChatConsumer {
     messages: TokenBucket,
     frames: TokenBucket,
     abuse: TokenBucket,
+    presence: Option<SharedPresence>,
+    /// The connection id presence knows this socket by (its channel name).
+    presence_conn: Option<String>,
+    typing: bool,
 }
 
 #[derive(Deserialize)]
@@ -69,7 +75,18 @@ impl ChatConsumer {
             frames,
             // A client that keeps sending refused frames is closed with 1008.
             abuse: TokenBucket::new(5, 50),
+            presence: None,
+            presence_conn: None,
+            typing: false,
         }
+    }
+
+    /// Tracks who is online: the socket gets a `joined` frame with the room's online users
+    /// when it opens, and the room gets `presence` join/leave events (once per user, however
+    /// many tabs they have).
+    pub fn with_presence(mut self, presence: SharedPresence) -> Self {
+        self.presence = Some(presence);
+        self
     }
 
     /// Refuses a frame with an error frame; repeated refusals close the connection.
@@ -160,6 +177,16 @@ impl ChatConsumer {
                 )
             })?;
         let msg = appended.message;
+        if self.typing {
+            // Sending ends typing, for everyone watching.
+            self.typing = false;
+            let frame = ServerFrame::Typing {
+                room: self.room.clone(),
+                user: self.user.clone(),
+                active: false,
+            };
+            self.broadcast(cx, CHAT_TYPING, &frame).await;
+        }
         if !appended.duplicate {
             let frame = ServerFrame::Message(msg.clone());
             match LayerMessage::json(CHAT_MESSAGE, &frame) {
@@ -187,6 +214,7 @@ impl ChatConsumer {
                 body, client_id, ..
             } => self.on_message(cx, body, client_id).await,
             ClientFrame::Typing { active, .. } => {
+                self.typing = active;
                 let frame = ServerFrame::Typing {
                     room: self.room.clone(),
                     user: self.user.clone(),
@@ -293,6 +321,36 @@ impl Consumer for ChatConsumer {
     }
 
     async fn opened(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
+        if let Some(presence) = self.presence.clone() {
+            let conn = cx.channel_name().to_string();
+            match presence.join(&self.room, &self.user, &conn).await {
+                Ok(first) => {
+                    self.presence_conn = Some(conn);
+                    if first {
+                        let frame = ServerFrame::Presence {
+                            room: self.room.clone(),
+                            user: self.user.clone(),
+                            event: PresenceEvent::Join,
+                        };
+                        self.broadcast(cx, CHAT_PRESENCE, &frame).await;
+                    }
+                }
+                Err(e) => tracing::warn!(room = %self.room, error = %e, "presence join failed"),
+            }
+            let online = presence.online(&self.room).await.unwrap_or_else(|e| {
+                tracing::warn!(room = %self.room, error = %e, "presence online failed");
+                vec![self.user.clone()]
+            });
+            let last_seq = match self.store.last_seq(&self.room).await {
+                Ok(seq) => seq,
+                Err(_) => self.delivered.unwrap_or(0),
+            };
+            cx.send_frame(&ServerFrame::Joined {
+                room: self.room.clone(),
+                last_seq,
+                online,
+            });
+        }
         if self.since.is_some() && !self.fill_gap(cx, None, true).await {
             cx.send_frame(&ServerFrame::error(
                 ErrorCode::StoreUnavailable,
@@ -336,7 +394,48 @@ impl Consumer for ChatConsumer {
         Ok(())
     }
 
+    async fn disconnect(
+        &mut self,
+        cx: &mut Context,
+        _code: Option<u16>,
+    ) -> Result<(), ConsumerError> {
+        if self.typing {
+            self.typing = false;
+            let frame = ServerFrame::Typing {
+                room: self.room.clone(),
+                user: self.user.clone(),
+                active: false,
+            };
+            self.broadcast(cx, CHAT_TYPING, &frame).await;
+        }
+        if let (Some(presence), Some(conn)) = (self.presence.clone(), self.presence_conn.take()) {
+            match presence.leave(&self.room, &self.user, &conn).await {
+                Ok(true) => {
+                    let frame = ServerFrame::Presence {
+                        room: self.room.clone(),
+                        user: self.user.clone(),
+                        event: PresenceEvent::Leave,
+                    };
+                    self.broadcast(cx, CHAT_PRESENCE, &frame).await;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(room = %self.room, error = %e, "presence leave failed"),
+            }
+        }
+        Ok(())
+    }
+
     async fn handle(&mut self, cx: &mut Context, msg: LayerMessage) -> Result<(), ConsumerError> {
+        if msg.kind() == CHAT_PRESENCE {
+            // One's own arrival and departure are not news to oneself (`joined` covers it).
+            #[derive(Deserialize)]
+            struct Who {
+                user: Sender,
+            }
+            if msg.decode::<Who>().is_ok_and(|w| w.user == self.user) {
+                return Ok(());
+            }
+        }
         if msg.kind() != CHAT_MESSAGE {
             cx.forward(&msg);
             return Ok(());

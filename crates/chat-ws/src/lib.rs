@@ -50,7 +50,7 @@ mod context;
 mod socket;
 mod upgrade;
 
-pub use chat::{CHAT_MESSAGE, CHAT_READ, CHAT_TYPING, ChatConsumer};
+pub use chat::{CHAT_MESSAGE, CHAT_PRESENCE, CHAT_READ, CHAT_TYPING, ChatConsumer};
 pub use communicator::{Communicator, ConnectOutcome};
 pub use connection::{ClientEvent, ConnectionConfig, Ending};
 pub use consumer::{Consumer, ConsumerError};

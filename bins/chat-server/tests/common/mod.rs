@@ -138,8 +138,19 @@ impl Client {
             .expect("send");
     }
 
-    /// The next JSON frame (control frames skipped).
+    /// The next JSON frame, skipping control frames and presence news (`joined`,
+    /// `presence`); use [`Client::recv_type`] to wait for those.
     pub async fn recv(&mut self) -> Value {
+        loop {
+            let v = self.recv_any().await;
+            if v["type"] != "joined" && v["type"] != "presence" {
+                return v;
+            }
+        }
+    }
+
+    /// The next JSON frame, whatever it is (control frames skipped).
+    pub async fn recv_any(&mut self) -> Value {
         loop {
             let msg = tokio::time::timeout(WAIT, self.ws.next())
                 .await
@@ -157,7 +168,7 @@ impl Client {
     /// The next frame of a given type, skipping others (for example echoes).
     pub async fn recv_type(&mut self, kind: &str) -> Value {
         loop {
-            let v = self.recv().await;
+            let v = self.recv_any().await;
             if v["type"] == kind {
                 return v;
             }

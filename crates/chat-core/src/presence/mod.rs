@@ -1,0 +1,57 @@
+//! Presence: who is online in a room, counting a user once however many tabs (connections)
+//! they have open, across every server node.
+//!
+//! Each connection registers itself with its id (its channel name). `join` says whether it is
+//! the user's first connection in the room (announce "join"), `leave` whether it was the last
+//! (announce "leave"). The Redis implementation keeps registrations with an expiry that live
+//! nodes refresh, so the users of a node that dies stop counting as online within the TTL.
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+#[cfg(feature = "redis")]
+pub use self::redis::RedisPresence;
+pub use memory::MemoryPresence;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::message::Sender;
+use crate::names::RoomName;
+
+/// Why presence could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("presence backend: {0}")]
+pub struct PresenceError(pub String);
+
+/// Who is online where.
+#[async_trait]
+pub trait Presence: Send + Sync + 'static {
+    /// Registers connection `conn` of `user` in `room`. True when the user was not online in
+    /// the room before (announce a join).
+    async fn join(&self, room: &RoomName, user: &Sender, conn: &str)
+    -> Result<bool, PresenceError>;
+
+    /// Unregisters a connection. True when it was the user's last one in the room (announce a
+    /// leave).
+    async fn leave(
+        &self,
+        room: &RoomName,
+        user: &Sender,
+        conn: &str,
+    ) -> Result<bool, PresenceError>;
+
+    /// The users online in `room`, each once.
+    async fn online(&self, room: &RoomName) -> Result<Vec<Sender>, PresenceError>;
+}
+
+/// Presence shared by many connections.
+pub type SharedPresence = Arc<dyn Presence>;
+
+/// The key that identifies a user for presence: the same as for idempotency (`u:<id>`,
+/// `g:<name>`).
+pub(crate) fn user_key(user: &Sender) -> String {
+    user.idempotency_key()
+}

@@ -1,0 +1,121 @@
+//! Presence and typing on room sockets, through the communicator.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_core::{
+    InMemoryChannelLayer, Limits, MemoryPresence, MemoryStore, RoomName, Sender, SharedLayer,
+    SharedPresence,
+};
+use chat_ws::{ChatConsumer, Communicator};
+use serde_json::{Value, json};
+
+struct Room {
+    layer: SharedLayer,
+    store: MemoryStore,
+    presence: SharedPresence,
+}
+
+impl Room {
+    fn new() -> Self {
+        Self {
+            layer: Arc::new(InMemoryChannelLayer::default()),
+            store: MemoryStore::new(),
+            presence: Arc::new(MemoryPresence::new()),
+        }
+    }
+
+    async fn open(&self, user: Sender) -> (Communicator<ChatConsumer>, Value) {
+        let consumer = ChatConsumer::new(
+            RoomName::parse("lobby").unwrap(),
+            user,
+            Arc::new(self.store.clone()),
+            Limits::default(),
+        )
+        .with_presence(self.presence.clone());
+        let mut c = Communicator::with_shared_layer(consumer, self.layer.clone());
+        assert!(c.connect().await.accepted());
+        let joined = next_of(&mut c, "joined").await;
+        (c, joined)
+    }
+}
+
+async fn next_of(c: &mut Communicator<ChatConsumer>, kind: &str) -> Value {
+    loop {
+        let v = c.receive_json().await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v["online"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn joined_lists_who_is_online_and_tabs_count_once() {
+    let room = Room::new();
+    let ana = Sender::user(1, "Ana", Some("tutor".into()));
+    let (mut watcher, joined) = room.open(Sender::guest("watcher")).await;
+    assert_eq!(names(&joined), vec!["watcher"]);
+    assert_eq!(joined["last_seq"], 0);
+
+    let (tab1, joined) = room.open(ana.clone()).await;
+    assert_eq!(names(&joined), vec!["Ana", "watcher"]);
+    let p = next_of(&mut watcher, "presence").await;
+    assert_eq!(
+        p,
+        json!({"type": "presence", "room": "lobby", "user": {"id": 1, "name": "Ana", "role": "tutor"}, "event": "join"})
+    );
+
+    let (tab2, _) = room.open(ana.clone()).await;
+    tab1.disconnect(1000).await;
+    assert!(
+        watcher.receive_nothing(Duration::from_millis(200)).await,
+        "a second tab neither joins nor leaves"
+    );
+    tab2.disconnect(1000).await;
+    let p = next_of(&mut watcher, "presence").await;
+    assert_eq!(
+        (p["event"].as_str(), p["user"]["name"].as_str()),
+        (Some("leave"), Some("Ana"))
+    );
+}
+
+#[tokio::test]
+async fn typing_stops_on_send_and_on_disconnect() {
+    let room = Room::new();
+    let (mut watcher, _) = room.open(Sender::guest("watcher")).await;
+    let (ana, _) = room.open(Sender::guest("ana")).await;
+    next_of(&mut watcher, "presence").await;
+    ana.send_json(json!({"type": "typing", "active": true}))
+        .await;
+    let t = next_of(&mut watcher, "typing").await;
+    assert_eq!(
+        (t["active"].as_bool(), t["user"]["name"].as_str()),
+        (Some(true), Some("ana"))
+    );
+    ana.send_json(json!({"type": "message", "body": "done typing"}))
+        .await;
+    let t = next_of(&mut watcher, "typing").await;
+    assert_eq!(t["active"], false, "sending a message ends the indicator");
+    assert_eq!(
+        next_of(&mut watcher, "message").await["body"],
+        "done typing"
+    );
+
+    ana.send_json(json!({"type": "typing", "active": true}))
+        .await;
+    assert_eq!(next_of(&mut watcher, "typing").await["active"], true);
+    ana.disconnect(1000).await;
+    let t = next_of(&mut watcher, "typing").await;
+    assert_eq!(t["active"], false, "leaving ends the indicator");
+}

@@ -24,6 +24,8 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Check the configuration, the database and Redis, and say how to fix what is wrong.
+    Doctor,
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),

@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod cli_accounts;
 mod config;
+mod doctor;
 mod origin;
 mod pages;
 mod ratelimit;
@@ -59,6 +60,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    if matches!(cli.command, Some(Command::Doctor)) {
+        return if doctor::run(cli.settings).await {
+            Ok(())
+        } else {
+            Err("doctor found problems".into())
+        };
+    }
     let config = ServerConfig::resolve(cli.settings)?;
     let store = chat_store::Store::open(chat_store::StoreConfig::new(&config.database_url))
         .await
@@ -74,6 +82,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Serve => serve(config, store).await,
+        Command::Doctor => Ok(()),
         Command::User(cmd) => cli_accounts::user(&store, &config, cmd).await,
         Command::Token(cmd) => cli_accounts::token(&store, &config, cmd).await,
     }
@@ -133,7 +142,7 @@ async fn serve(
 }
 
 /// A URL without its password, for logs.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];

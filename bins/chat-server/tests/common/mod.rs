@@ -34,7 +34,10 @@ impl Server {
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env("CHAT_LOG", "warn")
+            .env(
+                "CHAT_LOG",
+                std::env::var("TEST_CHAT_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env_remove("DATABASE_URL")
             .env_remove("REDIS_URL")
             .stdout(Stdio::piped())
@@ -383,4 +386,58 @@ pub fn urlencode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A `redis-server` of the test's own on a spare port (never the shared one on 6379).
+pub struct OwnRedis {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl OwnRedis {
+    /// Starts one on `port` (0: a spare one) and waits until it accepts connections.
+    pub fn start(port: u16) -> Self {
+        let port = if port == 0 {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        } else {
+            port
+        };
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed on this machine");
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

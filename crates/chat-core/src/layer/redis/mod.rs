@@ -65,6 +65,10 @@ struct Inner {
     next_id: AtomicU64,
     closed: AtomicBool,
     timeout: Duration,
+    /// Whether the Pub/Sub connection is up (kept by the subscriber task). While it is down,
+    /// publishes fail at once instead of each waiting for a timeout: a Redis outage must not
+    /// slow down acks, which only depend on the store.
+    connected: Arc<AtomicBool>,
 }
 
 /// A [`ChannelLayer`] shared by many processes through Redis. Cloning shares the layer.
@@ -112,6 +116,7 @@ impl RedisChannelLayer {
         let node = node_id();
         let layer_prefix = config.prefix.clone();
         let (tx, rx) = mpsc::unbounded_channel();
+        let connected = Arc::new(AtomicBool::new(false));
         let this = Self {
             inner: Arc::new(Inner {
                 node: node.clone(),
@@ -123,6 +128,7 @@ impl RedisChannelLayer {
                 next_id: AtomicU64::new(1),
                 closed: AtomicBool::new(false),
                 timeout: config.timeout,
+                connected: connected.clone(),
             }),
         };
         this.ping()
@@ -133,6 +139,7 @@ impl RedisChannelLayer {
             group_prefix: format!("{layer_prefix}:g:"),
             node,
             local: this.inner.local.clone(),
+            connected,
         };
         tokio::spawn(subscriber::run(client, routing, rx));
         // Hear point-to-point sends before handing out channel names.
@@ -183,17 +190,21 @@ impl RedisChannelLayer {
     }
 
     async fn publish(&self, topic: String, raw: Vec<u8>) -> Result<(), LayerError> {
-        let mut conn = self.inner.pool.get().await.map_err(backend)?;
-        tokio::time::timeout(
-            self.inner.timeout,
+        if !self.inner.connected.load(Ordering::Acquire) {
+            return Err(backend("Redis is unavailable; reconnecting"));
+        }
+        let publish = async {
+            let mut conn = self.inner.pool.get().await.map_err(backend)?;
             redis::cmd("PUBLISH")
                 .arg(topic)
                 .arg(raw)
-                .query_async::<i64>(&mut *conn),
-        )
-        .await
-        .map_err(|_| backend("PUBLISH timed out"))?
-        .map_err(backend)?;
+                .query_async::<i64>(&mut *conn)
+                .await
+                .map_err(backend)
+        };
+        tokio::time::timeout(self.inner.timeout, publish)
+            .await
+            .map_err(|_| backend("PUBLISH timed out"))??;
         Ok(())
     }
 

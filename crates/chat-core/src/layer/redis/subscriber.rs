@@ -27,6 +27,7 @@ pub(crate) struct Routing {
     pub node_topic: String,
     pub group_prefix: String,
     pub local: InMemoryChannelLayer,
+    pub connected: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Routing {
@@ -82,6 +83,9 @@ pub(crate) async fn run(
         };
         let (mut sink, mut stream) = match tokio::time::timeout(MAX_BACKOFF, connected).await {
             Ok(Ok(pair)) => {
+                routing
+                    .connected
+                    .store(true, std::sync::atomic::Ordering::Release);
                 if backoff > MIN_BACKOFF {
                     tracing::info!("redis channel layer reconnected");
                 }
@@ -135,6 +139,7 @@ pub(crate) async fn run(
                 msg = stream.next() => match msg {
                     Some(msg) => routing.deliver(msg.get_channel_name(), msg.get_payload_bytes()).await,
                     None => {
+                        routing.connected.store(false, std::sync::atomic::Ordering::Release);
                         tracing::warn!("redis pub/sub connection lost; reconnecting");
                         break;
                     }

@@ -65,6 +65,7 @@ pub async fn handle(
         }
         ["dm", user, ""] if get => pair_page(&app, user, &req).await,
         ["dm", _user] if get => redirect(StatusCode::MOVED_PERMANENTLY, &format!("{path}/")),
+        ["ws"] | ["ws", ""] => ws::multiplexed(&app, req).await,
         ["ws", "chat", room, ""] | ["ws", "chat", room] => ws::chat_room(&app, room, req).await,
         ["ws", "dm", user, ""] | ["ws", "dm", user] => ws::pair_room(&app, user, req).await,
         ["api", "rooms", room, "online"] if get => api::online(&app, room, &req).await,

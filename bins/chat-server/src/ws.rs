@@ -1,8 +1,10 @@
 //! WebSocket routes: authentication, authorization and validation happen here, before the
 //! upgrade, so a refused handshake is an HTTP status and never a socket.
 
-use chat_core::{RoomName, Sender};
-use chat_ws::{ChatConsumer, form_decode, is_websocket_request};
+use std::sync::Arc;
+
+use chat_core::{ErrorCode, FrameError, RoomName, Sender};
+use chat_ws::{ChatConsumer, MuxConsumer, RoomAccess, form_decode, is_websocket_request};
 use http::{Request, StatusCode};
 
 use crate::access::{Access, pair_with, room_access};
@@ -100,6 +102,52 @@ pub async fn pair_room<B: Send + 'static>(app: &App, other: &str, req: Request<B
     let consumer = ChatConsumer::new(
         pair.name(),
         sender_of(me),
+        app.messages.clone(),
+        app.config.limits.clone(),
+    )
+    .with_presence(app.presence.clone());
+    chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone()).await
+}
+
+/// The server's rule for rooms joined on `/ws`, the same as for the room-bound routes.
+struct ServerAccess {
+    allow_guests: bool,
+}
+
+impl RoomAccess for ServerAccess {
+    fn check(&self, user: &Sender, room: &RoomName) -> Result<(), FrameError> {
+        let forbidden = |m: String| Err(FrameError::new(ErrorCode::Forbidden, m));
+        match (room.pair(), user.id) {
+            (None, Some(_)) => Ok(()),
+            (None, None) if self.allow_guests => Ok(()),
+            (None, None) => forbidden("log in to join rooms".into()),
+            (Some(_), None) => forbidden(format!("{room} is private; log in first")),
+            (Some(pair), Some(id)) if pair.contains(id) => Ok(()),
+            (Some(_), Some(_)) => forbidden(format!("you are not a member of {room}")),
+        }
+    }
+}
+
+/// `GET /ws`: the multiplexed socket; rooms are joined with `join` frames.
+pub async fn multiplexed<B: Send + 'static>(app: &App, req: Request<B>) -> Resp {
+    let identity = match handshake(app, &req).await {
+        Ok(i) => i,
+        Err(res) => return res,
+    };
+    let user = match identity.user() {
+        Some(u) => sender_of(u),
+        None if app.config.settings.allow_guests => match guest_name(app, &req) {
+            Ok(n) => Sender::guest(n),
+            Err(e) => return text(StatusCode::BAD_REQUEST, e),
+        },
+        None => return text(StatusCode::UNAUTHORIZED, "log in to chat"),
+    };
+    let access = Arc::new(ServerAccess {
+        allow_guests: app.config.settings.allow_guests,
+    });
+    let consumer = MuxConsumer::new(
+        user,
+        access,
         app.messages.clone(),
         app.config.limits.clone(),
     )

@@ -47,13 +47,17 @@ mod communicator;
 mod connection;
 mod consumer;
 mod context;
+mod mux;
+mod room;
 mod socket;
 mod upgrade;
 
-pub use chat::{CHAT_MESSAGE, CHAT_PRESENCE, CHAT_READ, CHAT_TYPING, ChatConsumer};
+pub use chat::ChatConsumer;
 pub use communicator::{Communicator, ConnectOutcome};
 pub use connection::{ClientEvent, ConnectionConfig, Ending};
 pub use consumer::{Consumer, ConsumerError};
 pub use context::{Context, IntoGroupName, Outbound, RequestInfo, form_decode};
+pub use mux::{MAX_ROOMS_PER_SOCKET, MuxConsumer, RoomAccess};
+pub use room::{CHAT_MESSAGE, CHAT_PRESENCE, CHAT_READ, CHAT_TYPING};
 pub use socket::websocket_config;
 pub use upgrade::{is_websocket_request, upgrade};

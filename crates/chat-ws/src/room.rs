@@ -1,0 +1,344 @@
+//! One room as a socket sees it, shared by the room-bound [`ChatConsumer`](crate::ChatConsumer)
+//! and the multiplexed [`MuxConsumer`](crate::MuxConsumer): sending (store, then broadcast, then
+//! ack), typing, read receipts, history, presence and in-order delivery.
+//!
+//! Delivery guarantee: the client sees every message of the room exactly once and in seq
+//! order from the point it asked for (`since`, or "now"). Live messages can arrive out of
+//! order (two senders publish concurrently) or not at all (a full mailbox, a Redis outage);
+//! whenever a live message is not the next seq, the gap is read from the store before it is
+//! delivered, and anything at or below the last delivered seq is skipped.
+
+use std::sync::Arc;
+
+use chat_core::{
+    ErrorCode, FrameError, GroupName, HistoryQuery, LayerMessage, Limits, MessageStore, NewMessage,
+    PresenceEvent, RoomName, Sender, Seq, ServerFrame, SharedPresence, StoredMessage,
+};
+use serde::Deserialize;
+
+use crate::consumer::ConsumerError;
+use crate::context::Context;
+
+/// Layer message type of a stored chat message (payload: the `message` frame).
+pub const CHAT_MESSAGE: &str = "chat.message";
+/// Layer message type of a typing indicator (payload: the `typing` frame).
+pub const CHAT_TYPING: &str = "chat.typing";
+/// Layer message type of a read receipt (payload: the `read` frame).
+pub const CHAT_READ: &str = "chat.read";
+/// Layer message type of a presence change (payload: the `presence` frame).
+pub const CHAT_PRESENCE: &str = "chat.presence";
+
+/// What every room of a connection shares: who is connected and the services.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub user: Sender,
+    pub store: Arc<dyn MessageStore>,
+    pub presence: Option<SharedPresence>,
+    pub limits: Limits,
+}
+
+/// The parts of a layer message's payload a socket needs to route and order it.
+#[derive(Deserialize)]
+pub(crate) struct Meta {
+    pub room: Option<RoomName>,
+    pub seq: Option<Seq>,
+    pub user: Option<Sender>,
+}
+
+impl Meta {
+    pub fn of(msg: &LayerMessage) -> Option<Self> {
+        msg.decode().ok()
+    }
+}
+
+/// A socket's state in one room.
+pub(crate) struct RoomSession {
+    pub room: RoomName,
+    group: GroupName,
+    /// The highest seq delivered, with every lower one delivered too.
+    delivered: Option<Seq>,
+    typing: bool,
+    presence_conn: Option<String>,
+}
+
+fn message_frame(msg: &StoredMessage) -> String {
+    ServerFrame::Message(msg.clone()).to_json()
+}
+
+impl RoomSession {
+    pub fn new(room: RoomName) -> Self {
+        Self {
+            group: room.group(),
+            room,
+            delivered: None,
+            typing: false,
+            presence_conn: None,
+        }
+    }
+
+    /// Joins the room's group, then fixes where delivery starts. Joining before reading the
+    /// store means whatever commits after the read arrives live and whatever committed before
+    /// is in the read: no gap.
+    pub async fn subscribe(
+        &mut self,
+        cx: &mut Context,
+        s: &Shared,
+        since: Option<Seq>,
+    ) -> Result<(), ConsumerError> {
+        cx.group_add(&self.group).await?;
+        self.delivered = match since {
+            Some(since) => Some(since),
+            None => match s.store.last_seq(&self.room).await {
+                Ok(seq) => Some(seq),
+                Err(e) => {
+                    tracing::warn!(room = %self.room, error = %e, "last_seq failed at join");
+                    None
+                }
+            },
+        };
+        Ok(())
+    }
+
+    /// Announces the user (once per user), sends `joined` when asked, then replays what was
+    /// stored after `since`, pacing itself to the client.
+    pub async fn open(&mut self, cx: &mut Context, s: &Shared, replay: bool, send_joined: bool) {
+        let mut online = Vec::new();
+        if let Some(presence) = s.presence.clone() {
+            let conn = cx.channel_name().to_string();
+            match presence.join(&self.room, &s.user, &conn).await {
+                Ok(first) => {
+                    self.presence_conn = Some(conn);
+                    if first {
+                        let frame = ServerFrame::Presence {
+                            room: self.room.clone(),
+                            user: s.user.clone(),
+                            event: PresenceEvent::Join,
+                        };
+                        self.broadcast(cx, CHAT_PRESENCE, &frame).await;
+                    }
+                }
+                Err(e) => tracing::warn!(room = %self.room, error = %e, "presence join failed"),
+            }
+            online = presence.online(&self.room).await.unwrap_or_else(|e| {
+                tracing::warn!(room = %self.room, error = %e, "presence online failed");
+                vec![s.user.clone()]
+            });
+        }
+        if send_joined {
+            let last_seq = match s.store.last_seq(&self.room).await {
+                Ok(seq) => seq,
+                Err(_) => self.delivered.unwrap_or(0),
+            };
+            cx.send_frame(&ServerFrame::Joined {
+                room: self.room.clone(),
+                last_seq,
+                online,
+            });
+        }
+        if replay && !self.fill_gap(cx, s, None, true).await {
+            cx.send_frame(&ServerFrame::error(
+                ErrorCode::StoreUnavailable,
+                "could not replay the messages after since; they will be sent when the store is back",
+                Some(self.room.clone()),
+            ));
+        }
+    }
+
+    /// The socket leaves the room: typing ends, presence may announce a leave.
+    pub async fn close(&mut self, cx: &mut Context, s: &Shared) {
+        self.stop_typing(cx, s).await;
+        if let (Some(presence), Some(conn)) = (s.presence.clone(), self.presence_conn.take()) {
+            match presence.leave(&self.room, &s.user, &conn).await {
+                Ok(true) => {
+                    let frame = ServerFrame::Presence {
+                        room: self.room.clone(),
+                        user: s.user.clone(),
+                        event: PresenceEvent::Leave,
+                    };
+                    self.broadcast(cx, CHAT_PRESENCE, &frame).await;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(room = %self.room, error = %e, "presence leave failed"),
+            }
+        }
+    }
+
+    /// Leaves the room's group (multiplexed sockets leaving one room).
+    pub async fn unsubscribe(&self, cx: &mut Context) -> Result<(), ConsumerError> {
+        cx.group_discard(&self.group).await
+    }
+
+    /// Reads and sends every stored message after the delivered seq and before `before`.
+    async fn fill_gap(
+        &mut self,
+        cx: &mut Context,
+        s: &Shared,
+        before: Option<Seq>,
+        wait: bool,
+    ) -> bool {
+        let Some(mut after) = self.delivered else {
+            return true;
+        };
+        loop {
+            let query = HistoryQuery {
+                after: Some(after),
+                before,
+                limit: HistoryQuery::MAX_LIMIT,
+            };
+            let page = match s.store.history(&self.room, query).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(room = %self.room, error = %e, "could not read a gap from the store");
+                    return false;
+                }
+            };
+            for m in &page.messages {
+                if wait {
+                    cx.send_text_wait(message_frame(m)).await;
+                } else {
+                    cx.send_text(message_frame(m));
+                }
+                after = m.seq;
+            }
+            self.delivered = Some(after);
+            if !page.has_more || page.messages.is_empty() {
+                return true;
+            }
+        }
+    }
+
+    /// A live `chat.message` with its seq: delivered in order, exactly once.
+    pub async fn deliver(&mut self, cx: &mut Context, s: &Shared, msg: &LayerMessage, seq: Seq) {
+        let delivered = self.delivered;
+        if delivered.is_some_and(|d| seq <= d) {
+            return;
+        }
+        // When the store is down the gap stays: deliver what we have; the client can resume
+        // with `since` later.
+        if delivered.is_some_and(|d| seq > d + 1) && !self.fill_gap(cx, s, Some(seq), false).await {
+            tracing::debug!(room = %self.room, "delivering past a gap");
+        }
+        cx.forward(msg);
+        self.delivered = Some(self.delivered.map_or(seq, |d| d.max(seq)));
+    }
+
+    /// Stores a message, broadcasts it, acks it. The caller has checked the rate limit.
+    pub async fn message(
+        &mut self,
+        cx: &mut Context,
+        s: &Shared,
+        body: String,
+        client_id: Option<String>,
+    ) -> Result<(), FrameError> {
+        s.limits.check_message(&body, client_id.as_deref())?;
+        let appended = s
+            .store
+            .append(NewMessage {
+                room: self.room.clone(),
+                sender: s.user.clone(),
+                body,
+                client_id,
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(room = %self.room, error = %e, "append failed");
+                FrameError::new(
+                    ErrorCode::StoreUnavailable,
+                    "the message could not be stored; it was not sent, try again",
+                )
+            })?;
+        let msg = appended.message;
+        // Sending ends typing, for everyone watching.
+        self.stop_typing(cx, s).await;
+        if !appended.duplicate {
+            self.broadcast(cx, CHAT_MESSAGE, &ServerFrame::Message(msg.clone()))
+                .await;
+        }
+        cx.send_frame(&ServerFrame::Ack {
+            room: self.room.clone(),
+            client_id: msg.client_id.clone(),
+            seq: msg.seq,
+        });
+        Ok(())
+    }
+
+    /// Starts or stops the typing indicator.
+    pub async fn typing(&mut self, cx: &mut Context, s: &Shared, active: bool) {
+        self.typing = active;
+        let frame = ServerFrame::Typing {
+            room: self.room.clone(),
+            user: s.user.clone(),
+            active,
+        };
+        self.broadcast(cx, CHAT_TYPING, &frame).await;
+    }
+
+    async fn stop_typing(&mut self, cx: &mut Context, s: &Shared) {
+        if self.typing {
+            self.typing(cx, s, false).await;
+        }
+    }
+
+    /// Records a read receipt and tells the room.
+    pub async fn read(&mut self, cx: &mut Context, s: &Shared, seq: Seq) -> Result<(), FrameError> {
+        let Some(user_id) = s.user.id else {
+            return Err(FrameError::new(
+                ErrorCode::Forbidden,
+                "guests have no read state; log in to send read receipts",
+            ));
+        };
+        s.store
+            .mark_read(&self.room, user_id, seq)
+            .await
+            .map_err(|_| {
+                FrameError::new(
+                    ErrorCode::StoreUnavailable,
+                    "could not store the read receipt",
+                )
+            })?;
+        let frame = ServerFrame::Read {
+            room: self.room.clone(),
+            user: s.user.clone(),
+            seq,
+        };
+        self.broadcast(cx, CHAT_READ, &frame).await;
+        Ok(())
+    }
+
+    /// Sends a page of history.
+    pub async fn history(
+        &self,
+        cx: &mut Context,
+        s: &Shared,
+        before: Option<Seq>,
+        after: Option<Seq>,
+        limit: Option<u32>,
+    ) -> Result<(), FrameError> {
+        let query = HistoryQuery {
+            before,
+            after,
+            limit: limit.unwrap_or(50).min(s.limits.max_history),
+        };
+        let page = s.store.history(&self.room, query).await.map_err(|_| {
+            FrameError::new(ErrorCode::StoreUnavailable, "could not read the history")
+        })?;
+        cx.send_frame(&ServerFrame::History {
+            room: self.room.clone(),
+            messages: page.messages,
+            has_more: page.has_more,
+        });
+        Ok(())
+    }
+
+    async fn broadcast(&self, cx: &mut Context, kind: &'static str, frame: &ServerFrame) {
+        match LayerMessage::json(kind, frame) {
+            Ok(lm) => {
+                if let Err(e) = cx.group_send(&self.group, lm).await {
+                    // Stored all the same: receivers recover messages from the store.
+                    tracing::warn!(room = %self.room, error = %e, "group_send failed");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not encode a frame"),
+        }
+    }
+}

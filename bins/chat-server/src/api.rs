@@ -3,7 +3,8 @@
 use std::net::IpAddr;
 
 use chat_core::{
-    ErrorCode, HistoryQuery, LayerMessage, NewMessage, RoomName, Sender, Seq, ServerFrame,
+    ChannelLayer, ErrorCode, HistoryQuery, LayerMessage, NewMessage, RoomName, Sender, Seq,
+    ServerFrame,
 };
 use http::{Request, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -190,6 +191,96 @@ where
         Err(e) => tracing::error!(error = %e, "could not encode a message"),
     }
     Ok(json(StatusCode::CREATED, &frame))
+}
+
+/// Longest long-poll wait, in seconds.
+pub const MAX_POLL_SECONDS: u64 = 30;
+
+/// `GET /api/rooms/{room}/poll?after=SEQ&timeout=S`: the long-poll fallback. Answers at once
+/// when messages after SEQ exist, else waits for the next one (through the channel layer, no
+/// busy-waiting) or answers empty after S seconds (≤ 30). Held polls are released on shutdown.
+pub async fn poll<B>(app: &App, room: &str, req: &Request<B>) -> Resp {
+    respond(long_poll(app, room, req).await)
+}
+
+async fn long_poll<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp, ApiError> {
+    let room = parse_room(room)?;
+    let identity = authenticate(app, req)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    room_access(app, &identity, &room)?;
+    let query = req
+        .uri()
+        .query()
+        .map(chat_ws::form_decode)
+        .unwrap_or_default();
+    let after = seq_param(&query, "after")?.unwrap_or(0);
+    let timeout = seq_param(&query, "timeout")?.unwrap_or(25);
+    if timeout > MAX_POLL_SECONDS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidJson,
+            format!("timeout is at most {MAX_POLL_SECONDS} seconds"),
+        ));
+    }
+    let page = |messages: Vec<chat_core::StoredMessage>, has_more| {
+        json(
+            StatusCode::OK,
+            &HistoryBody {
+                messages: messages.into_iter().map(ServerFrame::Message).collect(),
+                has_more,
+            },
+        )
+    };
+    // Listen before reading, so a message stored between the read and the wait wakes us.
+    let layer = &app.layer;
+    let channel = layer.new_channel().await.map_err(|e| {
+        tracing::warn!(error = %e, "poll: no layer channel");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            "try again",
+        )
+    })?;
+    let group = room.group();
+    let result = async {
+        if let Err(e) = layer.group_add(&group, &channel).await {
+            tracing::warn!(error = %e, "poll: group_add failed; answering after the timeout");
+        }
+        let read = || async {
+            app.messages
+                .history(
+                    &room,
+                    HistoryQuery::after(after, app.config.limits.max_history),
+                )
+                .await
+                .map_err(|e| ApiError::store(&e))
+        };
+        let first = read().await?;
+        if !first.messages.is_empty() {
+            return Ok(page(first.messages, first.has_more));
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return Ok(page(Vec::new(), false)),
+                () = app.connections.shutdown.cancelled() => return Ok(page(Vec::new(), false)),
+                got = layer.receive(&channel) => {
+                    if got.is_err() {
+                        return Ok(page(Vec::new(), false));
+                    }
+                    let next = read().await?;
+                    if !next.messages.is_empty() {
+                        return Ok(page(next.messages, next.has_more));
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    let _ = layer.group_discard(&group, &channel).await;
+    let _ = layer.discard_channel(&channel).await;
+    result
 }
 
 /// `GET /api/rooms/{room}/online`: who is online in the room, across nodes.

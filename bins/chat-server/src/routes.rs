@@ -69,6 +69,7 @@ pub async fn handle(
         ["ws", "chat", room, ""] | ["ws", "chat", room] => ws::chat_room(&app, room, req).await,
         ["ws", "dm", user, ""] | ["ws", "dm", user] => ws::pair_room(&app, user, req).await,
         ["api", "rooms", room, "online"] if get => api::online(&app, room, &req).await,
+        ["api", "rooms", room, "poll"] if get => api::poll(&app, room, &req).await,
         ["api", "me"] if get => accounts::me(&app, &req).await,
         ["api", "contacts"] if get => accounts::contacts(&app, &req).await,
         ["api", "unread"] if get => accounts::unread(&app, &req).await,

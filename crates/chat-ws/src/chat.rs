@@ -213,6 +213,15 @@ impl Consumer for ChatConsumer {
         Ok(())
     }
 
+    fn next_timer(&self) -> Option<tokio::time::Instant> {
+        self.session.typing_deadline()
+    }
+
+    async fn on_timer(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
+        self.session.expire_typing(cx, &self.shared).await;
+        Ok(())
+    }
+
     async fn handle(&mut self, cx: &mut Context, msg: LayerMessage) -> Result<(), ConsumerError> {
         match msg.kind() {
             CHAT_MESSAGE => match Meta::of(&msg).and_then(|m| m.seq) {

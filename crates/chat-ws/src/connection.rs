@@ -179,7 +179,9 @@ where
     let mut layer_failures = 0u32;
 
     while ending.is_none() {
+        let timer = consumer.next_timer();
         let result = tokio::select! {
+            () = sleep_until_some(timer) => consumer.on_timer(&mut cx).await,
             () = config.shutdown.cancelled() => {
                 ending = Some(Ending::server(close::GOING_AWAY, "server shutting down"));
                 continue;
@@ -252,6 +254,14 @@ where
     }
     cx.cleanup().await;
     ending
+}
+
+/// Sleeps until `at`, or forever when there is no timer.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn internal(e: ConsumerError) -> Ending {

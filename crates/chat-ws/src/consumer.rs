@@ -108,6 +108,20 @@ pub trait Consumer: Send + 'static {
         async { Ok(()) }
     }
 
+    /// When the consumer next wants [`Consumer::on_timer`] called, if ever (for example to
+    /// expire a typing indicator). Asked again after every callback.
+    fn next_timer(&self) -> Option<tokio::time::Instant> {
+        None
+    }
+
+    /// The instant [`Consumer::next_timer`] gave has passed.
+    fn on_timer(
+        &mut self,
+        _cx: &mut Context,
+    ) -> impl Future<Output = Result<(), ConsumerError>> + Send {
+        async { Ok(()) }
+    }
+
     /// The connection is over (`code` is the close code, when there was one). Always runs
     /// once after a successful `connect`, whatever ended the connection.
     fn disconnect(

@@ -203,6 +203,20 @@ impl Consumer for MuxConsumer {
         Ok(())
     }
 
+    fn next_timer(&self) -> Option<tokio::time::Instant> {
+        self.rooms
+            .values()
+            .filter_map(RoomSession::typing_deadline)
+            .min()
+    }
+
+    async fn on_timer(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
+        for session in self.rooms.values_mut() {
+            session.expire_typing(cx, &self.shared).await;
+        }
+        Ok(())
+    }
+
     async fn handle(&mut self, cx: &mut Context, msg: LayerMessage) -> Result<(), ConsumerError> {
         let Some(meta) = Meta::of(&msg) else {
             return Ok(());

@@ -9,12 +9,14 @@
 //! delivered, and anything at or below the last delivered seq is skipped.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat_core::{
     ErrorCode, FrameError, GroupName, HistoryQuery, LayerMessage, Limits, MessageStore, NewMessage,
     PresenceEvent, RoomName, Sender, Seq, ServerFrame, SharedPresence, StoredMessage,
 };
 use serde::Deserialize;
+use tokio::time::Instant;
 
 use crate::consumer::ConsumerError;
 use crate::context::Context;
@@ -27,6 +29,11 @@ pub const CHAT_TYPING: &str = "chat.typing";
 pub const CHAT_READ: &str = "chat.read";
 /// Layer message type of a presence change (payload: the `presence` frame).
 pub const CHAT_PRESENCE: &str = "chat.presence";
+
+/// A typing indicator ends by itself this long after its last refresh.
+pub const TYPING_EXPIRY: Duration = Duration::from_secs(5);
+/// While a user keeps typing, the room hears it again at most this often.
+const TYPING_REPEAT: Duration = Duration::from_secs(3);
 
 /// What every room of a connection shares: who is connected and the services.
 #[derive(Clone)]
@@ -57,7 +64,8 @@ pub(crate) struct RoomSession {
     group: GroupName,
     /// The highest seq delivered, with every lower one delivered too.
     delivered: Option<Seq>,
-    typing: bool,
+    /// While typing: when the indicator expires, and when the room last heard about it.
+    typing: Option<(Instant, Instant)>,
     presence_conn: Option<String>,
 }
 
@@ -71,7 +79,7 @@ impl RoomSession {
             group: room.group(),
             room,
             delivered: None,
-            typing: false,
+            typing: None,
             presence_conn: None,
         }
     }
@@ -262,9 +270,29 @@ impl RoomSession {
         Ok(())
     }
 
-    /// Starts or stops the typing indicator.
+    /// Starts, refreshes or stops the typing indicator. The room hears a start, a refresh at
+    /// most every 3 s, and a stop (sent, left, said so, or 5 s without a refresh).
     pub async fn typing(&mut self, cx: &mut Context, s: &Shared, active: bool) {
-        self.typing = active;
+        if !active {
+            self.stop_typing(cx, s).await;
+            return;
+        }
+        let now = Instant::now();
+        let announce = match self.typing {
+            Some((_, told)) => now.duration_since(told) >= TYPING_REPEAT,
+            None => true,
+        };
+        let told = match self.typing {
+            Some((_, told)) if !announce => told,
+            _ => now,
+        };
+        self.typing = Some((now + TYPING_EXPIRY, told));
+        if announce {
+            self.broadcast_typing(cx, s, true).await;
+        }
+    }
+
+    async fn broadcast_typing(&self, cx: &mut Context, s: &Shared, active: bool) {
         let frame = ServerFrame::Typing {
             room: self.room.clone(),
             user: s.user.clone(),
@@ -274,8 +302,23 @@ impl RoomSession {
     }
 
     async fn stop_typing(&mut self, cx: &mut Context, s: &Shared) {
-        if self.typing {
-            self.typing(cx, s, false).await;
+        if self.typing.take().is_some() {
+            self.broadcast_typing(cx, s, false).await;
+        }
+    }
+
+    /// When this room's typing indicator expires, if one is on.
+    pub fn typing_deadline(&self) -> Option<Instant> {
+        self.typing.map(|(until, _)| until)
+    }
+
+    /// Ends an expired typing indicator.
+    pub async fn expire_typing(&mut self, cx: &mut Context, s: &Shared) {
+        if self
+            .typing
+            .is_some_and(|(until, _)| until <= Instant::now())
+        {
+            self.stop_typing(cx, s).await;
         }
     }
 

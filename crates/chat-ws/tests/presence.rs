@@ -119,3 +119,31 @@ async fn typing_stops_on_send_and_on_disconnect() {
     let t = next_of(&mut watcher, "typing").await;
     assert_eq!(t["active"], false, "leaving ends the indicator");
 }
+
+#[tokio::test(start_paused = true)]
+async fn typing_expires_after_five_seconds_and_refreshes_are_rate_limited() {
+    let room = Room::new();
+    let (mut watcher, _) = room.open(Sender::guest("watcher")).await;
+    let (ana, _) = room.open(Sender::guest("ana")).await;
+    next_of(&mut watcher, "presence").await;
+    ana.send_json(json!({"type": "typing", "active": true}))
+        .await;
+    assert_eq!(next_of(&mut watcher, "typing").await["active"], true);
+    // Refreshes within 3 s are not repeated to the room.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    ana.send_json(json!({"type": "typing", "active": true}))
+        .await;
+    assert!(watcher.receive_nothing(Duration::from_millis(100)).await);
+    // After 3 s a refresh is repeated (so late joiners see it), and it keeps the indicator on.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    ana.send_json(json!({"type": "typing", "active": true}))
+        .await;
+    assert_eq!(next_of(&mut watcher, "typing").await["active"], true);
+    // 5 s without a refresh: the server ends it by itself.
+    tokio::time::advance(Duration::from_secs(6)).await;
+    let t = next_of(&mut watcher, "typing").await;
+    assert_eq!(
+        (t["active"].as_bool(), t["user"]["name"].as_str()),
+        (Some(false), Some("ana"))
+    );
+}

@@ -43,6 +43,8 @@
 //! ```
 
 mod chat;
+#[cfg(feature = "client")]
+pub mod client;
 mod communicator;
 mod connection;
 mod consumer;

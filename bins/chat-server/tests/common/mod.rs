@@ -30,8 +30,13 @@ impl Server {
     /// Starts the server with a data directory and extra flags, and waits for its
     /// `listening on` line.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_at(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// Starts the server on a given address (to restart it where clients expect it).
+    pub fn start_at(data_dir: &Path, bind: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--bind", bind, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env(

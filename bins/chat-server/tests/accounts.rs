@@ -401,7 +401,8 @@ async fn tokens_authenticate_services_and_passwords_are_only_hashed() {
         post.json()["sender"],
         json!({"id": c.bruno, "name": "Bruno", "role": "vet"})
     );
-    let tampered = format!("Bearer {}0", &token[..token.len() - 1]);
+    let flipped = if token.ends_with('0') { '1' } else { '0' };
+    let tampered = format!("Bearer {}{flipped}", &token[..token.len() - 1]);
     assert_eq!(
         request(
             addr,

@@ -127,9 +127,14 @@ mod tests {
         let other = SessionKeys::new("another-secret-another-secret-another", false);
         assert_eq!(other.verify(&signed), None);
         assert_eq!(keys.verify(&id), None, "an unsigned id is refused");
+        // Change one character of the id part, then one of the signature part.
         let mut tampered = signed.clone();
-        tampered.pop();
-        tampered.push('0');
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == '0' { '1' } else { '0' });
+        assert_eq!(keys.verify(&tampered), None);
+        let first = signed.chars().next().unwrap();
+        let swapped = if first == 'A' { 'B' } else { 'A' };
+        let tampered = format!("{swapped}{}", &signed[first.len_utf8()..]);
         assert_eq!(keys.verify(&tampered), None);
     }
 

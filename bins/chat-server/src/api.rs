@@ -44,12 +44,12 @@ fn seq_param(query: &[(String, String)], key: &str) -> Result<Option<Seq>, ApiEr
     }
 }
 
-/// `GET /api/rooms/{room}/messages?after=&before=&limit=`.
-pub async fn history<B>(app: &App, room: &str, req: &Request<B>) -> Resp {
-    respond(read_history(app, room, req).await)
-}
-
-async fn read_history<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp, ApiError> {
+/// A room the caller may read, and the request's query parameters.
+async fn readable_room<B>(
+    app: &App,
+    room: &str,
+    req: &Request<B>,
+) -> Result<(RoomName, Vec<(String, String)>), ApiError> {
     let room = parse_room(room)?;
     let identity = authenticate(app, req)
         .await
@@ -60,6 +60,16 @@ async fn read_history<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp
         .query()
         .map(chat_ws::form_decode)
         .unwrap_or_default();
+    Ok((room, query))
+}
+
+/// `GET /api/rooms/{room}/messages?after=&before=&limit=`.
+pub async fn history<B>(app: &App, room: &str, req: &Request<B>) -> Resp {
+    respond(read_history(app, room, req).await)
+}
+
+async fn read_history<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp, ApiError> {
+    let (room, query) = readable_room(app, room, req).await?;
     let limit = seq_param(&query, "limit")?.unwrap_or(50);
     let q = HistoryQuery {
         after: seq_param(&query, "after")?,
@@ -204,16 +214,7 @@ pub async fn poll<B>(app: &App, room: &str, req: &Request<B>) -> Resp {
 }
 
 async fn long_poll<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp, ApiError> {
-    let room = parse_room(room)?;
-    let identity = authenticate(app, req)
-        .await
-        .map_err(|e| ApiError::store(&e))?;
-    room_access(app, &identity, &room)?;
-    let query = req
-        .uri()
-        .query()
-        .map(chat_ws::form_decode)
-        .unwrap_or_default();
+    let (room, query) = readable_room(app, room, req).await?;
     let after = seq_param(&query, "after")?.unwrap_or(0);
     let timeout = seq_param(&query, "timeout")?.unwrap_or(25);
     if timeout > MAX_POLL_SECONDS {
@@ -287,11 +288,7 @@ async fn long_poll<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp, A
 pub async fn online<B>(app: &App, room: &str, req: &Request<B>) -> Resp {
     respond(
         async {
-            let room = parse_room(room)?;
-            let identity = authenticate(app, req)
-                .await
-                .map_err(|e| ApiError::store(&e))?;
-            room_access(app, &identity, &room)?;
+            let (room, _) = readable_room(app, room, req).await?;
             let online = app.presence.online(&room).await.map_err(|e| {
                 tracing::warn!(room = %room, error = %e, "presence unavailable");
                 ApiError::new(

@@ -20,3 +20,8 @@ fmt:
 # Everything CI does.
 ci:
     bash .ci/run
+
+# The standard benchmark set (results and commands: docs/benchmarks.md).
+bench:
+    cargo bench -p chat-core --bench layer --bench frames
+    cargo bench -p chat-store --bench append

@@ -117,6 +117,11 @@ pub struct Settings {
     /// embedded setup (no DATABASE_URL), off otherwise.
     #[arg(long, env = "CHAT_ALLOW_REGISTRATION", action = clap::ArgAction::Set, global = true)]
     pub allow_registration: Option<bool>,
+    /// Trust the `X-Forwarded-For` header for the client address (rate limits), as set by a
+    /// reverse proxy in front of the server. Leave off when clients connect directly: they
+    /// could forge it.
+    #[arg(long, env = "CHAT_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub trust_proxy: bool,
     /// Log filter (`info`, `debug`, `chat_ws=debug,info`…).
     #[arg(long, env = "CHAT_LOG", default_value = "info", global = true)]
     pub log: String,

@@ -32,6 +32,22 @@ fn decode_segment(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The client's address: the peer, or behind a trusted proxy the last address the proxy
+/// appended to `X-Forwarded-For` (earlier entries come from the client and can be forged).
+fn client_ip<B>(app: &App, peer: SocketAddr, req: &Request<B>) -> std::net::IpAddr {
+    if !app.config.settings.trust_proxy {
+        return peer.ip();
+    }
+    req.headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|part| part.trim().parse().ok())
+        .last()
+        .unwrap_or(peer.ip())
+}
+
 fn method_not_allowed() -> Resp {
     text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
 }
@@ -50,6 +66,7 @@ pub async fn handle(
         .collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
+    let ip = client_ip(&app, peer, &req);
     let res = match segs.as_slice() {
         [""] if get => pages::index(),
         ["chat", room, ""] if get => pages::room(room),
@@ -58,11 +75,9 @@ pub async fn handle(
             pages::asset(file).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found"))
         }
         ["login"] if get => pages::login(),
-        ["login"] if req.method() == Method::POST => accounts::login(&app, peer.ip(), req).await,
+        ["login"] if req.method() == Method::POST => accounts::login(&app, ip, req).await,
         ["logout"] if req.method() == Method::POST => accounts::logout(&app, req).await,
-        ["register"] if req.method() == Method::POST => {
-            accounts::register(&app, peer.ip(), req).await
-        }
+        ["register"] if req.method() == Method::POST => accounts::register(&app, ip, req).await,
         ["dm", user, ""] if get => pair_page(&app, user, &req).await,
         ["dm", _user] if get => redirect(StatusCode::MOVED_PERMANENTLY, &format!("{path}/")),
         ["ws"] | ["ws", ""] => ws::multiplexed(&app, req).await,
@@ -76,7 +91,7 @@ pub async fn handle(
         ["api", "config"] if get => accounts::config(&app),
         ["api", "rooms", room, "messages"] => match *req.method() {
             Method::GET => api::history(&app, room, &req).await,
-            Method::POST => api::post(&app, room, peer.ip(), req).await,
+            Method::POST => api::post(&app, room, ip, req).await,
             _ => method_not_allowed(),
         },
         ["healthz"] => text(StatusCode::OK, "ok"),

@@ -515,3 +515,56 @@ async fn logged_in_users_post_in_public_rooms_under_their_name_and_guests_can_be
         "users speak under their account, not ?name="
     );
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_limits_follow_the_forwarded_address() {
+    // A different username each time, so only the per-address limit is in play.
+    let fail_from = |addr: String, ip: &'static str, n: u32| async move {
+        let attempt =
+            json!({"username": format!("nobody{n}"), "password": "wrong-password"}).to_string();
+        request(
+            &addr,
+            "POST",
+            "/login",
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-for", ip),
+            ],
+            Some(&attempt),
+        )
+        .await
+        .status
+    };
+    // Trusted: ten failures from one forwarded address limit that address only.
+    let dir = tempfile::tempdir().unwrap();
+    let proxied = Server::start(dir.path(), &["--trust-proxy", "true"]);
+    for n in 0..10 {
+        assert_eq!(fail_from(proxied.addr.clone(), "203.0.113.7", n).await, 401);
+    }
+    assert_eq!(
+        fail_from(proxied.addr.clone(), "203.0.113.7", 10).await,
+        429
+    );
+    assert_eq!(
+        fail_from(proxied.addr.clone(), "203.0.113.8", 11).await,
+        401,
+        "another client is not limited"
+    );
+
+    // Not trusted (the default): the header is ignored, everyone shares the peer address.
+    let dir = tempfile::tempdir().unwrap();
+    let direct = Server::start(dir.path(), &[]);
+    for n in 0..10 {
+        let ip = if n % 2 == 0 {
+            "203.0.113.7"
+        } else {
+            "203.0.113.8"
+        };
+        assert_eq!(fail_from(direct.addr.clone(), ip, n).await, 401);
+    }
+    assert_eq!(
+        fail_from(direct.addr.clone(), "203.0.113.9", 10).await,
+        429,
+        "a forged header changes nothing"
+    );
+}

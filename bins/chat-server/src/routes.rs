@@ -44,7 +44,7 @@ fn client_ip<B>(app: &App, peer: SocketAddr, req: &Request<B>) -> std::net::IpAd
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|part| part.trim().parse().ok())
-        .last()
+        .next_back()
         .unwrap_or(peer.ip())
 }
 

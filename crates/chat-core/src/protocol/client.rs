@@ -1,0 +1,309 @@
+//! Frames from clients: parsed in one pass with precise error codes.
+
+use serde::Deserialize;
+
+use super::{ErrorCode, ServerFrame};
+use crate::message::Seq;
+use crate::names::RoomName;
+
+/// A frame from a client, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// Send a chat message. `room` may be omitted on room-bound sockets.
+    Message {
+        /// Target room.
+        room: Option<RoomName>,
+        /// The text (not yet checked for blankness or length: that is the consumer's rule).
+        body: String,
+        /// The client's id for this message, for idempotent retries.
+        client_id: Option<String>,
+    },
+    /// Join a room on a multiplexed socket, replaying stored messages after `since`.
+    Join {
+        /// The room.
+        room: RoomName,
+        /// Replay messages with seq greater than this first.
+        since: Option<Seq>,
+    },
+    /// Leave a room on a multiplexed socket.
+    Leave {
+        /// The room.
+        room: RoomName,
+    },
+    /// Start or stop the typing indicator.
+    Typing {
+        /// The room.
+        room: Option<RoomName>,
+        /// Whether the user is typing.
+        active: bool,
+    },
+    /// Mark everything up to `seq` as read.
+    Read {
+        /// The room.
+        room: Option<RoomName>,
+        /// Last read seq.
+        seq: Seq,
+    },
+    /// Ask for a page of history.
+    History {
+        /// The room.
+        room: Option<RoomName>,
+        /// Only messages before this seq (the newest of them).
+        before: Option<Seq>,
+        /// Only messages after this seq (the oldest of them).
+        after: Option<Seq>,
+        /// Page size (capped by the server).
+        limit: Option<u32>,
+    },
+    /// Application-level ping; answered with `pong`.
+    Ping,
+}
+
+/// Why a client frame was refused: the code and message of the error frame to send back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct FrameError {
+    /// The error code.
+    pub code: ErrorCode,
+    /// A sentence for the developer of the client.
+    pub message: String,
+    /// The room the frame named, when it named a valid one.
+    pub room: Option<RoomName>,
+}
+
+impl FrameError {
+    /// A new frame error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            room: None,
+        }
+    }
+
+    /// The same error, tagged with a room.
+    pub fn in_room(mut self, room: Option<RoomName>) -> Self {
+        self.room = room;
+        self
+    }
+
+    /// The error frame to send for it.
+    pub fn to_frame(&self) -> ServerFrame {
+        ServerFrame::Error {
+            code: self.code,
+            message: self.message.clone(),
+            room: self.room.clone(),
+        }
+    }
+}
+
+/// Every field any client frame may carry; parsed in one pass, then checked per type.
+#[derive(Deserialize)]
+struct RawFrame {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    room: Option<String>,
+    body: Option<String>,
+    message: Option<String>,
+    mensagem: Option<String>,
+    client_id: Option<String>,
+    since: Option<Seq>,
+    active: Option<bool>,
+    seq: Option<Seq>,
+    before: Option<Seq>,
+    after: Option<Seq>,
+    limit: Option<u32>,
+}
+
+impl ClientFrame {
+    /// Parses a text frame. Errors carry the protocol's code: `invalid_json`,
+    /// `unknown_type` or `invalid_room`.
+    pub fn parse(text: &str) -> Result<Self, FrameError> {
+        let raw: RawFrame = serde_json::from_str(text).map_err(|e| {
+            let what = if e.is_data() {
+                format!("a field has the wrong type: {e}")
+            } else {
+                format!("frames are JSON objects: {e}")
+            };
+            FrameError::new(ErrorCode::InvalidJson, what)
+        })?;
+        let room = match raw.room.as_deref() {
+            None => None,
+            Some(r) => Some(
+                RoomName::parse(r)
+                    .map_err(|e| FrameError::new(ErrorCode::InvalidRoom, e.to_string()))?,
+            ),
+        };
+        let need_room = |room: Option<RoomName>| {
+            room.ok_or_else(|| FrameError::new(ErrorCode::InvalidRoom, "this frame needs a room"))
+        };
+        let frame = match raw.kind.as_deref() {
+            Some("message") => Self::Message {
+                room,
+                body: raw
+                    .body
+                    .or(raw.message)
+                    .or(raw.mensagem)
+                    .unwrap_or_default(),
+                client_id: raw.client_id,
+            },
+            // The seed tutorials' clients send {"message": "..."} with no type.
+            None if raw.message.is_some() || raw.mensagem.is_some() => Self::Message {
+                room,
+                body: raw.message.or(raw.mensagem).unwrap_or_default(),
+                client_id: raw.client_id,
+            },
+            None => {
+                return Err(FrameError::new(
+                    ErrorCode::UnknownType,
+                    "a frame needs a \"type\" (message, join, leave, typing, read, history, ping)",
+                ));
+            }
+            Some("join") => Self::Join {
+                room: need_room(room)?,
+                since: raw.since,
+            },
+            Some("leave") => Self::Leave {
+                room: need_room(room)?,
+            },
+            Some("typing") => Self::Typing {
+                room,
+                active: raw.active.unwrap_or(true),
+            },
+            Some("read") => Self::Read {
+                room: room.clone(),
+                seq: raw.seq.ok_or_else(|| {
+                    FrameError::new(ErrorCode::InvalidJson, "a read frame needs \"seq\"")
+                        .in_room(room)
+                })?,
+            },
+            Some("history") => Self::History {
+                room,
+                before: raw.before,
+                after: raw.after,
+                limit: raw.limit,
+            },
+            Some("ping") => Self::Ping,
+            Some(other) => {
+                let shown: String = other.chars().take(40).collect();
+                return Err(FrameError::new(
+                    ErrorCode::UnknownType,
+                    format!(
+                        "unknown frame type {shown:?} (expected message, join, leave, typing, read, history or ping)"
+                    ),
+                )
+                .in_room(room));
+            }
+        };
+        Ok(frame)
+    }
+
+    /// The room the frame names, if any.
+    pub fn room(&self) -> Option<&RoomName> {
+        match self {
+            Self::Message { room, .. }
+            | Self::Typing { room, .. }
+            | Self::Read { room, .. }
+            | Self::History { room, .. } => room.as_ref(),
+            Self::Join { room, .. } | Self::Leave { room } => Some(room),
+            Self::Ping => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        ClientFrame::parse(text).unwrap_err().code
+    }
+
+    #[test]
+    fn parses_every_client_frame() {
+        let lobby = RoomName::parse("lobby").unwrap();
+        assert_eq!(
+            ClientFrame::parse(
+                r#"{"type":"message","room":"lobby","body":"hi","client_id":"c-17"}"#
+            )
+            .unwrap(),
+            ClientFrame::Message {
+                room: Some(lobby.clone()),
+                body: "hi".into(),
+                client_id: Some("c-17".into())
+            }
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"join","room":"lobby","since":42}"#).unwrap(),
+            ClientFrame::Join {
+                room: lobby.clone(),
+                since: Some(42)
+            }
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"leave","room":"lobby"}"#).unwrap(),
+            ClientFrame::Leave {
+                room: lobby.clone()
+            }
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"typing","active":false}"#).unwrap(),
+            ClientFrame::Typing {
+                room: None,
+                active: false
+            }
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"read","room":"lobby","seq":43}"#).unwrap(),
+            ClientFrame::Read {
+                room: Some(lobby.clone()),
+                seq: 43
+            }
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"history","before":43,"limit":50}"#).unwrap(),
+            ClientFrame::History {
+                room: None,
+                before: Some(43),
+                after: None,
+                limit: Some(50)
+            }
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"ping"}"#).unwrap(),
+            ClientFrame::Ping
+        );
+    }
+
+    #[test]
+    fn seed_frames_are_messages() {
+        for text in [r#"{"message":"oi"}"#, r#"{"mensagem":"oi"}"#] {
+            match ClientFrame::parse(text).unwrap() {
+                ClientFrame::Message {
+                    body,
+                    room: None,
+                    client_id: None,
+                } => assert_eq!(body, "oi"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn errors_have_protocol_codes() {
+        assert_eq!(code("not json"), ErrorCode::InvalidJson);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidJson);
+        assert_eq!(
+            code(r#"{"type":"message","body":5}"#),
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(code(r#"{"type":"read","seq":-1}"#), ErrorCode::InvalidJson);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"body":"no type"}"#), ErrorCode::UnknownType);
+        assert_eq!(
+            code(r#"{"type":"join","room":"bad room"}"#),
+            ErrorCode::InvalidRoom
+        );
+        assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::InvalidRoom);
+    }
+}

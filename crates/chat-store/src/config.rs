@@ -1,13 +1,7 @@
 //! Where the database is and how to open a connection to it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-
-use diesel::connection::SimpleConnection;
-use diesel::prelude::*;
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +14,14 @@ pub enum OpenError {
     Sqlite {
         /// The file.
         path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// PostgreSQL could not be reached or refused the connection.
+    #[error("cannot connect to PostgreSQL at {url}: {reason}")]
+    Postgres {
+        /// The URL, with any password replaced by `***`.
+        url: String,
         /// What went wrong.
         reason: String,
     },
@@ -36,16 +38,20 @@ pub struct StoreConfig {
     /// - `sqlite://PATH`, `sqlite:PATH` or a plain file path: a SQLite file, created with its
     ///   directory when missing (`sqlite:///abs/chat.db` is absolute, `sqlite://data/chat.db`
     ///   relative to the working directory);
-    /// - `postgres://…` / `postgresql://…`: PostgreSQL, which this build does not support
-    ///   yet ([`OpenError::Unsupported`]).
+    /// - `postgres://…` / `postgresql://…`: PostgreSQL (with the `postgres` feature, on by
+    ///   default), in libpq's URL form: `postgres://user:password@host:5432/dbname`.
     ///
     /// In-memory SQLite (`sqlite::memory:`, `:memory:`, `file:` URIs) is refused: the writer
     /// and the read connections would each see their own empty database. Tests use a file in
     /// a temporary directory instead, which also exercises the real WAL setup.
     pub database_url: String,
-    /// Read connections kept open (SQLite in WAL mode reads concurrently with the writer).
+    /// Read connections kept open (SQLite in WAL mode reads concurrently with the writer; on
+    /// PostgreSQL, the size of the pool that serves reads and account writes).
     pub read_connections: usize,
-    /// How long a statement waits for a lock before failing.
+    /// How long one operation may wait before it fails with
+    /// [`chat_core::StoreError::Unavailable`]: SQLite's busy timeout on a locked file; on
+    /// PostgreSQL the limit for connecting, waiting for a pooled connection, and each write
+    /// batch, so an unreachable server answers "unavailable" instead of hanging senders.
     pub busy_timeout: Duration,
     /// Most appends committed in one transaction.
     pub max_batch: usize,
@@ -63,12 +69,19 @@ impl StoreConfig {
     }
 }
 
-/// The SQLite file a URL points at.
-pub(crate) fn sqlite_path(url: &str) -> Result<PathBuf, OpenError> {
+/// Which database a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Location {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL, as given.
+    Postgres(String),
+}
+
+/// Where a URL points.
+pub(crate) fn locate(url: &str) -> Result<Location, OpenError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(OpenError::Unsupported(
-            "PostgreSQL support is not built yet; use a SQLite path or sqlite:// URL".into(),
-        ));
+        return Ok(Location::Postgres(url.to_owned()));
     }
     let path = url
         .strip_prefix("sqlite://")
@@ -83,70 +96,80 @@ pub(crate) fn sqlite_path(url: &str) -> Result<PathBuf, OpenError> {
     }
     if path.is_empty() || path.contains("://") {
         return Err(OpenError::Unsupported(format!(
-            "unsupported database URL {url:?}: expected sqlite://PATH or a file path"
+            "unsupported database URL {url:?}: expected sqlite://PATH, a file path or \
+             postgres://user@host/dbname"
         )));
     }
-    Ok(PathBuf::from(path))
+    Ok(Location::Sqlite(PathBuf::from(path)))
 }
 
-/// Opens one connection with the settings every connection needs.
-pub(crate) fn connect(path: &Path, config: &StoreConfig) -> Result<SqliteConnection, OpenError> {
-    let err = |reason: String| OpenError::Sqlite {
-        path: path.display().to_string(),
-        reason,
+/// A database URL fit for logs and errors: any password is replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
     };
-    let path_str = path
-        .to_str()
-        .ok_or_else(|| err("the path is not valid UTF-8".into()))?;
-    let mut conn = SqliteConnection::establish(path_str).map_err(|e| err(e.to_string()))?;
-    conn.batch_execute(&format!(
-        "PRAGMA busy_timeout = {};
-         PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         PRAGMA foreign_keys = ON;",
-        config.busy_timeout.as_millis()
-    ))
-    .map_err(|e| err(e.to_string()))?;
-    Ok(conn)
-}
-
-/// Creates the file's directory, opens the writer connection and applies migrations.
-pub(crate) fn open_writer(config: &StoreConfig) -> Result<(PathBuf, SqliteConnection), OpenError> {
-    let path = sqlite_path(&config.database_url)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| OpenError::Sqlite {
-            path: path.display().to_string(),
-            reason: format!("cannot create its directory: {e}"),
-        })?;
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
-    let mut conn = connect(&path, config)?;
-    conn.run_pending_migrations(SQLITE_MIGRATIONS)
-        .map_err(|e| OpenError::Migration(e.to_string()))?;
-    Ok((path, conn))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn sqlite(url: &str) -> PathBuf {
+        match locate(url).unwrap() {
+            Location::Sqlite(p) => p,
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+
     #[test]
     fn urls() {
         assert_eq!(
-            sqlite_path("sqlite://data/chat.db").unwrap(),
+            sqlite("sqlite://data/chat.db"),
             PathBuf::from("data/chat.db")
         );
         assert_eq!(
-            sqlite_path("sqlite:///abs/chat.db").unwrap(),
+            sqlite("sqlite:///abs/chat.db"),
             PathBuf::from("/abs/chat.db")
         );
-        assert_eq!(sqlite_path("chat.db").unwrap(), PathBuf::from("chat.db"));
-        let e = sqlite_path("postgres://localhost/chat").unwrap_err();
-        assert!(e.to_string().contains("PostgreSQL"), "{e}");
-        assert!(sqlite_path("mysql://x").is_err());
-        assert!(sqlite_path("").is_err());
+        assert_eq!(sqlite("chat.db"), PathBuf::from("chat.db"));
+        assert_eq!(
+            locate("postgres://u@localhost/chat").unwrap(),
+            Location::Postgres("postgres://u@localhost/chat".into())
+        );
+        assert!(matches!(
+            locate("postgresql://localhost/chat").unwrap(),
+            Location::Postgres(_)
+        ));
+        assert!(locate("mysql://x").is_err());
+        assert!(locate("").is_err());
         for memory in ["sqlite::memory:", ":memory:", "file::memory:?cache=shared"] {
-            let e = sqlite_path(memory).unwrap_err();
+            let e = locate(memory).unwrap_err();
             assert!(e.to_string().contains("in-memory"), "{memory}: {e}");
         }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://chat:s3cret@db:5432/chat"),
+            "postgres://chat:***@db:5432/chat"
+        );
+        assert_eq!(
+            redact_url("postgres://chat@db/chat"),
+            "postgres://chat@db/chat"
+        );
+        assert_eq!(redact_url("sqlite://data/chat.db"), "sqlite://data/chat.db");
+        assert_eq!(redact_url("postgres://a:b@c"), "postgres://a:***@c");
     }
 }

@@ -1,22 +1,28 @@
 //! # chat-store
 //!
-//! The chat's persistence over diesel: a [`chat_core::MessageStore`] on SQLite (bundled, a
-//! file in the data directory), with migrations embedded and applied on open.
+//! The chat's persistence over diesel: one [`Store`] type, a [`chat_core::MessageStore`] on
+//! SQLite (bundled, a file in the data directory: the embedded default) or on PostgreSQL
+//! (diesel-async with a connection pool: for many server processes sharing one database).
+//! The URL picks the backend; migrations are embedded and applied on open.
 //!
-//! - **Gap-free per-room sequence numbers in commit order**: every write goes through one
-//!   writer thread that assigns seqs inside the transaction that inserts the messages.
-//! - **Group commit**: the writer commits every append waiting at that moment in one
-//!   transaction, so persistence costs one fsync per batch, not per message.
+//! - **Gap-free per-room sequence numbers in commit order**: seqs are assigned inside the
+//!   transaction that inserts the messages. On PostgreSQL the room's row is locked
+//!   (`SELECT … FOR UPDATE`) for that transaction, so this holds across processes too.
+//! - **Group commit**: one writer per process commits every append waiting at that moment in
+//!   one transaction, so persistence costs one commit per batch, not per message.
 //! - **Idempotent sends**: the same (room, sender, `client_id`) stored twice returns the first
 //!   message.
 //! - **Nothing is acknowledged before its commit**: when a batch fails it rolls back as a
 //!   whole and every caller in it gets [`chat_core::StoreError::Unavailable`]; so does every
 //!   call once the writer is gone.
-//! - Reads use their own connections (SQLite's WAL mode lets them run beside the writer).
+//! - Reads use their own connections (SQLite's WAL mode lets them run beside the writer; on
+//!   PostgreSQL, a deadpool pool).
+//! - **Outages are answers, not hangs**: while PostgreSQL is unreachable every call fails
+//!   within [`StoreConfig::busy_timeout`] with `Unavailable`, and the store reconnects by
+//!   itself once the server is back.
 //!
-//! [`StoreConfig::database_url`] takes a file path or `sqlite://PATH`; in-memory SQLite is
-//! refused (the read connections need the same file), and `postgres://` says PostgreSQL is not
-//! built yet.
+//! [`StoreConfig::database_url`] takes a file path, `sqlite://PATH` or `postgres://…`;
+//! in-memory SQLite is refused (the read connections need the same file).
 //!
 //! ```
 //! use chat_core::{HistoryQuery, MessageStore, NewMessage, RoomName, Sender};
@@ -43,71 +49,90 @@
 //! ```
 
 mod accounts;
+mod batch;
 mod config;
 mod model;
-mod reads;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod schema;
-mod writer;
+mod sqlite;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 pub use accounts::{AccountError, NewUser, User};
-pub use config::{OpenError, StoreConfig};
-
-use std::sync::Arc;
+pub use config::{OpenError, StoreConfig, redact_url};
 
 use async_trait::async_trait;
 use chat_core::{
     Appended, HistoryPage, HistoryQuery, MessageStore, NewMessage, RoomName, Seq, StoreError,
     Timestamp, UserId,
 };
-use diesel::RunQueryDsl;
-use tokio::sync::{mpsc, oneshot};
 
-use crate::reads::Pool;
-use crate::writer::WriteOp;
+use crate::config::Location;
 
-/// Appends waiting for the writer, at most; beyond this callers wait (backpressure).
-const WRITE_QUEUE: usize = 8_192;
-
-/// The message store. Cheap to clone; the writer thread stops when the last clone is dropped.
-#[derive(Clone)]
-pub struct Store {
-    writes: mpsc::Sender<WriteOp>,
-    readers: Arc<Pool>,
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
-    }
-}
-
-fn not_stored() -> StoreError {
+/// The answer to a write whose commit is not known to have happened.
+pub(crate) fn not_stored() -> StoreError {
     StoreError::Unavailable(
         "the write was not committed (the database failed or is closing)".into(),
     )
 }
 
+/// The message store: SQLite or PostgreSQL, chosen by the URL. Cheap to clone; the writer
+/// stops when the last clone is dropped.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PgStore),
+}
+
+/// Runs the same call on whichever backend the store has.
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($s) => $call,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres($s) => $call,
+        }
+    };
+}
+
 impl Store {
-    /// Opens (creating if needed) the database, applies pending migrations and starts the
-    /// writer.
+    /// Opens the database named by [`StoreConfig::database_url`] (creating a SQLite file and
+    /// its directory when missing), applies pending migrations and starts the writer.
     pub async fn open(config: StoreConfig) -> Result<Self, OpenError> {
-        let cfg = config.clone();
-        let (path, conn) = tokio::task::spawn_blocking(move || config::open_writer(&cfg))
-            .await
-            .map_err(|e| OpenError::Migration(e.to_string()))??;
-        let (writes, rx) = mpsc::channel(WRITE_QUEUE);
-        let max_batch = config.max_batch.max(1);
-        std::thread::Builder::new()
-            .name("chat-store-writer".into())
-            .spawn(move || writer::run(conn, rx, max_batch))
-            .map_err(|e| OpenError::Sqlite {
-                path: path.display().to_string(),
-                reason: format!("cannot start the writer thread: {e}"),
-            })?;
-        Ok(Self {
-            writes,
-            readers: Arc::new(Pool::new(path, config)),
-        })
+        let backend = match config::locate(&config.database_url)? {
+            Location::Sqlite(path) => {
+                Backend::Sqlite(sqlite::SqliteStore::open(path, config).await?)
+            }
+            #[cfg(feature = "postgres")]
+            Location::Postgres(url) => {
+                Backend::Postgres(postgres::PgStore::open(url, config).await?)
+            }
+            #[cfg(not(feature = "postgres"))]
+            Location::Postgres(_) => {
+                return Err(OpenError::Unsupported(
+                    "this build has no PostgreSQL support: enable the `postgres` feature of \
+                     chat-store"
+                        .into(),
+                ));
+            }
+        };
+        Ok(Self { backend })
+    }
+
+    /// Which database this store talks to: `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => "postgres",
+        }
     }
 }
 
@@ -115,16 +140,12 @@ impl Store {
 impl Store {
     /// Creates a user. The password must already be hashed.
     pub async fn create_user(&self, user: NewUser) -> Result<User, AccountError> {
-        let username = user.username.clone();
-        self.readers
-            .with(move |c| accounts::create_user(c, &user))
-            .await?
-            .ok_or(AccountError::UsernameTaken(username))
+        dispatch!(self, s => s.create_user(user).await)
     }
 
     /// A user by id.
     pub async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        self.readers.with(move |c| accounts::user(c, id)).await
+        dispatch!(self, s => s.user(id).await)
     }
 
     /// A user by username, with the password hash to verify a login against.
@@ -132,15 +153,12 @@ impl Store {
         &self,
         username: &str,
     ) -> Result<Option<(User, String)>, StoreError> {
-        let username = username.to_owned();
-        self.readers
-            .with(move |c| accounts::user_with_hash(c, &username))
-            .await
+        dispatch!(self, s => s.user_with_password_hash(username).await)
     }
 
     /// Every user, oldest first.
     pub async fn users(&self) -> Result<Vec<User>, StoreError> {
-        self.readers.with(accounts::all_users).await
+        dispatch!(self, s => s.users().await)
     }
 
     /// Records a session, identified by the hash of its id. Also sweeps expired sessions.
@@ -150,44 +168,30 @@ impl Store {
         user: UserId,
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
-        let id_hash = id_hash.to_owned();
-        self.readers
-            .with(move |c| accounts::create_session(c, &id_hash, user, expires_at))
-            .await
+        dispatch!(self, s => s.create_session(id_hash, user, expires_at).await)
     }
 
     /// The user of a live (unexpired) session.
     pub async fn session_user(&self, id_hash: &str) -> Result<Option<User>, StoreError> {
-        let id_hash = id_hash.to_owned();
-        self.readers
-            .with(move |c| accounts::session_user(c, &id_hash, Timestamp::now()))
-            .await
+        dispatch!(self, s => s.session_user(id_hash).await)
     }
 
     /// Ends a session.
     pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
-        let id_hash = id_hash.to_owned();
-        self.readers
-            .with(move |c| accounts::delete_session(c, &id_hash))
-            .await
+        dispatch!(self, s => s.delete_session(id_hash).await)
     }
 
     /// Unread counts for `user`: every pair room they belong to and every room they have
     /// read state in; their own messages do not count.
     pub async fn unread(&self, user: UserId) -> Result<Vec<(RoomName, Seq)>, StoreError> {
-        self.readers.with(move |c| accounts::unread(c, user)).await
+        dispatch!(self, s => s.unread(user).await)
     }
 }
 
 #[async_trait]
 impl MessageStore for Store {
     async fn append(&self, msg: NewMessage) -> Result<Appended, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.writes
-            .send(WriteOp::Append(msg, tx))
-            .await
-            .map_err(|_| not_stored())?;
-        rx.await.map_err(|_| not_stored())?
+        dispatch!(self, s => s.append(msg).await)
     }
 
     async fn history(
@@ -195,78 +199,33 @@ impl MessageStore for Store {
         room: &RoomName,
         query: HistoryQuery,
     ) -> Result<HistoryPage, StoreError> {
-        let room = room.clone();
-        self.readers
-            .with(move |c| reads::history(c, &room, query))
-            .await
+        dispatch!(self, s => s.history(room, query).await)
     }
 
     async fn last_seq(&self, room: &RoomName) -> Result<Seq, StoreError> {
-        let room = room.clone();
-        self.readers.with(move |c| reads::last_seq(c, &room)).await
+        dispatch!(self, s => s.last_seq(room).await)
     }
 
     async fn mark_read(&self, room: &RoomName, user: UserId, seq: Seq) -> Result<(), StoreError> {
-        let (done, rx) = oneshot::channel();
-        self.writes
-            .send(WriteOp::MarkRead {
-                room: room.clone(),
-                user,
-                seq,
-                done,
-            })
-            .await
-            .map_err(|_| not_stored())?;
-        rx.await.map_err(|_| not_stored())?
+        dispatch!(self, s => s.mark_read(room, user, seq).await)
     }
 
     async fn last_read(&self, room: &RoomName, user: UserId) -> Result<Seq, StoreError> {
-        let room = room.clone();
-        self.readers
-            .with(move |c| reads::last_read(c, &room, user))
-            .await
+        dispatch!(self, s => s.last_read(room, user).await)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.readers
-            .with(|c| diesel::sql_query("SELECT 1").execute(c).map(|_| ()))
-            .await
+        dispatch!(self, s => s.ping().await)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use chat_core::Sender;
-
     use super::*;
 
     #[test]
     fn store_is_clone_send_sync() {
         fn check<T: Clone + Send + Sync + 'static>() {}
         check::<Store>();
-    }
-
-    #[tokio::test]
-    async fn writes_after_the_writer_is_gone_are_unavailable() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig::new(format!("{}/chat.db", dir.path().display()));
-        let (writes, rx) = mpsc::channel(1);
-        drop(rx);
-        let store = Store {
-            writes,
-            readers: Arc::new(Pool::new(dir.path().join("chat.db"), config)),
-        };
-        let room = RoomName::parse("r").unwrap();
-        let sent = store
-            .append(NewMessage {
-                room: room.clone(),
-                sender: Sender::guest("ana"),
-                body: "lost".into(),
-                client_id: None,
-            })
-            .await;
-        assert!(matches!(sent, Err(StoreError::Unavailable(_))), "{sent:?}");
-        let read = store.mark_read(&room, 1, 1).await;
-        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
     }
 }

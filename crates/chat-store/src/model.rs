@@ -1,14 +1,15 @@
 //! Rows as diesel reads and writes them, and their conversion to chat-core types.
 
-use chat_core::{RoomName, Sender, Seq, StoredMessage, Timestamp};
+use chat_core::{HistoryPage, RoomName, Sender, Seq, StoredMessage, Timestamp};
 use diesel::prelude::*;
 
 use crate::schema::messages;
 
 /// A message row.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = messages)]
 #[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+#[cfg_attr(feature = "postgres", diesel(check_for_backend(diesel::pg::Pg)))]
 pub(crate) struct MessageRow {
     pub seq: i64,
     pub sender_id: Option<i64>,
@@ -55,4 +56,26 @@ pub(crate) struct NewMessageRow<'a> {
 /// A seq as the database stores it.
 pub(crate) fn db_seq(seq: Seq) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// A history page from rows read with one row more than `limit` (to learn whether there is
+/// more), in the order they were read: ascending when `forward`, else descending.
+pub(crate) fn page(
+    room: &RoomName,
+    mut rows: Vec<MessageRow>,
+    limit: u32,
+    forward: bool,
+) -> HistoryPage {
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    if !forward {
+        rows.reverse();
+    }
+    HistoryPage {
+        messages: rows
+            .into_iter()
+            .map(|r| r.into_stored(room.clone()))
+            .collect(),
+        has_more,
+    }
 }

@@ -1,4 +1,5 @@
-//! The diesel schema (kept in step with `migrations/sqlite`).
+//! The diesel schema, shared by both backends (kept in step with `migrations/sqlite` and
+//! `migrations/postgres`, which declare the same tables and column types).
 
 #![allow(missing_docs)]
 
@@ -14,7 +15,7 @@ diesel::table! {
 
 diesel::table! {
     messages (id) {
-        id -> Integer,
+        id -> BigInt,
         room_id -> Integer,
         seq -> BigInt,
         sender_id -> Nullable<BigInt>,

@@ -1,20 +1,12 @@
-//! Users, sessions and unread counts on a real SQLite file.
+//! Users, sessions and unread counts, on a real SQLite file and on the real PostgreSQL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chat_core::{MessageStore, NewMessage, PairRoom, RoomName, Sender, Timestamp};
-use chat_store::{AccountError, NewUser, Store, StoreConfig};
+use chat_store::{AccountError, NewUser, Store};
 
-async fn store() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(StoreConfig::new(format!(
-        "{}/chat.db",
-        dir.path().display()
-    )))
-    .await
-    .unwrap();
-    (s, dir)
-}
+mod common;
+use common::{postgres, sqlite};
 
 fn new_user(username: &str, role: &str) -> NewUser {
     NewUser {
@@ -25,9 +17,7 @@ fn new_user(username: &str, role: &str) -> NewUser {
     }
 }
 
-#[tokio::test]
-async fn users_are_unique_and_found_by_id_and_name() {
-    let (s, _d) = store().await;
+async fn users_are_unique_and_found_by_id_and_name(s: Store) {
     let ana = s.create_user(new_user("ana", "tutor")).await.unwrap();
     let bruno = s.create_user(new_user("bruno", "vet")).await.unwrap();
     assert!(ana.id > 0 && bruno.id > ana.id);
@@ -46,9 +36,7 @@ async fn users_are_unique_and_found_by_id_and_name() {
     assert_eq!(s.users().await.unwrap(), vec![ana, bruno]);
 }
 
-#[tokio::test]
-async fn sessions_expire_and_end() {
-    let (s, _d) = store().await;
+async fn sessions_expire_and_end(s: Store) {
     let ana = s.create_user(new_user("ana", "")).await.unwrap();
     let later = Timestamp::from_unix_millis(Timestamp::now().unix_millis() + 60_000);
     s.create_session("h1", ana.id, later).await.unwrap();
@@ -68,9 +56,7 @@ async fn sessions_expire_and_end() {
     assert_eq!(s.session_user("h1").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn unread_counts_follow_read_receipts_and_skip_own_messages() {
-    let (s, _d) = store().await;
+async fn unread_counts_follow_read_receipts_and_skip_own_messages(s: Store) {
     let ana = s.create_user(new_user("ana", "tutor")).await.unwrap();
     let bruno = s.create_user(new_user("bruno", "vet")).await.unwrap();
     let carol = s.create_user(new_user("carol", "vet")).await.unwrap();
@@ -110,3 +96,17 @@ async fn unread_counts_follow_read_receipts_and_skip_own_messages() {
         "not a member of dm"
     );
 }
+
+suite!(
+    sqlite_accounts, sqlite;
+    users_are_unique_and_found_by_id_and_name,
+    sessions_expire_and_end,
+    unread_counts_follow_read_receipts_and_skip_own_messages,
+);
+
+suite!(
+    postgres_accounts, postgres;
+    users_are_unique_and_found_by_id_and_name,
+    sessions_expire_and_end,
+    unread_counts_follow_read_receipts_and_skip_own_messages,
+);

@@ -77,17 +77,14 @@ async fn in_memory_urls_are_refused_clearly() {
 }
 
 #[tokio::test]
-async fn a_postgres_url_says_it_is_not_built_yet() {
-    for url in ["postgres://localhost/chat", "postgresql://u@h/chat"] {
-        match Store::open(StoreConfig::new(url)).await {
-            Err(e @ OpenError::Unsupported(_)) => {
-                assert!(
-                    e.to_string()
-                        .contains("PostgreSQL support is not built yet"),
-                    "{e}"
-                );
-            }
-            other => panic!("{url}: expected Unsupported, got {other:?}"),
+async fn an_unreachable_postgres_is_a_clear_error_without_the_password() {
+    let url = "postgres://chat:s3cret@127.0.0.1:1/chat";
+    match Store::open(StoreConfig::new(url)).await {
+        Err(e @ OpenError::Postgres { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("127.0.0.1:1"), "names the server: {text}");
+            assert!(!text.contains("s3cret"), "never shows the password: {text}");
         }
+        other => panic!("expected OpenError::Postgres, got {other:?}"),
     }
 }

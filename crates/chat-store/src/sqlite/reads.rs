@@ -9,8 +9,9 @@ use diesel::prelude::*;
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 
-use crate::config::{StoreConfig, connect};
-use crate::model::{MessageRow, db_seq};
+use super::connect;
+use crate::StoreConfig;
+use crate::model::{MessageRow, db_seq, page};
 use crate::schema::{messages, read_state, rooms};
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -86,23 +87,13 @@ pub(crate) fn history(
         .filter(messages::seq.lt(before))
         .select(MessageRow::as_select())
         .limit(i64::from(limit) + 1);
-    let (mut rows, forward) = if query.after.is_some() {
-        (base.order(messages::seq.asc()).load(conn)?, true)
+    let forward = query.after.is_some();
+    let rows = if forward {
+        base.order(messages::seq.asc()).load(conn)?
     } else {
-        (base.order(messages::seq.desc()).load(conn)?, false)
+        base.order(messages::seq.desc()).load(conn)?
     };
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    if !forward {
-        rows.reverse();
-    }
-    Ok(HistoryPage {
-        messages: rows
-            .into_iter()
-            .map(|r| r.into_stored(room.clone()))
-            .collect(),
-        has_more,
-    })
+    Ok(page(room, rows, limit, forward))
 }
 
 /// The room's latest seq, 0 when it has none.

@@ -7,68 +7,20 @@
 
 use std::collections::HashMap;
 
-use chat_core::{Appended, NewMessage, RoomKind, RoomName, Seq, StoreError, Timestamp};
+use chat_core::{Appended, NewMessage, RoomName, Seq, Timestamp};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use crate::batch::{Done, Op, Reply, WriteOp, answer, room_kind, split};
 use crate::model::{MessageRow, NewMessageRow, db_seq};
 use crate::schema::{messages, rooms};
-
-/// A write the writer thread performs.
-pub(crate) enum WriteOp {
-    Append(NewMessage, oneshot::Sender<Result<Appended, StoreError>>),
-    MarkRead {
-        room: RoomName,
-        user: i64,
-        seq: Seq,
-        done: oneshot::Sender<Result<(), StoreError>>,
-    },
-}
-
-/// What one op did inside a batch, delivered to its caller once the batch committed.
-enum Done {
-    Appended(Appended),
-    Read,
-}
-
-/// Where an op's answer goes. Kept outside the transaction so that a failed batch can still
-/// answer every caller.
-enum Reply {
-    Append(oneshot::Sender<Result<Appended, StoreError>>),
-    Read(oneshot::Sender<Result<(), StoreError>>),
-}
-
-/// An op without its reply channel.
-enum Op {
-    Append(NewMessage),
-    MarkRead { room: RoomName, user: i64, seq: Seq },
-}
-
-fn split(op: WriteOp) -> (Op, Reply) {
-    match op {
-        WriteOp::Append(msg, tx) => (Op::Append(msg), Reply::Append(tx)),
-        WriteOp::MarkRead {
-            room,
-            user,
-            seq,
-            done,
-        } => (Op::MarkRead { room, user, seq }, Reply::Read(done)),
-    }
-}
 
 /// A room's id and latest seq as the current batch sees them.
 struct RoomState {
     id: i32,
     last_seq: i64,
     dirty: bool,
-}
-
-fn room_kind(room: &RoomName) -> &'static str {
-    match room.kind() {
-        RoomKind::Public => "public",
-        RoomKind::Pair(_) => "pair",
-    }
 }
 
 fn load_room<'a>(
@@ -210,43 +162,11 @@ fn commit_batch(conn: &mut SqliteConnection, ops: Vec<Op>) -> QueryResult<Vec<Do
     })
 }
 
-/// Commits one batch and answers every caller: with its result once the transaction
-/// committed, or — when anything failed and the whole batch rolled back — with
-/// [`StoreError::Unavailable`]. Nothing is ever acknowledged before its commit.
+/// Commits one batch and answers every caller (see [`answer`]).
 fn process(conn: &mut SqliteConnection, batch: Vec<WriteOp>) {
     let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.into_iter().map(split).unzip();
-    match commit_batch(conn, ops) {
-        Ok(done) => {
-            for (reply, done) in replies.into_iter().zip(done) {
-                // A caller that stopped waiting is no error: its write is stored all the same.
-                match (reply, done) {
-                    (Reply::Append(tx), Done::Appended(a)) => {
-                        let _ = tx.send(Ok(a));
-                    }
-                    (Reply::Read(tx), Done::Read) => {
-                        let _ = tx.send(Ok(()));
-                    }
-                    // `commit_batch` answers op by op in order, so kinds always match; were
-                    // they not, dropping the sender makes the caller see "not stored".
-                    _ => {}
-                }
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, ops = replies.len(), "a write batch failed and was rolled back");
-            let err = || StoreError::Unavailable(format!("the write was not stored: {e}"));
-            for reply in replies {
-                match reply {
-                    Reply::Append(tx) => {
-                        let _ = tx.send(Err(err()));
-                    }
-                    Reply::Read(tx) => {
-                        let _ = tx.send(Err(err()));
-                    }
-                }
-            }
-        }
-    }
+    let result = commit_batch(conn, ops).map_err(|e| e.to_string());
+    answer(replies, result);
 }
 
 /// The writer thread's loop: take what is waiting (up to `max_batch`), commit it at once,
@@ -266,19 +186,21 @@ pub(crate) fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteOp>, m
 
 #[cfg(test)]
 mod tests {
-    use chat_core::Sender;
+    use chat_core::{Sender, StoreError};
     use diesel::connection::SimpleConnection;
+    use tokio::sync::oneshot;
 
     use super::*;
-    use crate::config::{StoreConfig, open_writer};
+    use crate::StoreConfig;
     use crate::schema::read_state;
+    use crate::sqlite::open_writer;
 
     type AppendRx = oneshot::Receiver<Result<Appended, StoreError>>;
 
     fn writer() -> (SqliteConnection, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("{}/chat.db", dir.path().display());
-        let (_, conn) = open_writer(&StoreConfig::new(url)).unwrap();
+        let path = dir.path().join("chat.db");
+        let conn = open_writer(&path, &StoreConfig::new("unused")).unwrap();
         (conn, dir)
     }
 

@@ -1,0 +1,264 @@
+//! The SQLite backend: one writer thread doing group commit, and a few read connections.
+
+mod accounts;
+mod reads;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chat_core::{
+    Appended, HistoryPage, HistoryQuery, MessageStore, NewMessage, RoomName, Seq, StoreError,
+    Timestamp, UserId,
+};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use tokio::sync::{mpsc, oneshot};
+
+use self::reads::Pool;
+use crate::accounts::{AccountError, NewUser, User};
+use crate::batch::WriteOp;
+use crate::{OpenError, StoreConfig, not_stored};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+/// Opens one connection with the settings every connection needs.
+pub(crate) fn connect(path: &Path, config: &StoreConfig) -> Result<SqliteConnection, OpenError> {
+    let err = |reason: String| OpenError::Sqlite {
+        path: path.display().to_string(),
+        reason,
+    };
+    let path_str = path
+        .to_str()
+        .ok_or_else(|| err("the path is not valid UTF-8".into()))?;
+    let mut conn = SqliteConnection::establish(path_str).map_err(|e| err(e.to_string()))?;
+    conn.batch_execute(&format!(
+        "PRAGMA busy_timeout = {};
+         PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;",
+        config.busy_timeout.as_millis()
+    ))
+    .map_err(|e| err(e.to_string()))?;
+    Ok(conn)
+}
+
+/// Creates the file's directory, opens the writer connection and applies migrations.
+pub(crate) fn open_writer(
+    path: &Path,
+    config: &StoreConfig,
+) -> Result<SqliteConnection, OpenError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| OpenError::Sqlite {
+            path: path.display().to_string(),
+            reason: format!("cannot create its directory: {e}"),
+        })?;
+    }
+    let mut conn = connect(path, config)?;
+    conn.run_pending_migrations(SQLITE_MIGRATIONS)
+        .map_err(|e| OpenError::Migration(e.to_string()))?;
+    Ok(conn)
+}
+
+/// Appends waiting for the writer, at most; beyond this callers wait (backpressure).
+const WRITE_QUEUE: usize = 8_192;
+
+/// The SQLite store. Cheap to clone; the writer thread stops when the last clone is dropped.
+#[derive(Clone)]
+pub(crate) struct SqliteStore {
+    writes: mpsc::Sender<WriteOp>,
+    readers: Arc<Pool>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database, applies pending migrations and starts the
+    /// writer.
+    pub(crate) async fn open(path: PathBuf, config: StoreConfig) -> Result<Self, OpenError> {
+        let writer_path = path.clone();
+        let cfg = config.clone();
+        let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path, &cfg))
+            .await
+            .map_err(|e| OpenError::Migration(e.to_string()))??;
+        let (writes, rx) = mpsc::channel(WRITE_QUEUE);
+        let max_batch = config.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("chat-store-writer".into())
+            .spawn(move || writer::run(conn, rx, max_batch))
+            .map_err(|e| OpenError::Sqlite {
+                path: path.display().to_string(),
+                reason: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(Self {
+            writes,
+            readers: Arc::new(Pool::new(path, config)),
+        })
+    }
+}
+
+/// Accounts: users, sessions (stored by the hash of their id) and unread counts.
+impl SqliteStore {
+    /// Creates a user. The password must already be hashed.
+    pub(crate) async fn create_user(&self, user: NewUser) -> Result<User, AccountError> {
+        let username = user.username.clone();
+        self.readers
+            .with(move |c| accounts::create_user(c, &user))
+            .await?
+            .ok_or(AccountError::UsernameTaken(username))
+    }
+
+    /// A user by id.
+    pub(crate) async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        self.readers.with(move |c| accounts::user(c, id)).await
+    }
+
+    /// A user by username, with the password hash to verify a login against.
+    pub(crate) async fn user_with_password_hash(
+        &self,
+        username: &str,
+    ) -> Result<Option<(User, String)>, StoreError> {
+        let username = username.to_owned();
+        self.readers
+            .with(move |c| accounts::user_with_hash(c, &username))
+            .await
+    }
+
+    /// Every user, oldest first.
+    pub(crate) async fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.readers.with(accounts::all_users).await
+    }
+
+    /// Records a session, identified by the hash of its id. Also sweeps expired sessions.
+    pub(crate) async fn create_session(
+        &self,
+        id_hash: &str,
+        user: UserId,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_owned();
+        self.readers
+            .with(move |c| accounts::create_session(c, &id_hash, user, expires_at))
+            .await
+    }
+
+    /// The user of a live (unexpired) session.
+    pub(crate) async fn session_user(&self, id_hash: &str) -> Result<Option<User>, StoreError> {
+        let id_hash = id_hash.to_owned();
+        self.readers
+            .with(move |c| accounts::session_user(c, &id_hash, Timestamp::now()))
+            .await
+    }
+
+    /// Ends a session.
+    pub(crate) async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_owned();
+        self.readers
+            .with(move |c| accounts::delete_session(c, &id_hash))
+            .await
+    }
+
+    /// Unread counts for `user`: every pair room they belong to and every room they have
+    /// read state in; their own messages do not count.
+    pub(crate) async fn unread(&self, user: UserId) -> Result<Vec<(RoomName, Seq)>, StoreError> {
+        self.readers.with(move |c| accounts::unread(c, user)).await
+    }
+}
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    async fn append(&self, msg: NewMessage) -> Result<Appended, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.writes
+            .send(WriteOp::Append(msg, tx))
+            .await
+            .map_err(|_| not_stored())?;
+        rx.await.map_err(|_| not_stored())?
+    }
+
+    async fn history(
+        &self,
+        room: &RoomName,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, StoreError> {
+        let room = room.clone();
+        self.readers
+            .with(move |c| reads::history(c, &room, query))
+            .await
+    }
+
+    async fn last_seq(&self, room: &RoomName) -> Result<Seq, StoreError> {
+        let room = room.clone();
+        self.readers.with(move |c| reads::last_seq(c, &room)).await
+    }
+
+    async fn mark_read(&self, room: &RoomName, user: UserId, seq: Seq) -> Result<(), StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.writes
+            .send(WriteOp::MarkRead {
+                room: room.clone(),
+                user,
+                seq,
+                done,
+            })
+            .await
+            .map_err(|_| not_stored())?;
+        rx.await.map_err(|_| not_stored())?
+    }
+
+    async fn last_read(&self, room: &RoomName, user: UserId) -> Result<Seq, StoreError> {
+        let room = room.clone();
+        self.readers
+            .with(move |c| reads::last_read(c, &room, user))
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.readers
+            .with(|c| diesel::sql_query("SELECT 1").execute(c).map(|_| ()))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_core::Sender;
+
+    use super::*;
+
+    #[test]
+    fn store_is_clone_send_sync() {
+        fn check<T: Clone + Send + Sync + 'static>() {}
+        check::<SqliteStore>();
+    }
+
+    #[tokio::test]
+    async fn writes_after_the_writer_is_gone_are_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::new(format!("{}/chat.db", dir.path().display()));
+        let (writes, rx) = mpsc::channel(1);
+        drop(rx);
+        let store = SqliteStore {
+            writes,
+            readers: Arc::new(Pool::new(dir.path().join("chat.db"), config)),
+        };
+        let room = RoomName::parse("r").unwrap();
+        let sent = store
+            .append(NewMessage {
+                room: room.clone(),
+                sender: Sender::guest("ana"),
+                body: "lost".into(),
+                client_id: None,
+            })
+            .await;
+        assert!(matches!(sent, Err(StoreError::Unavailable(_))), "{sent:?}");
+        let read = store.mark_read(&room, 1, 1).await;
+        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+    }
+}

@@ -1,0 +1,3 @@
+DROP INDEX sessions_user;
+DROP TABLE sessions;
+DROP TABLE users;

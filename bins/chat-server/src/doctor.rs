@@ -29,7 +29,7 @@ fn print(name: &str, check: &Check) {
 }
 
 async fn check_store(config: &ServerConfig) -> Check {
-    let url = crate::redact(&config.database_url);
+    let url = chat_store::redact_url(&config.database_url);
     let opened = tokio::time::timeout(
         Duration::from_secs(10),
         chat_store::Store::open(chat_store::StoreConfig::new(&config.database_url)),
@@ -60,7 +60,7 @@ async fn check_redis(config: &ServerConfig) -> Check {
             "not configured: the in-memory channel layer serves one process (set REDIS_URL to run several nodes)".into(),
         );
     };
-    let shown = crate::redact(url);
+    let shown = chat_store::redact_url(url);
     let prefix = format!(
         "{}-doctor-{}",
         config.settings.redis_prefix,

@@ -25,6 +25,7 @@ use chat_core::{
     InMemoryChannelLayer, LayerConfig, MemoryPresence, RedisChannelLayer, RedisLayerConfig,
     RedisPresence, SharedLayer, SharedPresence,
 };
+use chat_store::redact_url;
 use clap::Parser;
 
 use crate::app::App;
@@ -73,12 +74,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| {
             format!(
                 "cannot open the database {}: {e}",
-                redact(&config.database_url)
+                redact_url(&config.database_url)
             )
         })?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            println!("migrations applied to {}", config.database_url);
+            println!("migrations applied to {}", redact_url(&config.database_url));
             Ok(())
         }
         Command::Serve => serve(config, store).await,
@@ -117,19 +118,19 @@ async fn serve(
             .map_err(|e| {
                 format!(
                     "cannot start the Redis channel layer ({}): {e}",
-                    redact(url)
+                    redact_url(url)
                 )
             })?;
             let ttl = std::time::Duration::from_secs(config.settings.presence_ttl.max(1));
             let presence = RedisPresence::connect(url, prefix, ttl)
-                .map_err(|e| format!("cannot start Redis presence ({}): {e}", redact(url)))?;
+                .map_err(|e| format!("cannot start Redis presence ({}): {e}", redact_url(url)))?;
             (Arc::new(layer), Arc::new(presence))
         }
     };
     let app = App::new(store, layer, presence, config);
     tracing::info!(
         %addr,
-        database = %redact(&app.config.database_url),
+        database = %redact_url(&app.config.database_url),
         layer = if app.config.redis_url.is_some() { "redis" } else { "memory" },
         "chat-server started"
     );
@@ -139,18 +140,4 @@ async fn serve(
     server::serve(app, listener, server::shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// A URL without its password, for logs.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }

@@ -1,5 +1,6 @@
-//! Two chat-server processes sharing Redis (the channel layer) and one database: clients on
-//! different nodes chat as if there were one server.
+//! Two chat-server processes sharing Redis (the channel layer) and one PostgreSQL database
+//! (the store), both the real servers: clients on different nodes chat as if there were one
+//! server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,7 +8,7 @@ mod common;
 
 use std::hash::{BuildHasher, Hasher};
 
-use common::{Client, Server, add_user, login};
+use common::{Client, Server, add_user_in, login, postgres};
 use serde_json::json;
 
 fn prefix() -> String {
@@ -20,17 +21,28 @@ fn prefix() -> String {
 #[tokio::test]
 async fn clients_on_two_nodes_share_rooms_and_pair_rooms() {
     let dir = tempfile::tempdir().unwrap();
+    let db = postgres().await;
     let p = prefix();
     let flags = [
         "--redis-url",
         "redis://127.0.0.1:6379",
         "--redis-prefix",
         p.as_str(),
+        "--database-url",
+        db.url(),
     ];
     let a = Server::start(dir.path(), &flags);
     let b = Server::start(dir.path(), &flags);
-    let ana_id = add_user(dir.path(), "ana", "Ana", "tutor", "password-ana");
-    let bruno_id = add_user(dir.path(), "bruno", "Bruno", "vet", "password-bruno");
+    let db_flags = ["--database-url", db.url()];
+    let ana_id = add_user_in(dir.path(), &db_flags, "ana", "Ana", "tutor", "password-ana");
+    let bruno_id = add_user_in(
+        dir.path(),
+        &db_flags,
+        "bruno",
+        "Bruno",
+        "vet",
+        "password-bruno",
+    );
 
     // A public room, one client per node.
     let mut on_a = Client::connect(&a.ws_url("/ws/chat/lobby/?name=ana")).await;
@@ -93,6 +105,7 @@ fn online_names(v: &serde_json::Value) -> Vec<String> {
 #[tokio::test]
 async fn presence_spans_nodes_and_forgets_a_dead_node() {
     let dir = tempfile::tempdir().unwrap();
+    let db = postgres().await;
     let p = prefix();
     let flags = [
         "--redis-url",
@@ -101,6 +114,8 @@ async fn presence_spans_nodes_and_forgets_a_dead_node() {
         p.as_str(),
         "--presence-ttl",
         "2",
+        "--database-url",
+        db.url(),
     ];
     let a = Server::start(dir.path(), &flags);
     let b = Server::start(dir.path(), &flags);

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Client, OwnRedis, Server};
+use common::{Client, OwnRedis, Server, postgres};
 use serde_json::json;
 
 #[tokio::test]
@@ -16,7 +16,8 @@ async fn a_redis_restart_loses_nothing() {
     let mut redis = OwnRedis::start(0);
     let dir = tempfile::tempdir().unwrap();
     let url = redis.url();
-    let flags = ["--redis-url", url.as_str()];
+    let db = postgres().await;
+    let flags = ["--redis-url", url.as_str(), "--database-url", db.url()];
     let a = Server::start(dir.path(), &flags);
     let b = Server::start(dir.path(), &flags);
     let mut sender = Client::connect(&a.ws_url("/ws/chat/lobby/?name=sender")).await;

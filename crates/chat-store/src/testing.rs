@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 /// The server the project's tests use unless told otherwise.
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -71,6 +71,38 @@ impl TestDatabase {
     /// The new database's URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Simulates an outage as clients see it: every connection to this database is cut and
+    /// new ones are refused until [`TestDatabase::restore`]. Other databases on the server
+    /// are untouched, so tests running beside this one are not disturbed.
+    pub async fn cut_off(&self) -> Result<(), TestDatabaseError> {
+        self.admin_sql(&format!(
+            "ALTER DATABASE {0} ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}';",
+            self.name
+        ))
+        .await
+    }
+
+    /// Ends the outage started by [`TestDatabase::cut_off`].
+    pub async fn restore(&self) -> Result<(), TestDatabaseError> {
+        self.admin_sql(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            self.name
+        ))
+        .await
+    }
+
+    async fn admin_sql(&self, sql: &str) -> Result<(), TestDatabaseError> {
+        let fail = |reason: String| TestDatabaseError {
+            admin_url: crate::redact_url(&self.admin_url),
+            reason,
+        };
+        let mut conn = admin(&self.admin_url).await.map_err(fail)?;
+        conn.batch_execute(sql)
+            .await
+            .map_err(|e| fail(e.to_string()))
     }
 }
 

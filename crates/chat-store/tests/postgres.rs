@@ -12,7 +12,6 @@ use std::time::Duration;
 use chat_core::{HistoryQuery, MessageStore, NewMessage, RoomName, Sender, StoreError};
 use chat_store::testing::TestDatabase;
 use chat_store::{Store, StoreConfig};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 mod common;
 use common::pg_admin_url;
@@ -122,32 +121,6 @@ async fn four_processes_share_one_gap_free_room() {
     );
 }
 
-/// Makes the test database unreachable, as an outage looks to the store: every connection
-/// to it is cut and new ones are refused, until `restore`.
-async fn cut_off(db: &TestDatabase) {
-    let name = db.url().rsplit('/').next().unwrap().to_owned();
-    let mut admin = AsyncPgConnection::establish(&pg_admin_url()).await.unwrap();
-    diesel::sql_query(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    diesel::sql_query(format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-}
-
-async fn restore(db: &TestDatabase) {
-    let name = db.url().rsplit('/').next().unwrap().to_owned();
-    let mut admin = AsyncPgConnection::establish(&pg_admin_url()).await.unwrap();
-    diesel::sql_query(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-}
-
 fn msg(body: &str, client_id: &str) -> NewMessage {
     NewMessage {
         room: room(),
@@ -170,7 +143,7 @@ async fn an_outage_is_unavailable_and_the_store_recovers() {
         .await
         .unwrap();
 
-    cut_off(&db).await;
+    db.cut_off().await.unwrap();
     let lost = store.append(msg("during", "c2")).await;
     assert!(matches!(lost, Err(StoreError::Unavailable(_))), "{lost:?}");
     let read = store.history(&room(), HistoryQuery::latest(10)).await;
@@ -179,7 +152,7 @@ async fn an_outage_is_unavailable_and_the_store_recovers() {
     let mark = store.mark_read(&room(), 3, 1).await;
     assert!(matches!(mark, Err(StoreError::Unavailable(_))), "{mark:?}");
 
-    restore(&db).await;
+    db.restore().await.unwrap();
     // The client retries the unacknowledged send with its client id: stored once, and the
     // failed attempt took no seq.
     let retried = store.append(msg("during", "c2")).await.unwrap();

@@ -93,6 +93,16 @@ impl Drop for Server {
     }
 }
 
+/// A throwaway PostgreSQL database on the real server (dropped with the value); see
+/// `chat_store::testing`. `CHAT_TEST_PG_URL` names another server than 127.0.0.1:5432.
+pub async fn postgres() -> chat_store::testing::TestDatabase {
+    let admin = std::env::var("CHAT_TEST_PG_URL")
+        .unwrap_or_else(|_| chat_store::testing::DEFAULT_ADMIN_URL.into());
+    chat_store::testing::TestDatabase::create(&admin)
+        .await
+        .expect("PostgreSQL for tests")
+}
+
 /// A WebSocket client.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -329,20 +339,30 @@ pub fn cli(data_dir: &Path, args: &[&str], stdin: &str) -> (bool, String, String
 
 /// Creates a user with the CLI and returns its id.
 pub fn add_user(data_dir: &Path, username: &str, name: &str, role: &str, password: &str) -> i64 {
-    let (ok, out, err) = cli(
-        data_dir,
-        &[
-            "user",
-            "add",
-            "--username",
-            username,
-            "--name",
-            name,
-            "--role",
-            role,
-        ],
-        &format!("{password}\n"),
-    );
+    add_user_in(data_dir, &[], username, name, role, password)
+}
+
+/// Creates a user with the CLI given extra flags (such as `--database-url`); returns its id.
+pub fn add_user_in(
+    data_dir: &Path,
+    flags: &[&str],
+    username: &str,
+    name: &str,
+    role: &str,
+    password: &str,
+) -> i64 {
+    let mut args = vec![
+        "user",
+        "add",
+        "--username",
+        username,
+        "--name",
+        name,
+        "--role",
+        role,
+    ];
+    args.extend_from_slice(flags);
+    let (ok, out, err) = cli(data_dir, &args, &format!("{password}\n"));
     assert!(ok, "user add failed: {err}");
     out.split("(id ")
         .nth(1)

@@ -57,11 +57,12 @@ pub enum UserCommand {
 /// `chat-server token …`
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Print a signed bearer token for a user.
+    /// Print a signed bearer token for a user; with several `--user`, one line per user in
+    /// the order given.
     Issue {
-        /// The username.
-        #[arg(long)]
-        user: String,
+        /// The username (repeat for several users).
+        #[arg(long, required = true)]
+        user: Vec<String>,
         /// Lifetime: 90s, 30m, 1h, 7d.
         #[arg(long, default_value = "1h")]
         ttl: String,
@@ -122,6 +123,18 @@ pub struct Settings {
     /// could forge it.
     #[arg(long, env = "CHAT_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub trust_proxy: bool,
+    /// Messages per second a connection may send, sustained (beyond the burst, sends get
+    /// `rate_limited`).
+    #[arg(
+        long,
+        env = "CHAT_MESSAGES_PER_SECOND",
+        default_value_t = 20,
+        global = true
+    )]
+    pub messages_per_second: u32,
+    /// Messages a connection may send at once above the sustained rate.
+    #[arg(long, env = "CHAT_MESSAGE_BURST", default_value_t = 40, global = true)]
+    pub message_burst: u32,
     /// Log filter (`info`, `debug`, `chat_ws=debug,info`…).
     #[arg(long, env = "CHAT_LOG", default_value = "info", global = true)]
     pub log: String,

@@ -1,6 +1,6 @@
 //! The account subcommands: `user add`, `user list`, `token issue`.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 
 use chat_store::{AccountError, NewUser, Store};
 
@@ -80,15 +80,20 @@ pub async fn token(store: &Store, config: &ServerConfig, cmd: TokenCommand) -> R
     match cmd {
         TokenCommand::Issue { user, ttl } => {
             let seconds = token::parse_ttl(&ttl)?;
-            let found = store
-                .user_with_password_hash(&user.trim().to_lowercase())
-                .await?
-                .ok_or_else(|| format!("there is no user {user:?}"))?;
             let now = chat_core::Timestamp::now().unix_millis() / 1_000;
-            println!(
-                "{}",
-                token::issue(&config.secret_key, found.0.id, now + seconds)
-            );
+            // Every user is checked before any token is printed: all or nothing.
+            let mut tokens = Vec::with_capacity(user.len());
+            for name in &user {
+                let found = store
+                    .user_with_password_hash(&name.trim().to_lowercase())
+                    .await?
+                    .ok_or_else(|| format!("there is no user {name:?}"))?;
+                tokens.push(token::issue(&config.secret_key, found.0.id, now + seconds));
+            }
+            let mut out = std::io::stdout().lock();
+            for t in tokens {
+                writeln!(out, "{t}")?;
+            }
         }
     }
     Ok(())

@@ -60,6 +60,16 @@ impl ServerConfig {
             Some(k) => k.clone(),
             None => load_or_create_secret(dir)?,
         };
+        if settings.messages_per_second == 0 {
+            return Err(ConfigError::Invalid(
+                "CHAT_MESSAGES_PER_SECOND must be at least 1".into(),
+            ));
+        }
+        let limits = Limits {
+            messages_per_second: settings.messages_per_second,
+            message_burst: settings.message_burst,
+            ..Limits::default()
+        };
         let allow_registration = settings
             .allow_registration
             .unwrap_or(set(&settings.database_url).is_none());
@@ -69,7 +79,7 @@ impl ServerConfig {
             settings,
             database_url,
             secret_key,
-            limits: Limits::default(),
+            limits,
         })
     }
 }

@@ -89,12 +89,29 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+/// Binds the listening socket with a long accept backlog, so that thousands of clients
+/// connecting at once (a reconnect storm after a restart) queue instead of being dropped.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4_096)
+}
+
 async fn serve(
     config: ServerConfig,
     store: chat_store::Store,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = tokio::net::TcpListener::bind(config.settings.bind)
-        .await
+    // Every connection is a file descriptor: allow as many as the system lets this process.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
+    let listener = listen(config.settings.bind)
         .map_err(|e| format!("cannot listen on {}: {e}", config.settings.bind))?;
     let addr = listener.local_addr()?;
     let layer_config = LayerConfig {

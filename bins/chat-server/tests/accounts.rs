@@ -424,6 +424,33 @@ async fn tokens_authenticate_services_and_passwords_are_only_hashed() {
     let (ok, _, err) = cli(c.dir.path(), &["token", "issue", "--user", "nobody"], "");
     assert!(!ok && err.contains("nobody"), "{err}");
 
+    // Several users at once: one token per line, in order; one unknown user prints none.
+    let (ok, out, err) = cli(
+        c.dir.path(),
+        &["token", "issue", "--user", "ana", "--user", "bruno"],
+        "",
+    );
+    assert!(ok, "{err}");
+    let ids: Vec<Option<i64>> = {
+        let mut ids = Vec::new();
+        for t in out.lines() {
+            let bearer = format!("Bearer {t}");
+            let me = request(addr, "GET", "/api/me", &[("authorization", &bearer)], None).await;
+            ids.push(me.json()["id"].as_i64());
+        }
+        ids
+    };
+    assert_eq!(ids, vec![Some(c.ana), Some(c.bruno)]);
+    let (ok, out, err) = cli(
+        c.dir.path(),
+        &["token", "issue", "--user", "ana", "--user", "nobody"],
+        "",
+    );
+    assert!(
+        !ok && err.contains("nobody") && out.is_empty(),
+        "{out}{err}"
+    );
+
     let (ok, list, _) = cli(c.dir.path(), &["user", "list"], "");
     assert!(ok && list.contains("ana") && list.contains("vet"));
     let (ok, _, err) = cli(

@@ -214,11 +214,11 @@ impl Consumer for ChatConsumer {
     }
 
     fn next_timer(&self) -> Option<tokio::time::Instant> {
-        self.session.typing_deadline()
+        self.session.deadline()
     }
 
     async fn on_timer(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
-        self.session.expire_typing(cx, &self.shared).await;
+        self.session.on_deadline(cx, &self.shared).await;
         Ok(())
     }
 

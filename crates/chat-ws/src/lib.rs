@@ -60,6 +60,6 @@ pub use connection::{ClientEvent, ConnectionConfig, Ending};
 pub use consumer::{Consumer, ConsumerError};
 pub use context::{Context, IntoGroupName, Outbound, RequestInfo, form_decode};
 pub use mux::{MAX_ROOMS_PER_SOCKET, MuxConsumer, RoomAccess};
-pub use room::{CHAT_MESSAGE, CHAT_PRESENCE, CHAT_READ, CHAT_TYPING, TYPING_EXPIRY};
+pub use room::{CHAT_MESSAGE, CHAT_PRESENCE, CHAT_READ, CHAT_TYPING, REORDER_WAIT, TYPING_EXPIRY};
 pub use socket::websocket_config;
 pub use upgrade::{is_websocket_request, upgrade};

@@ -204,15 +204,12 @@ impl Consumer for MuxConsumer {
     }
 
     fn next_timer(&self) -> Option<tokio::time::Instant> {
-        self.rooms
-            .values()
-            .filter_map(RoomSession::typing_deadline)
-            .min()
+        self.rooms.values().filter_map(RoomSession::deadline).min()
     }
 
     async fn on_timer(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
         for session in self.rooms.values_mut() {
-            session.expire_typing(cx, &self.shared).await;
+            session.on_deadline(cx, &self.shared).await;
         }
         Ok(())
     }

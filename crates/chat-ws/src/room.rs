@@ -4,10 +4,12 @@
 //!
 //! Delivery guarantee: the client sees every message of the room exactly once and in seq
 //! order from the point it asked for (`since`, or "now"). Live messages can arrive out of
-//! order (two senders publish concurrently) or not at all (a full mailbox, a Redis outage);
-//! whenever a live message is not the next seq, the gap is read from the store before it is
-//! delivered, and anything at or below the last delivered seq is skipped.
+//! order (two senders publish concurrently) or not at all (a full mailbox, a Redis outage). A
+//! message that arrives ahead of a missing seq is held for up to [`REORDER_WAIT`]: usually the
+//! missing one overtaken by it arrives meanwhile and both go out in order. Only when it does not
+//! is the gap read from the store. Anything at or below the last delivered seq is skipped.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +36,14 @@ pub const CHAT_PRESENCE: &str = "chat.presence";
 pub const TYPING_EXPIRY: Duration = Duration::from_secs(5);
 /// While a user keeps typing, the room hears it again at most this often.
 const TYPING_REPEAT: Duration = Duration::from_secs(3);
+
+/// How long a live message that arrived ahead of a missing seq waits for it before the gap is
+/// read from the store. A room's seqs are assigned in order but broadcast by each sender's own
+/// task, so a later seq often overtakes an earlier one by a little; reading the store at every
+/// overtake would cost every recipient a query (it was the largest cost of a busy room).
+pub const REORDER_WAIT: Duration = Duration::from_millis(50);
+/// Messages held ahead of a gap, at most; beyond that the gap is read from the store at once.
+const MAX_AHEAD: usize = 256;
 
 /// What every room of a connection shares: who is connected and the services.
 #[derive(Clone)]
@@ -66,6 +76,10 @@ pub(crate) struct RoomSession {
     delivered: Option<Seq>,
     /// While typing: when the indicator expires, and when the room last heard about it.
     typing: Option<(Instant, Instant)>,
+    /// Live messages that arrived ahead of a missing seq, by seq.
+    ahead: BTreeMap<Seq, LayerMessage>,
+    /// Since when the oldest gap has been waited for.
+    ahead_since: Option<Instant>,
     presence_conn: Option<String>,
 }
 
@@ -80,6 +94,8 @@ impl RoomSession {
             room,
             delivered: None,
             typing: None,
+            ahead: BTreeMap::new(),
+            ahead_since: None,
             presence_conn: None,
         }
     }
@@ -217,17 +233,62 @@ impl RoomSession {
 
     /// A live `chat.message` with its seq: delivered in order, exactly once.
     pub async fn deliver(&mut self, cx: &mut Context, s: &Shared, msg: &LayerMessage, seq: Seq) {
-        let delivered = self.delivered;
-        if delivered.is_some_and(|d| seq <= d) {
+        let Some(delivered) = self.delivered else {
+            // The store could not say where the room was at join: start from here.
+            cx.forward(msg);
+            self.delivered = Some(seq);
+            return;
+        };
+        if seq <= delivered {
             return;
         }
-        // When the store is down the gap stays: deliver what we have; the client can resume
-        // with `since` later.
-        if delivered.is_some_and(|d| seq > d + 1) && !self.fill_gap(cx, s, Some(seq), false).await {
-            tracing::debug!(room = %self.room, "delivering past a gap");
+        if seq == delivered + 1 {
+            cx.forward(msg);
+            self.delivered = Some(seq);
+            self.release_ahead(cx);
+            return;
         }
-        cx.forward(msg);
-        self.delivered = Some(self.delivered.map_or(seq, |d| d.max(seq)));
+        self.ahead.entry(seq).or_insert_with(|| msg.clone());
+        self.ahead_since.get_or_insert_with(Instant::now);
+        if self.ahead.len() > MAX_AHEAD {
+            self.resolve_gaps(cx, s).await;
+        }
+    }
+
+    /// Sends the held messages that now follow the delivered seq without a gap.
+    fn release_ahead(&mut self, cx: &mut Context) {
+        while let Some(entry) = self.ahead.first_entry() {
+            let seq = *entry.key();
+            let next = self.delivered.map_or(seq, |d| d + 1);
+            if seq < next {
+                entry.remove();
+            } else if seq == next {
+                cx.forward(&entry.remove());
+                self.delivered = Some(seq);
+            } else {
+                break;
+            }
+        }
+        if self.ahead.is_empty() {
+            self.ahead_since = None;
+        }
+    }
+
+    /// The wait is over: reads every gap below the held messages from the store and sends
+    /// everything in order. When the store is down the gaps stay: what is held goes out
+    /// anyway, and the client can resume with `since` later.
+    async fn resolve_gaps(&mut self, cx: &mut Context, s: &Shared) {
+        while let Some(first) = self.ahead.keys().next().copied() {
+            if !self.fill_gap(cx, s, Some(first), false).await {
+                tracing::debug!(room = %self.room, "delivering past a gap");
+            }
+            // Past whatever the store could not give, so every turn makes progress.
+            if self.delivered.is_none_or(|d| d + 1 < first) {
+                self.delivered = Some(first - 1);
+            }
+            self.release_ahead(cx);
+        }
+        self.ahead_since = None;
     }
 
     /// Stores a message, broadcasts it, acks it. The caller has checked the rate limit.
@@ -307,18 +368,25 @@ impl RoomSession {
         }
     }
 
-    /// When this room's typing indicator expires, if one is on.
-    pub fn typing_deadline(&self) -> Option<Instant> {
-        self.typing.map(|(until, _)| until)
+    /// When this room next needs [`RoomSession::on_deadline`]: its typing indicator expires,
+    /// or a held message has waited long enough for the seq it overtook.
+    pub fn deadline(&self) -> Option<Instant> {
+        let typing = self.typing.map(|(until, _)| until);
+        let gap = self.ahead_since.map(|since| since + REORDER_WAIT);
+        typing.into_iter().chain(gap).min()
     }
 
-    /// Ends an expired typing indicator.
-    pub async fn expire_typing(&mut self, cx: &mut Context, s: &Shared) {
-        if self
-            .typing
-            .is_some_and(|(until, _)| until <= Instant::now())
-        {
+    /// Ends an expired typing indicator and resolves a gap waited for long enough.
+    pub async fn on_deadline(&mut self, cx: &mut Context, s: &Shared) {
+        let now = Instant::now();
+        if self.typing.is_some_and(|(until, _)| until <= now) {
             self.stop_typing(cx, s).await;
+        }
+        if self
+            .ahead_since
+            .is_some_and(|since| since + REORDER_WAIT <= now)
+        {
+            self.resolve_gaps(cx, s).await;
         }
     }
 

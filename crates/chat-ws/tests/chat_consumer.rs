@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::{
-    InMemoryChannelLayer, Limits, MemoryStore, MessageStore, NewMessage, RoomName, Sender,
-    SharedLayer,
+    ChannelLayer, InMemoryChannelLayer, LayerMessage, Limits, MemoryStore, MessageStore,
+    NewMessage, RoomName, Sender, ServerFrame, SharedLayer, StoredMessage, Timestamp,
 };
-use chat_ws::{ChatConsumer, ClientEvent, Communicator, ConnectOutcome, ConnectionConfig};
+use chat_ws::{
+    CHAT_MESSAGE, ChatConsumer, ClientEvent, Communicator, ConnectOutcome, ConnectionConfig,
+    REORDER_WAIT,
+};
 use serde_json::{Value, json};
 
 struct Room {
@@ -184,6 +187,59 @@ async fn a_gap_in_live_delivery_is_filled_from_the_store() {
     assert_eq!(
         (second["seq"].as_u64(), second["body"].as_str()),
         (Some(2), Some("after"))
+    );
+}
+
+/// A live `chat.message` as another socket would broadcast it, without storing it.
+async fn broadcast_only(room: &Room, seq: u64, body: &str) {
+    let frame = ServerFrame::Message(StoredMessage {
+        room: Room::lobby(),
+        seq,
+        sender: Sender::guest("ghost"),
+        body: body.into(),
+        client_id: None,
+        sent_at: Timestamp::now(),
+    });
+    let msg = LayerMessage::json(CHAT_MESSAGE, &frame).unwrap();
+    room.layer
+        .group_send(&Room::lobby().group(), msg)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_overtaken_message_waits_for_the_one_it_overtook() {
+    let room = Room::new();
+    let mut bruno = room.join("bruno").await;
+    // Seq 2 is broadcast before seq 1 (two senders racing). Neither is in the store, so a
+    // store read at the gap would find nothing and seq 1 would then be dropped as late.
+    broadcast_only(&room, 2, "second").await;
+    broadcast_only(&room, 1, "first").await;
+    let a = bruno.receive_json().await;
+    let b = bruno.receive_json().await;
+    assert_eq!(
+        (a["seq"].as_u64(), b["seq"].as_u64()),
+        (Some(1), Some(2)),
+        "{a} {b}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_message_gives_up_waiting_and_reads_the_gap_from_the_store() {
+    let room = Room::new();
+    let mut bruno = room.join("bruno").await;
+    // Seq 1 is stored, but its broadcast is lost; seq 2's broadcast arrives.
+    room.store_direct("lost").await;
+    broadcast_only(&room, 2, "arrived").await;
+    assert!(
+        bruno.receive_nothing(REORDER_WAIT / 2).await,
+        "seq 2 is held while seq 1 may still come"
+    );
+    let a = bruno.receive_json().await;
+    let b = bruno.receive_json().await;
+    assert_eq!(
+        (a["body"].as_str(), b["body"].as_str()),
+        (Some("lost"), Some("arrived"))
     );
 }
 

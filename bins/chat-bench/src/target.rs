@@ -1,0 +1,244 @@
+//! The servers under test: `chat` (our chat-server, started fresh on a temporary data
+//! directory), `baseline` (this binary's `baseline-server`, in its own process) or an
+//! external server given by URL and PID (the Django peer).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use clap::ValueEnum;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::client::{Endpoint, Protocol};
+
+/// Which server a scenario runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    /// Our chat-server (SQLite in a temporary directory unless `--database-url`).
+    Chat,
+    /// The bare tokio-tungstenite baseline.
+    Baseline,
+    /// An already running server: `--url` and `--pid`.
+    External,
+}
+
+/// How to start or find the servers.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// The servers to run the scenario against, in turn; results on `chat` and `external`
+    /// are also given as a ratio to `baseline` when it ran.
+    #[arg(long, value_delimiter = ',', default_value = "chat,baseline")]
+    pub against: Vec<Kind>,
+    /// The chat-server binary; default: `chat-server` beside this one.
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+    /// The chat-server's database; default: SQLite in its temporary data directory.
+    /// PostgreSQL: `postgres://postgres@127.0.0.1:5432/chat_bench` (created beforehand).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// The external server's address (`ws://127.0.0.1:8300`).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The external server's process id (for memory and CPU).
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// The external server's protocol.
+    #[arg(long, value_enum, default_value = "ours")]
+    pub protocol: Protocol,
+}
+
+/// A server ready for clients.
+pub struct Target {
+    /// `chat`, `baseline` or the external URL.
+    pub name: String,
+    /// Where it listens.
+    pub endpoint: Endpoint,
+    /// Its process, for /proc readings.
+    pub pid: Option<u32>,
+    /// The secret it signs tokens with (chat only).
+    pub secret: String,
+    /// Its database URL (chat only).
+    pub database_url: Option<String>,
+    /// Its data directory (chat only).
+    pub data_dir: Option<tempfile::TempDir>,
+    child: Option<Child>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// The chat-server binary to run.
+pub fn server_bin(args: &TargetArgs) -> Result<PathBuf, String> {
+    let bin = match &args.server_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("chat-server"),
+    };
+    if bin.exists() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "no chat-server binary at {}: build it with `cargo build --release -p chat-server` \
+             (or pass --server-bin)",
+            bin.display()
+        ))
+    }
+}
+
+/// Reads the `listening on http://ADDR` line a server prints when it is ready.
+async fn listening_addr(child: &mut Child) -> Result<SocketAddr, String> {
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+        if let Some(addr) = line.strip_prefix("listening on http://") {
+            let addr = addr.trim().parse().map_err(|e| format!("{addr}: {e}"))?;
+            // Keep draining stdout so the server never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Ok(addr);
+        }
+    }
+    Err("the server exited before listening".into())
+}
+
+fn random_secret() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    (0..4)
+        .map(|_| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(crate::client::now_nanos());
+            format!("{:016x}", h.finish())
+        })
+        .collect()
+}
+
+/// Starts (or finds) one target.
+pub async fn start(kind: Kind, args: &TargetArgs) -> Result<Target, String> {
+    match kind {
+        Kind::Chat => {
+            let bin = server_bin(args)?;
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let database_url = args
+                .database_url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}/chat.db", dir.path().display()));
+            let secret = random_secret();
+            let mut child = Command::new(bin)
+                .args(["serve", "--bind", "127.0.0.1:0", "--log", "warn"])
+                .arg("--data-dir")
+                .arg(dir.path())
+                .args(["--database-url", &database_url, "--secret-key", &secret])
+                // The benchmark measures throughput, not the per-connection send limit.
+                .args([
+                    "--messages-per-second",
+                    "1000000",
+                    "--message-burst",
+                    "1000000",
+                ])
+                .env_remove("REDIS_URL")
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("cannot start chat-server: {e}"))?;
+            let addr = listening_addr(&mut child).await?;
+            Ok(Target {
+                name: "chat".into(),
+                endpoint: Endpoint {
+                    addr,
+                    protocol: Protocol::Ours,
+                },
+                pid: child.id(),
+                secret,
+                database_url: Some(database_url),
+                data_dir: Some(dir),
+                child: Some(child),
+            })
+        }
+        Kind::Baseline => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut child = Command::new(exe)
+                .args(["baseline-server", "--bind", "127.0.0.1:0"])
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("cannot start the baseline server: {e}"))?;
+            let addr = listening_addr(&mut child).await?;
+            Ok(Target {
+                name: "baseline".into(),
+                endpoint: Endpoint {
+                    addr,
+                    protocol: Protocol::Ours,
+                },
+                pid: child.id(),
+                secret: String::new(),
+                database_url: None,
+                data_dir: None,
+                child: Some(child),
+            })
+        }
+        Kind::External => {
+            let url = args.url.clone().ok_or("--against external needs --url")?;
+            let hostport = url
+                .trim_start_matches("ws://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/');
+            let addr = tokio::net::lookup_host(hostport)
+                .await
+                .map_err(|e| format!("{url}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("{url}: no address"))?;
+            Ok(Target {
+                name: url,
+                endpoint: Endpoint {
+                    addr,
+                    protocol: args.protocol,
+                },
+                pid: args.pid,
+                secret: String::new(),
+                database_url: None,
+                data_dir: None,
+                child: None,
+            })
+        }
+    }
+}
+
+impl Target {
+    /// Whether this is our chat-server (which has accounts, pair rooms and a store).
+    pub fn is_chat(&self) -> bool {
+        self.data_dir.is_some()
+    }
+
+    /// Runs a chat-server subcommand against this target's data directory and database.
+    pub async fn cli(&self, args: &[String], bin: &std::path::Path) -> Result<String, String> {
+        let (Some(dir), Some(db)) = (&self.data_dir, &self.database_url) else {
+            return Err("only the chat target has a CLI".into());
+        };
+        let out = Command::new(bin)
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "--database-url",
+                db,
+                "--secret-key",
+                &self.secret,
+                "--log",
+                "warn",
+            ])
+            .output()
+            .await
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}

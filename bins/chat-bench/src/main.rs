@@ -198,11 +198,7 @@ fn compare_with_baseline(reports: &mut [Report]) {
         "idle" => r.server_rss_per_connection_kib,
         _ => r.deliveries_per_s,
     };
-    let Some(base) = reports
-        .iter()
-        .find(|r| r.target == "baseline")
-        .map(merit)
-    else {
+    let Some(base) = reports.iter().find(|r| r.target == "baseline").map(merit) else {
         return;
     };
     if base <= 0.0 {

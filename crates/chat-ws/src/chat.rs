@@ -224,7 +224,7 @@ impl Consumer for ChatConsumer {
 
     async fn handle(&mut self, cx: &mut Context, msg: LayerMessage) -> Result<(), ConsumerError> {
         match msg.kind() {
-            CHAT_MESSAGE => match Meta::of(&msg).and_then(|m| m.seq) {
+            CHAT_MESSAGE => match Meta::seq_of_message(&msg) {
                 Some(seq) => self.session.deliver(cx, &self.shared, &msg, seq).await,
                 None => tracing::error!("chat.message without a seq"),
             },

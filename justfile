@@ -21,7 +21,6 @@ fmt:
 ci:
     bash .ci/run
 
-# The standard benchmark set (results and commands: docs/benchmarks.md).
+# The standard benchmark set: criterion, then chat-bench end to end (docs/benchmarks.md).
 bench:
-    cargo bench -p chat-core --bench layer --bench frames
-    cargo bench -p chat-store --bench append
+    ./scripts/bench

@@ -228,7 +228,7 @@ pub async fn run(
     let end = start + plan.duration;
     let _ = window_tx.send(Some((start, end)));
     tokio::time::sleep_until(end).await;
-    out.expected = drain(&shared, &members).await;
+    drain(&shared, &members).await;
     out.server_after = crate::proc::sample(server_pid).unwrap_or_default();
     out.server_before.cpu = cpu_before.cpu;
     out.bench_after = crate::proc::sample(None).unwrap_or_default();
@@ -245,6 +245,7 @@ pub async fn run(
             out.ack.merge(&r.ack);
         }
     }
+    out.expected = expected(&shared, &members);
     out.delivered = shared.delivered.load(Ordering::Relaxed);
     out.acked = shared.acked.load(Ordering::Relaxed);
     out
@@ -269,17 +270,19 @@ async fn settle(shared: &Shared) {
     }
 }
 
+/// Messages that should be received: every message sent, once per member of its room.
+fn expected(shared: &Shared, members: &[u64]) -> u64 {
+    shared
+        .sent_by_room
+        .iter()
+        .zip(members)
+        .map(|(sent, m)| sent.load(Ordering::Relaxed) * m)
+        .sum()
+}
+
 /// Waits until every expected message arrived, or until nothing has arrived for
-/// [`DRAIN_PATIENCE`]; returns the number expected.
-async fn drain(shared: &Shared, members: &[u64]) -> u64 {
-    let expected = || -> u64 {
-        shared
-            .sent_by_room
-            .iter()
-            .zip(members)
-            .map(|(sent, m)| sent.load(Ordering::Relaxed) * m)
-            .sum()
-    };
+/// [`DRAIN_PATIENCE`].
+async fn drain(shared: &Shared, members: &[u64]) {
     let mut last_progress = Instant::now();
     let mut last_seen = (0, 0);
     loop {
@@ -287,14 +290,16 @@ async fn drain(shared: &Shared, members: &[u64]) -> u64 {
             shared.delivered.load(Ordering::Relaxed),
             shared.acked.load(Ordering::Relaxed),
         );
-        if seen.0 >= expected() && (shared.protocol == Protocol::Django || acks_done(shared)) {
-            return expected();
+        if seen.0 >= expected(shared, members)
+            && (shared.protocol == Protocol::Django || acks_done(shared))
+        {
+            return;
         }
         if seen != last_seen {
             last_seen = seen;
             last_progress = Instant::now();
         } else if last_progress.elapsed() > DRAIN_PATIENCE {
-            return expected();
+            return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -394,6 +399,8 @@ async fn connection(
                 }
             }
             _ = tick(&mut ticker), if ticker.is_some() && sending_open => {
+                // The tick may come due just as the window closes.
+                if tokio::time::Instant::now() >= end { continue; }
                 if send(&mut ws, protocol, me, &spec, plan, &shared, r.sent).await.is_err() { r.closed_early = true; break; }
                 r.sent += 1;
                 unanswered.push_back(Instant::now());

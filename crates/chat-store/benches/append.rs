@@ -1,5 +1,7 @@
-//! Persisted appends on SQLite: one at a time (the latency of one commit) and many at once
-//! (group commit: many appends per transaction), into one room and over 100 rooms.
+//! Persisted appends on SQLite and on PostgreSQL: one at a time (the latency of one commit)
+//! and many at once (group commit: many appends per transaction), into one room and over 100
+//! rooms. PostgreSQL runs on a throwaway database of the server at 127.0.0.1:5432
+//! (`CHAT_TEST_PG_URL` names another).
 //!
 //! `cargo bench -p chat-store --bench append`
 
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_core::{MessageStore, NewMessage, RoomName, Sender};
+use chat_store::testing::{DEFAULT_ADMIN_URL, TestDatabase};
 use chat_store::{Store, StoreConfig};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -28,19 +31,33 @@ fn append(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = rt
+    let sqlite = rt
         .block_on(Store::open(StoreConfig::new(format!(
             "{}/bench.db",
             dir.path().display()
         ))))
         .unwrap();
+    run(c, &rt, "sqlite_append", &sqlite);
+    drop(sqlite);
+
+    let admin = std::env::var("CHAT_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into());
+    let db = rt.block_on(TestDatabase::create(&admin)).unwrap();
+    let postgres = rt
+        .block_on(Store::open(StoreConfig::new(db.url())))
+        .unwrap();
+    run(c, &rt, "postgres_append", &postgres);
+    drop(postgres);
+    drop(db);
+}
+
+fn run(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, store: &Store) {
     let rooms: Vec<RoomName> = (0..100)
         .map(|i| RoomName::parse(&format!("r{i}")).unwrap())
         .collect();
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let next = || counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
-    let mut group = c.benchmark_group("sqlite_append");
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     group.bench_function("one_at_a_time", |b| {
         b.iter(|| rt.block_on(store.append(msg(&rooms[0], next()))).unwrap())

@@ -9,11 +9,11 @@ use std::collections::HashMap;
 
 use chat_core::{Appended, NewMessage, RoomName, Seq, Timestamp};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use tokio::sync::mpsc;
 
 use crate::batch::{Done, Op, Reply, WriteOp, answer, room_kind, split};
-use crate::model::{MessageRow, NewMessageRow, db_seq};
+use crate::model::{MessageRow, db_seq};
 use crate::schema::{messages, rooms};
 
 /// A room's id and latest seq as the current batch sees them.
@@ -71,35 +71,38 @@ fn append(
     let key = msg.sender.idempotency_key();
     let state = load_room(conn, cache, &msg.room, now)?;
     let room_id = state.id;
-    if let Some(client_id) = &msg.client_id {
-        let first: Option<MessageRow> = messages::table
+    let seq = state.last_seq + 1;
+    // The unique (room, sender, client_id) index decides idempotency: a repeat inserts nothing
+    // and only then is the first copy read back. Looking every client id up first would cost
+    // a query per message.
+    let inserted = diesel::sql_query(
+        "INSERT INTO messages (room_id, seq, sender_id, sender_name, sender_role, sender_key,
+                               body, client_id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (room_id, sender_key, client_id) WHERE client_id IS NOT NULL DO NOTHING",
+    )
+    .bind::<Integer, _>(room_id)
+    .bind::<BigInt, _>(seq)
+    .bind::<Nullable<BigInt>, _>(msg.sender.id)
+    .bind::<Text, _>(&msg.sender.name)
+    .bind::<Nullable<Text>, _>(msg.sender.role.as_deref())
+    .bind::<Text, _>(&key)
+    .bind::<Text, _>(&msg.body)
+    .bind::<Nullable<Text>, _>(msg.client_id.as_deref())
+    .bind::<BigInt, _>(now)
+    .execute(conn)?;
+    if inserted == 0 {
+        let first: MessageRow = messages::table
             .filter(messages::room_id.eq(room_id))
             .filter(messages::sender_key.eq(&key))
-            .filter(messages::client_id.eq(client_id))
+            .filter(messages::client_id.eq(msg.client_id.as_deref()))
             .select(MessageRow::as_select())
-            .first(conn)
-            .optional()?;
-        if let Some(row) = first {
-            return Ok(Appended {
-                message: row.into_stored(msg.room),
-                duplicate: true,
-            });
-        }
+            .first(conn)?;
+        return Ok(Appended {
+            message: first.into_stored(msg.room),
+            duplicate: true,
+        });
     }
-    let seq = state.last_seq + 1;
-    diesel::insert_into(messages::table)
-        .values(NewMessageRow {
-            room_id,
-            seq,
-            sender_id: msg.sender.id,
-            sender_name: &msg.sender.name,
-            sender_role: msg.sender.role.as_deref(),
-            sender_key: &key,
-            body: &msg.body,
-            client_id: msg.client_id.as_deref(),
-            created_at: now,
-        })
-        .execute(conn)?;
     state.last_seq = seq;
     state.dirty = true;
     let row = MessageRow {

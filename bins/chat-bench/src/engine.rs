@@ -20,6 +20,8 @@ use crate::stats::Latencies;
 
 /// Connections opened at once while setting up.
 const CONNECT_CONCURRENCY: usize = 128;
+/// How often a closed-loop sender waiting for its room to catch up looks again.
+const ROOM_POLL: Duration = Duration::from_millis(1);
 /// How long the drain waits without progress before it counts the rest as lost.
 const DRAIN_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -49,9 +51,10 @@ pub enum Sending {
 pub enum Answer {
     /// Its ack (stored): measures persistence. Django's protocol has none and uses the echo.
     Ack,
-    /// Its own copy of the broadcast: measures delivery, so the offered load follows what the
-    /// server can deliver rather than what it can store.
-    Echo,
+    /// Delivery of its room's messages to every member: at most `window` messages per sender
+    /// not yet received by everyone. The offered load follows what the server delivers to
+    /// all, not what the fastest socket sees, so the result is the most the server sustains.
+    Room,
 }
 
 /// One connection of a scenario.
@@ -117,6 +120,9 @@ pub struct Outcome {
 struct Shared {
     protocol: Protocol,
     sent_by_room: Vec<AtomicU64>,
+    delivered_by_room: Vec<AtomicU64>,
+    /// Members and senders of each room, known once every connection is open.
+    rooms: std::sync::OnceLock<(Vec<u64>, Vec<u64>)>,
     delivered: AtomicU64,
     acked: AtomicU64,
     other_frames: AtomicU64,
@@ -171,6 +177,8 @@ pub async fn run(
     let shared = Arc::new(Shared {
         protocol: endpoint.protocol,
         sent_by_room: (0..rooms).map(|_| AtomicU64::new(0)).collect(),
+        delivered_by_room: (0..rooms).map(|_| AtomicU64::new(0)).collect(),
+        rooms: std::sync::OnceLock::new(),
         delivered: AtomicU64::new(0),
         acked: AtomicU64::new(0),
         other_frames: AtomicU64::new(0),
@@ -192,9 +200,11 @@ pub async fn run(
             .await;
     let mut tasks = Vec::with_capacity(opened.len());
     let mut first_error = None;
+    let mut opened_ok = std::collections::HashSet::new();
     for (n, ws) in opened {
         match ws {
             Ok(ws) => {
+                opened_ok.insert(n);
                 members[specs[n].room] += 1;
                 let spec = specs[n].clone();
                 tasks.push(tokio::spawn(connection(
@@ -219,6 +229,13 @@ pub async fn run(
         );
     }
     out.connections = tasks.len();
+    let mut senders = vec![0u64; rooms];
+    for (n, spec) in specs.iter().enumerate() {
+        if !matches!(spec.sending, Sending::No) && opened_ok.contains(&n) {
+            senders[spec.room] += 1;
+        }
+    }
+    let _ = shared.rooms.set((members.clone(), senders));
     settle(&shared).await;
     out.server_connected = crate::proc::sample(server_pid).unwrap_or_default();
 
@@ -351,18 +368,25 @@ async fn connection(
         Sending::ClosedLoop { window, .. } => (None, window.max(1)),
     };
     let closed_loop = matches!(spec.sending, Sending::ClosedLoop { .. });
-    let on_echo = protocol == Protocol::Django
-        || matches!(
-            spec.sending,
-            Sending::ClosedLoop {
-                answer: Answer::Echo,
-                ..
-            }
-        );
+    let on_room = matches!(
+        spec.sending,
+        Sending::ClosedLoop {
+            answer: Answer::Room,
+            ..
+        }
+    );
+    // Django's protocol has no acks: there the own echo answers a send.
+    let on_echo = protocol == Protocol::Django && !on_room;
     let mut in_flight = 0usize;
     loop {
         let sending_open = tokio::time::Instant::now() < end;
-        let may_send_now = closed_loop && sending_open && in_flight < window_size;
+        let may_send_now = closed_loop
+            && sending_open
+            && if on_room {
+                room_has_room(&shared, spec.room, window_size as u64)
+            } else {
+                in_flight < window_size
+            };
         tokio::select! {
             biased;
             _ = shared.stop.cancelled() => break,
@@ -375,16 +399,15 @@ async fn connection(
                 match client::classify(protocol, &text) {
                     Frame::Message => {
                         shared.delivered.fetch_add(1, Ordering::Relaxed);
+                        shared.delivered_by_room[spec.room].fetch_add(1, Ordering::Relaxed);
                         shared.last_event.store(client::now_nanos(), Ordering::Relaxed);
                         if let Some((latency, sender)) = client::read_stamp(&text) {
                             if sender != me {
                                 r.delivery.record(latency);
-                            } else if on_echo {
-                                in_flight = in_flight.saturating_sub(1);
-                                if protocol == Protocol::Django {
-                                    // No acks in Django's protocol: the echo is the answer.
-                                    if let Some(t) = unanswered.pop_front() { r.ack.record(t.elapsed()); }
-                                }
+                            } else if protocol == Protocol::Django {
+                                if on_echo { in_flight = in_flight.saturating_sub(1); }
+                                // No acks in Django's protocol: the echo is the answer.
+                                if let Some(t) = unanswered.pop_front() { r.ack.record(t.elapsed()); }
                             }
                         }
                     }
@@ -392,7 +415,7 @@ async fn connection(
                         if client::classify(protocol, &text) == Frame::Error { r.errors += 1; }
                         shared.acked.fetch_add(1, Ordering::Relaxed);
                         shared.last_event.store(client::now_nanos(), Ordering::Relaxed);
-                        if !on_echo { in_flight = in_flight.saturating_sub(1); }
+                        if !on_room { in_flight = in_flight.saturating_sub(1); }
                         if let Some(t) = unanswered.pop_front() { r.ack.record(t.elapsed()); }
                     }
                     Frame::Joined | Frame::Other => {}
@@ -412,10 +435,25 @@ async fn connection(
                 unanswered.push_back(Instant::now());
             }
             _ = tokio::time::sleep_until(end), if sending_open => {}
+            // Waiting for the rest of the room: its progress is not a frame to this socket,
+            // so look again shortly.
+            _ = tokio::time::sleep(ROOM_POLL), if on_room && sending_open && !may_send_now => {}
         }
     }
     let _ = ws.close(None).await;
     r
+}
+
+/// Whether a sender in `room` may send: fewer than `window` messages per sender of the room
+/// are still on their way to some member.
+fn room_has_room(shared: &Shared, room: usize, window: u64) -> bool {
+    let Some((members, senders)) = shared.rooms.get() else {
+        return false;
+    };
+    let m = members[room].max(1);
+    let sent = shared.sent_by_room[room].load(Ordering::Relaxed);
+    let delivered = shared.delivered_by_room[room].load(Ordering::Relaxed);
+    (sent * m).saturating_sub(delivered) < window * senders[room].max(1) * m
 }
 
 /// The next tick, or never without a ticker.

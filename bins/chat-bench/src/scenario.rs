@@ -21,9 +21,9 @@ pub struct Fanout {
     /// How many of the clients send.
     #[arg(long, default_value_t = 10)]
     pub senders: usize,
-    /// Total messages per second over all senders; 0: closed loop (each sender keeps
-    /// `--window` messages whose own copy has not come back yet), to find the most the server
-    /// can deliver.
+    /// Total messages per second over all senders; 0: closed loop (at most `--window`
+    /// messages per sender on their way to some member of the room), to find the most the
+    /// server delivers to everyone.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
     /// Messages in flight per sender in closed loop.
@@ -113,7 +113,7 @@ pub fn fanout_specs(p: &Fanout) -> Vec<ConnSpec> {
             } else if p.rate == 0 {
                 Sending::ClosedLoop {
                     window: p.window,
-                    answer: Answer::Echo,
+                    answer: Answer::Room,
                 }
             } else {
                 let period = Duration::from_secs_f64(senders as f64 / p.rate as f64);

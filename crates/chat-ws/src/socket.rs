@@ -25,19 +25,23 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames written before one flush, at most.
 const WRITE_BATCH: usize = 64;
 
-/// The tungstenite settings for the protocol's limits. The read buffer is kept small: most
-/// chat sockets are idle, and tungstenite's default (128 KiB) would dominate memory. Writes
-/// are buffered until the writer flushes its batch (or 64 KiB gather), so a burst of frames
+/// The tungstenite settings for the protocol's limits. The read buffer is kept small (see
+/// [`READ_BUFFER`]). Writes are buffered until the writer flushes its batch (or 64 KiB gather), so a burst of frames
 /// costs one socket write instead of one per frame: on a busy room, socket writes are most
 /// of the server's CPU. The write buffer grows only when a socket has something to send.
 pub fn websocket_config(limits: &Limits) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(limits.max_frame_bytes))
         .max_frame_size(Some(limits.max_frame_bytes))
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(WRITE_BUFFER + limits.max_frame_bytes * 4)
 }
+
+/// Bytes read from the socket at a time. Chat frames are small and most sockets are idle, so
+/// every idle connection keeping 4 KiB (or tungstenite's default 128 KiB) would dominate the
+/// server's memory; a larger frame is simply read in several steps.
+const READ_BUFFER: usize = 1024;
 
 /// Bytes gathered before tungstenite writes to the socket without waiting for a flush.
 const WRITE_BUFFER: usize = 64 * 1024;

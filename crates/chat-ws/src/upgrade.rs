@@ -33,6 +33,37 @@ fn header_has(req_headers: &http::HeaderMap, name: header::HeaderName, token: &s
     })
 }
 
+/// The request's headers, copied out of hyper's read buffer, without the handshake's own.
+///
+/// hyper parses header values as slices of the connection's 8 KiB read buffer, so a
+/// connection that kept the request's `HeaderMap` for its lifetime would keep that whole
+/// buffer alive: the largest part of an idle connection's memory. The handshake headers mean
+/// nothing once the socket is open.
+fn detached_headers(headers: &http::HeaderMap) -> http::HeaderMap {
+    const HANDSHAKE: [header::HeaderName; 5] = [
+        header::CONNECTION,
+        header::UPGRADE,
+        header::SEC_WEBSOCKET_KEY,
+        header::SEC_WEBSOCKET_VERSION,
+        header::SEC_WEBSOCKET_EXTENSIONS,
+    ];
+    let mut copy = http::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if HANDSHAKE.contains(name) {
+            continue;
+        }
+        let Ok(name) = header::HeaderName::from_bytes(name.as_str().as_bytes()) else {
+            continue;
+        };
+        let Ok(mut owned) = HeaderValue::from_bytes(value.as_bytes()) else {
+            continue;
+        };
+        owned.set_sensitive(value.is_sensitive());
+        copy.append(name, owned);
+    }
+    copy
+}
+
 /// Whether a request asks for a WebSocket upgrade.
 pub fn is_websocket_request<B>(req: &Request<B>) -> bool {
     header_has(req.headers(), header::CONNECTION, "upgrade")
@@ -75,7 +106,10 @@ where
         return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
     };
     let accept_key = derive_accept_key(key.as_bytes());
-    let info = Arc::new(RequestInfo::from_uri(req.uri(), req.headers().clone()));
+    let info = Arc::new(RequestInfo::from_uri(
+        req.uri(),
+        detached_headers(req.headers()),
+    ));
     let accepted = match start(consumer, layer, info, &config.limits).await {
         Ok(Started::Accepted(a)) => a,
         Ok(Started::Rejected { status, reason }) => {
@@ -107,4 +141,34 @@ where
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_headers_are_copies_and_the_handshake_ones_are_dropped() {
+        let buffer = Bytes::from_static(b"session=abc; theme=darkhttps://chat.example");
+        let mut headers = http::HeaderMap::new();
+        let cookie = HeaderValue::from_maybe_shared(buffer.slice(0..23)).unwrap();
+        headers.insert(header::COOKIE, cookie);
+        let origin = HeaderValue::from_maybe_shared(buffer.slice(23..)).unwrap();
+        headers.insert(header::ORIGIN, origin);
+        headers.insert("x-custom", HeaderValue::from_static("1"));
+        headers.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("k"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+
+        let copy = detached_headers(&headers);
+
+        assert_eq!(copy.len(), 3);
+        assert_eq!(copy[header::COOKIE], "session=abc; theme=dark");
+        assert_eq!(copy[header::ORIGIN], "https://chat.example");
+        assert_eq!(copy["x-custom"], "1");
+        assert!(!copy.contains_key(header::SEC_WEBSOCKET_KEY));
+        // A copy, not a slice of the buffer the request was read into.
+        let inside = buffer.as_ptr_range();
+        assert!(!inside.contains(&copy[header::COOKIE].as_bytes().as_ptr()));
+        assert!(!inside.contains(&copy[header::ORIGIN].as_bytes().as_ptr()));
+    }
 }

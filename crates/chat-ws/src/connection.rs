@@ -181,12 +181,16 @@ where
         tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     let mut last_seen = Instant::now();
     let mut layer_failures = 0u32;
+    // Made once, not per turn: every connection shares the server's token, and each new
+    // `cancelled()` future registers with (and leaves) its one waiter list.
+    let shutdown = config.shutdown.cancelled();
+    tokio::pin!(shutdown);
 
     while ending.is_none() {
         let timer = consumer.next_timer();
         let result = tokio::select! {
             () = sleep_until_some(timer) => consumer.on_timer(&mut cx).await,
-            () = config.shutdown.cancelled() => {
+            () = &mut shutdown => {
                 ending = Some(Ending::server(close::GOING_AWAY, "server shutting down"));
                 continue;
             }

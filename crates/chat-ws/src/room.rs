@@ -17,11 +17,13 @@ use chat_core::{
     ErrorCode, FrameError, GroupName, HistoryQuery, LayerMessage, Limits, MessageStore, NewMessage,
     PresenceEvent, RoomName, Sender, Seq, ServerFrame, SharedPresence, StoredMessage,
 };
-use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::consumer::ConsumerError;
 use crate::context::Context;
+
+mod meta;
+pub(crate) use meta::Meta;
 
 /// Layer message type of a stored chat message (payload: the `message` frame).
 pub const CHAT_MESSAGE: &str = "chat.message";
@@ -52,36 +54,6 @@ pub(crate) struct Shared {
     pub store: Arc<dyn MessageStore>,
     pub presence: Option<SharedPresence>,
     pub limits: Limits,
-}
-
-/// The parts of a layer message's payload a socket needs to route and order it.
-#[derive(Deserialize)]
-pub(crate) struct Meta {
-    pub room: Option<RoomName>,
-    pub seq: Option<Seq>,
-    pub user: Option<Sender>,
-}
-
-impl Meta {
-    pub fn of(msg: &LayerMessage) -> Option<Self> {
-        msg.decode().ok()
-    }
-
-    /// The seq of a `chat.message`, read from the fixed start of its frame
-    /// (`{"type":"message","room":"…","seq":N,…`) without parsing the rest; every recipient
-    /// of every message needs it. Falls back to a full decode for any other shape.
-    pub fn seq_of_message(msg: &LayerMessage) -> Option<Seq> {
-        let fast = || {
-            let rest = msg
-                .payload()
-                .strip_prefix(b"{\"type\":\"message\",\"room\":\"")?;
-            let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
-            let rest = rest[end..].strip_prefix(b"\",\"seq\":")?;
-            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-            std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
-        };
-        fast().or_else(|| Self::of(msg)?.seq)
-    }
 }
 
 /// A socket's state in one room.
@@ -467,42 +439,5 @@ impl RoomSession {
             }
             Err(e) => tracing::error!(error = %e, "could not encode a frame"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use chat_core::Timestamp;
-
-    use super::*;
-
-    fn message(room: &str, seq: Seq, body: &str) -> LayerMessage {
-        let frame = ServerFrame::Message(StoredMessage {
-            room: RoomName::parse(room).unwrap_or_else(|e| panic!("{e}")),
-            seq,
-            sender: Sender::guest("ana"),
-            body: body.into(),
-            client_id: Some("c-1".into()),
-            sent_at: Timestamp::now(),
-        });
-        LayerMessage::json(CHAT_MESSAGE, &frame).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[test]
-    fn the_seq_is_read_from_the_start_of_the_frame() {
-        for (room, seq, body) in [
-            ("lobby", 1, "hi"),
-            ("dm_3_8", 9_007_199_254_740_000, "\"seq\":5 inside"),
-        ] {
-            let msg = message(room, seq, body);
-            assert_eq!(Meta::seq_of_message(&msg), Some(seq));
-            assert_eq!(Meta::of(&msg).and_then(|m| m.seq), Some(seq));
-        }
-        // Another field order still works, through the full decode.
-        let reordered = LayerMessage::new(
-            CHAT_MESSAGE,
-            serde_json::json!({"seq": 7, "type": "message", "room": "lobby"}),
-        );
-        assert_eq!(Meta::seq_of_message(&reordered), Some(7));
     }
 }

@@ -181,9 +181,10 @@ where
         tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     let mut last_seen = Instant::now();
     let mut layer_failures = 0u32;
-    // Made once, not per turn: every connection shares the server's token, and each new
-    // `cancelled()` future registers with (and leaves) its one waiter list.
-    let shutdown = config.shutdown.cancelled();
+    // A child token, waited on by one future made once: polling the server's own token (or
+    // making a new `cancelled()` each turn) takes a lock that every connection shares.
+    let shutdown_token = config.shutdown.child_token();
+    let shutdown = shutdown_token.cancelled();
     tokio::pin!(shutdown);
 
     while ending.is_none() {

@@ -42,8 +42,11 @@ const TYPING_REPEAT: Duration = Duration::from_secs(3);
 /// How long a live message that arrived ahead of a missing seq waits for it before the gap is
 /// read from the store. A room's seqs are assigned in order but broadcast by each sender's own
 /// task, so a later seq often overtakes an earlier one by a little; reading the store at every
-/// overtake would cost every recipient a query (it was the largest cost of a busy room).
-pub const REORDER_WAIT: Duration = Duration::from_millis(50);
+/// overtake would cost every recipient a query (it was the largest cost of a busy room). Under
+/// load an overtaken message can be late by tens of milliseconds (its sender's task waits
+/// behind the room's recipients); a wait shorter than that turns load into store reads, which
+/// add load. The wait only delays anything when a message was really lost.
+pub const REORDER_WAIT: Duration = Duration::from_millis(250);
 /// Messages held ahead of a gap, at most; beyond that the gap is read from the store at once.
 const MAX_AHEAD: usize = 256;
 

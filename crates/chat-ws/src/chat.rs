@@ -225,13 +225,13 @@ impl Consumer for ChatConsumer {
     async fn handle(&mut self, cx: &mut Context, msg: LayerMessage) -> Result<(), ConsumerError> {
         match msg.kind() {
             CHAT_MESSAGE => match Meta::seq_of_message(&msg) {
-                Some(seq) => self.session.deliver(cx, &self.shared, &msg, seq).await,
+                Some(seq) => self.session.deliver(cx, &self.shared, msg, seq).await,
                 None => tracing::error!("chat.message without a seq"),
             },
             // One's own arrival and departure are not news to oneself (`joined` covers it).
             CHAT_PRESENCE
                 if Meta::of(&msg).and_then(|m| m.user).as_ref() == Some(&self.shared.user) => {}
-            _ => cx.forward(&msg),
+            _ => cx.forward(msg),
         }
         Ok(())
     }

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chat_core::{LayerError, Limits, SharedLayer, close};
-use futures_util::{FutureExt, Stream, StreamExt};
+use chat_core::{ChannelLayer, LayerError, Limits, SharedLayer, close};
+use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -171,7 +171,9 @@ where
     S: Stream<Item = ClientEvent> + Unpin + Send,
 {
     let limits = &config.limits;
-    let layer = cx.layer().clone();
+    let shared_layer = cx.layer().clone();
+    // Called on the trait object itself: through the `Arc` impl every call would box twice.
+    let layer: &dyn ChannelLayer = shared_layer.as_ref();
     let channel = cx.channel_name().clone();
     let mut ending = match consumer.opened(&mut cx).await {
         Ok(()) => requested_ending(&cx),
@@ -186,6 +188,9 @@ where
     let shutdown_token = config.shutdown.child_token();
     let shutdown = shutdown_token.cancelled();
     tokio::pin!(shutdown);
+    // Kept across turns (it is cancel-safe, and a new one per turn would register with the
+    // mailbox and the layer again): replaced only once it has delivered a burst.
+    let mut mailbox = layer.receive_many(&channel, LAYER_BATCH);
 
     while ending.is_none() {
         let timer = consumer.next_timer();
@@ -220,20 +225,19 @@ where
                     }
                 }
             }
-            msg = layer.receive(&channel) => match msg {
-                Ok(msg) => {
+            burst = &mut mailbox => {
+                mailbox = layer.receive_many(&channel, LAYER_BATCH);
+                match burst {
+                Ok(burst) => {
                     layer_failures = 0;
-                    let mut result = consumer.handle(&mut cx, msg).await;
-                    // Take what else is already waiting before going back to `select!`: one
-                    // wake-up per burst instead of per message, and the writer gets the frames
-                    // together (fewer, larger socket writes in a busy room).
-                    let mut taken = 1;
-                    while result.is_ok() && taken < LAYER_BATCH && requested_ending(&cx).is_none() {
-                        match layer.receive(&channel).now_or_never() {
-                            Some(Ok(msg)) => result = consumer.handle(&mut cx, msg).await,
-                            _ => break,
+                    // A burst at once: one wake-up per burst instead of per message, and the
+                    // writer gets the frames together (fewer, larger socket writes).
+                    let mut result = Ok(());
+                    for msg in burst {
+                        if result.is_err() || requested_ending(&cx).is_some() {
+                            break;
                         }
-                        taken += 1;
+                        result = consumer.handle(&mut cx, msg).await;
                     }
                     result
                 }
@@ -254,7 +258,7 @@ where
                         Ok(())
                     }
                 }
-            },
+            }},
             _ = ping.tick() => {
                 if last_seen.elapsed() >= limits.idle_timeout {
                     ending = Some(Ending::server(close::NORMAL, "idle timeout"));
@@ -269,6 +273,7 @@ where
             Err(e) => Some(internal(e)),
         };
     }
+    drop(mailbox);
     let ending = ending.unwrap_or_else(|| Ending::client(None));
     if let Err(e) = consumer.disconnect(&mut cx, ending.code).await {
         tracing::warn!(error = %e, "disconnect failed");

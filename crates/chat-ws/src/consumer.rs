@@ -104,7 +104,7 @@ pub trait Consumer: Send + 'static {
         cx: &mut Context,
         msg: LayerMessage,
     ) -> impl Future<Output = Result<(), ConsumerError>> + Send {
-        cx.forward(&msg);
+        cx.forward(msg);
         async { Ok(()) }
     }
 

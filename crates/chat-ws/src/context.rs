@@ -226,8 +226,8 @@ impl Context {
     }
 
     /// Forwards a layer message's payload as a text frame without re-serializing it.
-    pub fn forward(&mut self, msg: &LayerMessage) {
-        match Utf8Bytes::try_from(msg.payload().clone()) {
+    pub fn forward(&mut self, msg: LayerMessage) {
+        match Utf8Bytes::try_from(msg.into_payload()) {
             Ok(t) => self.send_text(t),
             Err(e) => tracing::error!(error = %e, "layer payload is not UTF-8"),
         }

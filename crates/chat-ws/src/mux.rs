@@ -224,11 +224,11 @@ impl Consumer for MuxConsumer {
         };
         match msg.kind() {
             CHAT_MESSAGE => match meta.seq {
-                Some(seq) => session.deliver(cx, &self.shared, &msg, seq).await,
+                Some(seq) => session.deliver(cx, &self.shared, msg, seq).await,
                 None => tracing::error!("chat.message without a seq"),
             },
             CHAT_PRESENCE if meta.user.as_ref() == Some(&self.shared.user) => {}
-            _ => cx.forward(&msg),
+            _ => cx.forward(msg),
         }
         Ok(())
     }

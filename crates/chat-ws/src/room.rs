@@ -223,7 +223,7 @@ impl RoomSession {
     }
 
     /// A live `chat.message` with its seq: delivered in order, exactly once.
-    pub async fn deliver(&mut self, cx: &mut Context, s: &Shared, msg: &LayerMessage, seq: Seq) {
+    pub async fn deliver(&mut self, cx: &mut Context, s: &Shared, msg: LayerMessage, seq: Seq) {
         let Some(delivered) = self.delivered else {
             // The store could not say where the room was at join: start from here.
             cx.forward(msg);
@@ -239,7 +239,7 @@ impl RoomSession {
             self.release_ahead(cx);
             return;
         }
-        self.ahead.entry(seq).or_insert_with(|| msg.clone());
+        self.ahead.entry(seq).or_insert(msg);
         self.ahead_since.get_or_insert_with(Instant::now);
         if self.ahead.len() > MAX_AHEAD {
             self.resolve_gaps(cx, s).await;
@@ -254,7 +254,7 @@ impl RoomSession {
             if seq < next {
                 entry.remove();
             } else if seq == next {
-                cx.forward(&entry.remove());
+                cx.forward(entry.remove());
                 self.delivered = Some(seq);
             } else {
                 break;

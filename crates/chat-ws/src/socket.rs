@@ -80,9 +80,12 @@ async fn write_loop<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // Made once: a new `cancelled()` per turn would lock the token and register again.
+    let killed = kill.cancelled();
+    tokio::pin!(killed);
     loop {
         let first = tokio::select! {
-            () = kill.cancelled() => {
+            () = &mut killed => {
                 // The queue is full of frames the client is not reading: skip them and
                 // try to say why, without waiting long.
                 let frame = CloseFrame { code: CloseCode::from(chat_core::close::TRY_AGAIN_LATER), reason: "client too slow".into() };

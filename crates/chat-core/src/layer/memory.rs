@@ -67,6 +67,21 @@ impl Queue {
         }
         None
     }
+
+    /// Takes up to `max` unexpired messages, under one lock.
+    fn pop_many(&self, config: &LayerConfig, max: usize) -> Vec<LayerMessage> {
+        let now = Instant::now();
+        let mut items = self.items.lock();
+        let mut batch = Vec::with_capacity(items.len().min(max));
+        while batch.len() < max {
+            match items.pop_front() {
+                Some((at, msg)) if now.duration_since(at) < config.expiry => batch.push(msg),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        batch
+    }
 }
 
 /// A group member as seen by `group_send`.
@@ -177,6 +192,20 @@ impl InMemoryChannelLayer {
         s
     }
 
+    /// Waits for a push to `queue`, or fails when the layer closes.
+    async fn wait_for_push(&self, queue: &Queue) -> Result<(), LayerError> {
+        let closing = self.inner.closing.notified();
+        tokio::pin!(closing);
+        // Registered before the closed check, so a close in between still wakes us.
+        closing.as_mut().enable();
+        self.check_open()?;
+        tokio::select! {
+            () = queue.notify.notified() => {}
+            () = closing => {}
+        }
+        Ok(())
+    }
+
     /// Drops expired and discarded members after a fan-out noticed some.
     fn prune(&self, name: &GroupName, group: &RwLock<Group>, now: Instant) {
         let expiry = self.inner.config.group_expiry;
@@ -226,14 +255,23 @@ impl ChannelLayer for InMemoryChannelLayer {
             if let Some(msg) = queue.pop(&self.inner.config) {
                 return Ok(msg);
             }
-            let closing = self.inner.closing.notified();
-            tokio::pin!(closing);
-            closing.as_mut().enable();
+            self.wait_for_push(&queue).await?;
+        }
+    }
+
+    async fn receive_many(
+        &self,
+        channel: &ChannelName,
+        max: usize,
+    ) -> Result<Vec<LayerMessage>, LayerError> {
+        let queue = self.queue(channel);
+        loop {
             self.check_open()?;
-            tokio::select! {
-                () = queue.notify.notified() => {}
-                () = closing => {}
+            let batch = queue.pop_many(&self.inner.config, max.max(1));
+            if !batch.is_empty() {
+                return Ok(batch);
             }
+            self.wait_for_push(&queue).await?;
         }
     }
 

@@ -64,6 +64,11 @@ impl LayerMessage {
         &self.payload
     }
 
+    /// Takes the payload out (no copy, and no reference-count traffic for a clone).
+    pub fn into_payload(self) -> Bytes {
+        self.payload
+    }
+
     /// The payload as text.
     pub fn payload_str(&self) -> &str {
         // Every constructor guarantees UTF-8.

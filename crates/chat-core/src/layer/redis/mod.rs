@@ -260,6 +260,15 @@ impl ChannelLayer for RedisChannelLayer {
         self.inner.local.receive(channel).await
     }
 
+    async fn receive_many(
+        &self,
+        channel: &ChannelName,
+        max: usize,
+    ) -> Result<Vec<LayerMessage>, LayerError> {
+        self.check_open()?;
+        self.inner.local.receive_many(channel, max).await
+    }
+
     async fn group_add(&self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError> {
         self.check_open()?;
         self.inner.local.group_add(group, channel).await?;

@@ -1,4 +1,5 @@
-//! The SQLite backend: one writer thread doing group commit, and a few read connections.
+//! The SQLite backend: one write connection doing group commit (see [`writer`]), and a few
+//! read connections.
 
 mod accounts;
 mod reads;
@@ -15,7 +16,7 @@ use chat_core::{
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use self::reads::Pool;
 use crate::accounts::{AccountError, NewUser, User};
@@ -62,13 +63,10 @@ pub(crate) fn open_writer(
     Ok(conn)
 }
 
-/// Appends waiting for the writer, at most; beyond this callers wait (backpressure).
-const WRITE_QUEUE: usize = 8_192;
-
-/// The SQLite store. Cheap to clone; the writer thread stops when the last clone is dropped.
+/// The SQLite store. Cheap to clone; the connections close when the last clone is dropped.
 #[derive(Clone)]
 pub(crate) struct SqliteStore {
-    writes: mpsc::Sender<WriteOp>,
+    writer: Arc<writer::Writer>,
     readers: Arc<Pool>,
 }
 
@@ -87,17 +85,15 @@ impl SqliteStore {
         let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path, &cfg))
             .await
             .map_err(|e| OpenError::Migration(e.to_string()))??;
-        let (writes, rx) = mpsc::channel(WRITE_QUEUE);
-        let max_batch = config.max_batch.max(1);
-        std::thread::Builder::new()
-            .name("chat-store-writer".into())
-            .spawn(move || writer::run(conn, rx, max_batch))
-            .map_err(|e| OpenError::Sqlite {
-                path: path.display().to_string(),
-                reason: format!("cannot start the writer thread: {e}"),
+        let writer =
+            writer::Writer::new(conn, config.max_batch, config.busy_timeout).map_err(|e| {
+                OpenError::Sqlite {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                }
             })?;
         Ok(Self {
-            writes,
+            writer: Arc::new(writer),
             readers: Arc::new(Pool::new(path, config)),
         })
     }
@@ -175,10 +171,7 @@ impl SqliteStore {
 impl MessageStore for SqliteStore {
     async fn append(&self, msg: NewMessage) -> Result<Appended, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.writes
-            .send(WriteOp::Append(msg, tx))
-            .await
-            .map_err(|_| not_stored())?;
+        self.writer.submit(WriteOp::Append(msg, tx));
         rx.await.map_err(|_| not_stored())?
     }
 
@@ -200,15 +193,12 @@ impl MessageStore for SqliteStore {
 
     async fn mark_read(&self, room: &RoomName, user: UserId, seq: Seq) -> Result<(), StoreError> {
         let (done, rx) = oneshot::channel();
-        self.writes
-            .send(WriteOp::MarkRead {
-                room: room.clone(),
-                user,
-                seq,
-                done,
-            })
-            .await
-            .map_err(|_| not_stored())?;
+        self.writer.submit(WriteOp::MarkRead {
+            room: room.clone(),
+            user,
+            seq,
+            done,
+        });
         rx.await.map_err(|_| not_stored())?
     }
 
@@ -228,37 +218,11 @@ impl MessageStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use chat_core::Sender;
-
     use super::*;
 
     #[test]
     fn store_is_clone_send_sync() {
         fn check<T: Clone + Send + Sync + 'static>() {}
         check::<SqliteStore>();
-    }
-
-    #[tokio::test]
-    async fn writes_after_the_writer_is_gone_are_unavailable() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig::new(format!("{}/chat.db", dir.path().display()));
-        let (writes, rx) = mpsc::channel(1);
-        drop(rx);
-        let store = SqliteStore {
-            writes,
-            readers: Arc::new(Pool::new(dir.path().join("chat.db"), config)),
-        };
-        let room = RoomName::parse("r").unwrap();
-        let sent = store
-            .append(NewMessage {
-                room: room.clone(),
-                sender: Sender::guest("ana"),
-                body: "lost".into(),
-                client_id: None,
-            })
-            .await;
-        assert!(matches!(sent, Err(StoreError::Unavailable(_))), "{sent:?}");
-        let read = store.mark_read(&room, 1, 1).await;
-        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
     }
 }

@@ -70,7 +70,7 @@ fn run(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, store: &Stor
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 rt.block_on(async {
-                    // 256 writers at once: the writer thread commits what waits together.
+                    // 256 writers at once: whoever commits takes what waits with it.
                     let per_task = iters.div_ceil(256);
                     let mut tasks = Vec::new();
                     for t in 0..256u64 {

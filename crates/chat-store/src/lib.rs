@@ -9,12 +9,16 @@
 //!   transaction that inserts the messages. On PostgreSQL the room's row is locked
 //!   (`SELECT … FOR UPDATE`) for that transaction, so this holds across processes too.
 //! - **Group commit**: one writer per process commits every append waiting at that moment in
-//!   one transaction, so persistence costs one commit per batch, not per message.
+//!   one transaction, so persistence costs one commit per batch, not per message. On SQLite
+//!   the writer is whichever caller finds the write connection free (no thread to wake the
+//!   others afterwards); on PostgreSQL it is one task per process.
 //! - **Idempotent sends**: the same (room, sender, `client_id`) stored twice returns the first
 //!   message.
 //! - **Nothing is acknowledged before its commit**: when a batch fails it rolls back as a
 //!   whole and every caller in it gets [`chat_core::StoreError::Unavailable`]; so does every
 //!   call once the writer is gone.
+//! - **The async runtime never waits on a lock**: SQLite's write lock, when another connection
+//!   holds it, is waited for on a blocking thread; reads run on the blocking pool.
 //! - Reads use their own connections (SQLite's WAL mode lets them run beside the writer; on
 //!   PostgreSQL, a deadpool pool).
 //! - **Outages are answers, not hangs**: while PostgreSQL is unreachable every call fails

@@ -22,7 +22,7 @@ use std::time::Duration;
 use chat_core::{Appended, NewMessage, RoomName, Seq, Timestamp};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::sql_types::{BigInt, Integer};
 use parking_lot::Mutex;
 
 use crate::batch::{Done, Op, Reply, WriteOp, answer, room_kind, split};
@@ -86,24 +86,23 @@ fn append(
     let room_id = state.id;
     let seq = state.last_seq + 1;
     // The unique (room, sender, client_id) index decides idempotency: a repeat inserts nothing
-    // and only then is the first copy read back. Looking every client id up first would cost
-    // a query per message.
-    let inserted = diesel::sql_query(
-        "INSERT INTO messages (room_id, seq, sender_id, sender_name, sender_role, sender_key,
-                               body, client_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (room_id, sender_key, client_id) WHERE client_id IS NOT NULL DO NOTHING",
-    )
-    .bind::<Integer, _>(room_id)
-    .bind::<BigInt, _>(seq)
-    .bind::<Nullable<BigInt>, _>(msg.sender.id)
-    .bind::<Text, _>(&msg.sender.name)
-    .bind::<Nullable<Text>, _>(msg.sender.role.as_deref())
-    .bind::<Text, _>(&key)
-    .bind::<Text, _>(&msg.body)
-    .bind::<Nullable<Text>, _>(msg.client_id.as_deref())
-    .bind::<BigInt, _>(now)
-    .execute(conn)?;
+    // and only then is the first copy read back (looking every client id up first would cost
+    // a query per message). The query builder's statement is prepared once and cached; a raw
+    // SQL string would be parsed again at every commit.
+    let inserted = diesel::insert_into(messages::table)
+        .values((
+            messages::room_id.eq(room_id),
+            messages::seq.eq(seq),
+            messages::sender_id.eq(msg.sender.id),
+            messages::sender_name.eq(&msg.sender.name),
+            messages::sender_role.eq(msg.sender.role.as_deref()),
+            messages::sender_key.eq(&key),
+            messages::body.eq(&msg.body),
+            messages::client_id.eq(msg.client_id.as_deref()),
+            messages::created_at.eq(now),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
     if inserted == 0 {
         let first: MessageRow = messages::table
             .filter(messages::room_id.eq(room_id))

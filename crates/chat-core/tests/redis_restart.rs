@@ -130,21 +130,26 @@ async fn the_layer_keeps_working_through_a_redis_restart() {
     let _redis = OwnRedis::start(redis.port);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut n = 100;
-    loop {
+    let mut told = false;
+    'resumed: loop {
         n += 1;
         if a.group_send(&g, msg(n)).await.is_ok() {
-            // Drain a's own copy.
+            // Drain a's own copy (or the marker before it).
             let _ = a.receive(&on_a).await;
-            if let Ok(Ok(m)) =
+            while let Ok(Ok(m)) =
                 tokio::time::timeout(Duration::from_millis(200), b.receive(&on_b)).await
             {
+                if m.is_missed() {
+                    told = true;
+                    continue;
+                }
                 assert!(
                     m.decode::<serde_json::Value>().unwrap()["n"]
                         .as_u64()
                         .unwrap()
                         >= 101
                 );
-                break;
+                break 'resumed;
             }
         }
         assert!(
@@ -153,4 +158,8 @@ async fn the_layer_keeps_working_through_a_redis_restart() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(
+        told,
+        "b's node lost its feed while message 2 was published: b is told it missed messages"
+    );
 }

@@ -224,6 +224,7 @@ impl Consumer for ChatConsumer {
 
     async fn handle(&mut self, cx: &mut Context, msg: LayerMessage) -> Result<(), ConsumerError> {
         match msg.kind() {
+            LayerMessage::MISSED => self.session.catch_up(cx, &self.shared).await,
             CHAT_MESSAGE => match Meta::seq_of_message(&msg) {
                 Some(seq) => self.session.deliver(cx, &self.shared, msg, seq).await,
                 None => tracing::error!("chat.message without a seq"),

@@ -98,13 +98,16 @@ pub trait Consumer: Send + 'static {
 
     /// A message from the channel layer (a group send or a direct send to this consumer's
     /// channel). Dispatch on [`LayerMessage::kind`]. The default forwards the payload to the
-    /// client as a text frame, serialized once for every recipient.
+    /// client as a text frame, serialized once for every recipient, and ignores the layer's
+    /// [`LayerMessage::MISSED`] marker (a consumer that can recover lost messages handles it).
     fn handle(
         &mut self,
         cx: &mut Context,
         msg: LayerMessage,
     ) -> impl Future<Output = Result<(), ConsumerError>> + Send {
-        cx.forward(msg);
+        if !msg.is_missed() {
+            cx.forward(msg);
+        }
         async { Ok(()) }
     }
 

@@ -215,6 +215,13 @@ impl Consumer for MuxConsumer {
     }
 
     async fn handle(&mut self, cx: &mut Context, msg: LayerMessage) -> Result<(), ConsumerError> {
+        if msg.is_missed() {
+            // The socket's one mailbox lost something: any of its rooms may be behind.
+            for session in self.rooms.values_mut() {
+                session.catch_up(cx, &self.shared).await;
+            }
+            return Ok(());
+        }
         let Some(meta) = Meta::of(&msg) else {
             return Ok(());
         };

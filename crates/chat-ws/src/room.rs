@@ -7,7 +7,11 @@
 //! order (two senders publish concurrently) or not at all (a full mailbox, a Redis outage). A
 //! message that arrives ahead of a missing seq is held for up to [`REORDER_WAIT`]: usually the
 //! missing one overtaken by it arrives meanwhile and both go out in order. Only when it does not
-//! is the gap read from the store. Anything at or below the last delivered seq is skipped.
+//! is the gap read from the store. A loss with nothing after it (the tail of a burst dropped by
+//! a full mailbox, or whatever Redis published while this node reconnected) shows no gap: the
+//! layer's [`LayerMessage::MISSED`](chat_core::LayerMessage::MISSED) marker says so instead, and
+//! everything after the delivered seq is read from the store. Anything at or below the last
+//! delivered seq is skipped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -244,6 +248,15 @@ impl RoomSession {
         if self.ahead.len() > MAX_AHEAD {
             self.resolve_gaps(cx, s).await;
         }
+    }
+
+    /// The layer lost live messages for this socket (its mailbox was full): sends everything
+    /// stored after the delivered seq, then what was held. Paced to the client, like a replay.
+    pub async fn catch_up(&mut self, cx: &mut Context, s: &Shared) {
+        if !self.fill_gap(cx, s, None, true).await {
+            tracing::warn!(room = %self.room, "could not read the messages this socket missed");
+        }
+        self.release_ahead(cx);
     }
 
     /// Sends the held messages that now follow the delivered seq without a gap.

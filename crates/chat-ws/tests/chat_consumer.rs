@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::{
-    ChannelLayer, InMemoryChannelLayer, LayerMessage, Limits, MemoryStore, MessageStore,
-    NewMessage, RoomName, Sender, ServerFrame, SharedLayer, StoredMessage, Timestamp,
+    ChannelLayer, InMemoryChannelLayer, LayerConfig, LayerMessage, Limits, MemoryStore,
+    MessageStore, NewMessage, RoomName, Sender, ServerFrame, SharedLayer, StoredMessage, Timestamp,
 };
 use chat_ws::{
     CHAT_MESSAGE, ChatConsumer, ClientEvent, Communicator, ConnectOutcome, ConnectionConfig,
@@ -31,6 +31,17 @@ impl Room {
             layer: Arc::new(InMemoryChannelLayer::default()),
             store: MemoryStore::new(),
             limits,
+        }
+    }
+
+    /// A room whose layer mailboxes hold `capacity` messages.
+    fn with_mailboxes(capacity: usize) -> Self {
+        Self {
+            layer: Arc::new(InMemoryChannelLayer::new(LayerConfig {
+                capacity,
+                ..LayerConfig::default()
+            })),
+            ..Self::new()
         }
     }
 
@@ -240,6 +251,32 @@ async fn a_held_message_gives_up_waiting_and_reads_the_gap_from_the_store() {
     assert_eq!(
         (a["body"].as_str(), b["body"].as_str()),
         (Some("lost"), Some("arrived"))
+    );
+}
+
+#[tokio::test]
+async fn messages_a_full_mailbox_lost_are_read_from_the_store() {
+    let room = Room::with_mailboxes(4);
+    let mut bruno = room.join("bruno").await;
+    // Ten messages stored and broadcast at once, before bruno's task gets to run: his mailbox
+    // takes four, and the layer drops the other six. They are the tail of the burst, so no
+    // later message would reveal the gap: only the layer's marker tells him.
+    for i in 1..=10 {
+        let body = format!("m{i}");
+        let seq = room.store_direct(&body).await;
+        broadcast_only(&room, seq, &body).await;
+    }
+    for i in 1..=10u64 {
+        let m = bruno.receive_json().await;
+        assert_eq!(
+            (m["seq"].as_u64(), m["body"].as_str()),
+            (Some(i), Some(format!("m{i}").as_str())),
+            "{m}"
+        );
+    }
+    assert!(
+        bruno.receive_nothing(Duration::from_millis(200)).await,
+        "each message once"
     );
 }
 

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::{
-    ErrorCode, FrameError, InMemoryChannelLayer, Limits, MemoryPresence, MemoryStore, MessageStore,
-    NewMessage, RoomName, Sender, SharedLayer, SharedPresence,
+    ChannelLayer, ErrorCode, FrameError, InMemoryChannelLayer, LayerConfig, LayerMessage, Limits,
+    MemoryPresence, MemoryStore, MessageStore, NewMessage, RoomName, Sender, ServerFrame,
+    SharedLayer, SharedPresence,
 };
-use chat_ws::{Communicator, MuxConsumer, RoomAccess};
+use chat_ws::{CHAT_MESSAGE, Communicator, MuxConsumer, RoomAccess};
 use serde_json::{Value, json};
 
 /// Guests may use public rooms; users also their own pair rooms.
@@ -233,4 +234,58 @@ async fn a_user_with_two_sockets_counts_once() {
     );
     tab2.disconnect(1000).await;
     assert_eq!(next_of(&mut watcher, "presence").await["event"], "leave");
+}
+
+#[tokio::test]
+async fn messages_a_full_mailbox_lost_are_read_from_the_store_for_every_room() {
+    let w = World {
+        layer: Arc::new(InMemoryChannelLayer::new(LayerConfig {
+            capacity: 4,
+            ..LayerConfig::default()
+        })),
+        ..World::new()
+    };
+    let mut ana = w.socket(Sender::guest("ana")).await;
+    join(&mut ana, "a").await;
+    join(&mut ana, "b").await;
+    // Five messages into each room, stored and broadcast before ana's task gets to run: her
+    // one mailbox takes four and loses the rest of the burst.
+    for i in 1..=5 {
+        for room in ["a", "b"] {
+            let stored = w
+                .store
+                .append(NewMessage {
+                    room: RoomName::parse(room).unwrap(),
+                    sender: Sender::guest("ghost"),
+                    body: format!("{room}{i}"),
+                    client_id: None,
+                })
+                .await
+                .unwrap()
+                .message;
+            let group = stored.room.group();
+            let msg = LayerMessage::json(CHAT_MESSAGE, &ServerFrame::Message(stored)).unwrap();
+            w.layer.group_send(&group, msg).await.unwrap();
+        }
+    }
+    let mut got: Vec<(String, u64)> = Vec::new();
+    while got.len() < 10 {
+        let m = next_of(&mut ana, "message").await;
+        got.push((
+            m["room"].as_str().unwrap().into(),
+            m["seq"].as_u64().unwrap(),
+        ));
+    }
+    for room in ["a", "b"] {
+        let seqs: Vec<u64> = got
+            .iter()
+            .filter(|(r, _)| r == room)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5], "room {room}: {got:?}");
+    }
+    assert!(
+        ana.receive_nothing(Duration::from_millis(200)).await,
+        "each once"
+    );
 }

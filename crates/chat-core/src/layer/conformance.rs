@@ -124,7 +124,8 @@ where
     assert_eq!(n_of(&recv(&layer, &a).await), 4);
 }
 
-/// A message not received within `expiry` is dropped, and stops counting towards capacity.
+/// A message not received within `expiry` is dropped, and stops counting towards capacity;
+/// the receiver gets a [`LayerMessage::MISSED`] marker where it was.
 pub async fn message_expiry<L, F, Fut>(make: F)
 where
     L: ChannelLayer,
@@ -146,6 +147,10 @@ where
         .send(&a, msg(3))
         .await
         .expect("expired messages must free capacity");
+    assert!(
+        recv(&layer, &a).await.is_missed(),
+        "where messages expired, the receiver is told"
+    );
     assert_eq!(
         n_of(&recv(&layer, &a).await),
         3,
@@ -310,7 +315,17 @@ where
         .expect("group_send succeeds even when a member is full");
     assert_eq!(n_of(&recv(&layer, &fast).await), 1);
     assert_eq!(n_of(&recv(&layer, &slow).await), 0);
+    assert!(
+        recv(&layer, &slow).await.is_missed(),
+        "the full member is told, where the message would have been"
+    );
     assert_empty(&layer, &slow, "the full member missed the message").await;
+    layer.group_send(&g, msg(2)).await.expect("group_send");
+    assert_eq!(
+        n_of(&recv(&layer, &slow).await),
+        2,
+        "one marker per loss, then messages again"
+    );
 }
 
 /// Names are validated before they reach a layer (the types make invalid names

@@ -23,34 +23,94 @@ use crate::names::{ChannelName, GroupName};
 
 /// One channel's mailbox.
 struct Queue {
-    items: Mutex<VecDeque<(Instant, LayerMessage)>>,
+    mailbox: Mutex<Mailbox>,
     notify: Notify,
     discarded: AtomicBool,
+}
+
+/// What a queue holds, under its lock.
+#[derive(Default)]
+struct Mailbox {
+    items: VecDeque<(Instant, LayerMessage)>,
+    /// Messages taken out so far: the position of `items`' front in the channel's stream.
+    taken: u64,
+    /// Where messages were silently lost, if since the last marker: the receiver gets a
+    /// [`LayerMessage::missed`] marker there, so it can recover them (from a store).
+    missed_at: Option<u64>,
+}
+
+impl Mailbox {
+    fn note_missed(&mut self, at: u64) {
+        self.missed_at = Some(self.missed_at.map_or(at, |m| m.min(at)));
+    }
+
+    /// Drops expired messages from the front, noting the loss.
+    fn expire(&mut self, config: &LayerConfig, now: Instant) {
+        while self
+            .items
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) >= config.expiry)
+        {
+            self.items.pop_front();
+            self.taken += 1;
+            self.note_missed(self.taken);
+        }
+    }
+
+    /// The next message, the marker first when the loss happened right here.
+    fn next(&mut self) -> Option<LayerMessage> {
+        if self.missed_at.is_some_and(|at| at <= self.taken) {
+            self.missed_at = None;
+            return Some(LayerMessage::missed());
+        }
+        let (_, msg) = self.items.pop_front()?;
+        self.taken += 1;
+        Some(msg)
+    }
+
+    fn clear(&mut self) {
+        self.taken += self.items.len() as u64;
+        self.items.clear();
+        self.missed_at = None;
+    }
+}
+
+/// Whether a refused push is the sender's to know about (`send` fails with `ChannelFull`) or
+/// is the receiver's (a `group_send` skips the member, which gets a marker instead).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    Sender,
+    Receiver,
 }
 
 impl Queue {
     fn new() -> Self {
         Self {
-            items: Mutex::new(VecDeque::new()),
+            mailbox: Mutex::new(Mailbox::default()),
             notify: Notify::new(),
             discarded: AtomicBool::new(false),
         }
     }
 
     /// Queues `msg` unless the queue is at capacity (after dropping expired messages).
-    fn push(&self, msg: LayerMessage, config: &LayerConfig, now: Instant) -> bool {
-        let mut items = self.items.lock();
-        while items
-            .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) >= config.expiry)
-        {
-            items.pop_front();
-        }
-        if items.len() >= config.capacity {
+    fn push(
+        &self,
+        msg: LayerMessage,
+        config: &LayerConfig,
+        now: Instant,
+        refusal: Refusal,
+    ) -> bool {
+        let mut mailbox = self.mailbox.lock();
+        mailbox.expire(config, now);
+        if mailbox.items.len() >= config.capacity {
+            if refusal == Refusal::Receiver {
+                let at = mailbox.taken + mailbox.items.len() as u64;
+                mailbox.note_missed(at);
+            }
             return false;
         }
-        items.push_back((now, msg));
-        drop(items);
+        mailbox.items.push_back((now, msg));
+        drop(mailbox);
         // notify_one stores a permit when nobody waits, so a push between a receiver's empty
         // check and its wait is never lost.
         self.notify.notify_one();
@@ -58,25 +118,19 @@ impl Queue {
     }
 
     fn pop(&self, config: &LayerConfig) -> Option<LayerMessage> {
-        let now = Instant::now();
-        let mut items = self.items.lock();
-        while let Some((at, msg)) = items.pop_front() {
-            if now.duration_since(at) < config.expiry {
-                return Some(msg);
-            }
-        }
-        None
+        let mut mailbox = self.mailbox.lock();
+        mailbox.expire(config, Instant::now());
+        mailbox.next()
     }
 
-    /// Takes up to `max` unexpired messages, under one lock.
+    /// Takes up to `max` messages (a marker counts as one), under one lock and one clock read.
     fn pop_many(&self, config: &LayerConfig, max: usize) -> Vec<LayerMessage> {
-        let now = Instant::now();
-        let mut items = self.items.lock();
-        let mut batch = Vec::with_capacity(items.len().min(max));
+        let mut mailbox = self.mailbox.lock();
+        mailbox.expire(config, Instant::now());
+        let mut batch = Vec::with_capacity(mailbox.items.len().min(max) + 1);
         while batch.len() < max {
-            match items.pop_front() {
-                Some((at, msg)) if now.duration_since(at) < config.expiry => batch.push(msg),
-                Some(_) => {}
+            match mailbox.next() {
+                Some(msg) => batch.push(msg),
                 None => break,
             }
         }
@@ -153,6 +207,20 @@ impl InMemoryChannelLayer {
     /// The layer's settings.
     pub fn config(&self) -> &LayerConfig {
         &self.inner.config
+    }
+
+    /// Tells every channel that messages may have been lost from here on (a layer built on
+    /// this one lost its feed, for example Redis pub/sub while it reconnected): each receives
+    /// a [`LayerMessage::MISSED`] marker after what it holds.
+    pub(crate) fn note_missed_everywhere(&self) {
+        for q in self.inner.channels.iter() {
+            {
+                let mut mailbox = q.mailbox.lock();
+                let at = mailbox.taken + mailbox.items.len() as u64;
+                mailbox.note_missed(at);
+            }
+            q.notify.notify_one();
+        }
     }
 
     fn check_open(&self) -> Result<(), LayerError> {
@@ -240,7 +308,7 @@ impl ChannelLayer for InMemoryChannelLayer {
         self.check_open()?;
         if self
             .queue(channel)
-            .push(msg, &self.inner.config, Instant::now())
+            .push(msg, &self.inner.config, Instant::now(), Refusal::Sender)
         {
             Ok(())
         } else {
@@ -331,8 +399,8 @@ impl ChannelLayer for InMemoryChannelLayer {
                 continue;
             }
             // A full member misses this message rather than failing the whole send
-            // (Channels' group_send semantics); its consumer notices via sequence gaps.
-            let _ = t.queue.push(msg.clone(), config, now);
+            // (Channels' group_send semantics); it receives a `layer.missed` marker instead.
+            let _ = t.queue.push(msg.clone(), config, now, Refusal::Receiver);
         }
         if stale {
             self.prune(group, &g, now);
@@ -343,14 +411,14 @@ impl ChannelLayer for InMemoryChannelLayer {
     async fn discard_channel(&self, channel: &ChannelName) -> Result<(), LayerError> {
         if let Some((_, q)) = self.inner.channels.remove(channel) {
             q.discarded.store(true, Ordering::Release);
-            q.items.lock().clear();
+            q.mailbox.lock().clear();
         }
         Ok(())
     }
 
     async fn flush(&self) -> Result<(), LayerError> {
         for q in self.inner.channels.iter() {
-            q.items.lock().clear();
+            q.mailbox.lock().clear();
         }
         self.inner.groups.clear();
         Ok(())

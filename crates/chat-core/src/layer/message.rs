@@ -20,6 +20,25 @@ pub struct LayerMessage {
 }
 
 impl LayerMessage {
+    /// The type of the marker a layer delivers where a channel silently lost messages: a
+    /// `group_send` found it full, or messages expired before they were received. A consumer
+    /// that can recover what it missed (the chat consumers read the store) does so when it
+    /// sees one; the default `handle` of `chat-ws` ignores it.
+    pub const MISSED: &'static str = "layer.missed";
+
+    /// The [`LayerMessage::MISSED`] marker.
+    pub fn missed() -> Self {
+        Self {
+            kind: Cow::Borrowed(Self::MISSED),
+            payload: Bytes::from_static(b"{}"),
+        }
+    }
+
+    /// Whether this is the [`LayerMessage::MISSED`] marker.
+    pub fn is_missed(&self) -> bool {
+        self.kind == Self::MISSED
+    }
+
     /// A message of type `kind` carrying a JSON value.
     pub fn new(kind: impl Into<Cow<'static, str>>, value: serde_json::Value) -> Self {
         Self {

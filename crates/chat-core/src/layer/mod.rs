@@ -72,6 +72,9 @@ impl Default for LayerConfig {
 /// - `send` to a full channel fails with [`LayerError::ChannelFull`];
 /// - `group_send` delivers to every member exactly once and skips members whose channel is
 ///   full (as Channels does: a group send never fails because one member is slow);
+/// - a channel that silently lost messages (skipped by `group_send`, or expired before they
+///   were received) delivers one [`LayerMessage::MISSED`] marker where they would have been,
+///   so a consumer that can recover them knows to (Channels has no such signal);
 /// - messages and group memberships expire per [`LayerConfig`];
 /// - `receive` is cancel-safe: dropping its future before it completes loses no message,
 ///   so it can sit in a `tokio::select!` loop.

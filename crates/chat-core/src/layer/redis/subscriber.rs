@@ -73,6 +73,7 @@ pub(crate) async fn run(
 ) {
     let mut topics: HashSet<String> = HashSet::from([routing.node_topic.clone()]);
     let mut backoff = MIN_BACKOFF;
+    let mut first = true;
     loop {
         // Connect and subscribe to everything this node should hear.
         let connected = async {
@@ -89,6 +90,11 @@ pub(crate) async fn run(
                 if backoff > MIN_BACKOFF {
                     tracing::info!("redis channel layer reconnected");
                 }
+                if !first {
+                    // Whatever was published while the feed was down never arrives.
+                    routing.local.note_missed_everywhere();
+                }
+                first = false;
                 backoff = MIN_BACKOFF;
                 pair
             }

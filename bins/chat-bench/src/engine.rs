@@ -344,12 +344,15 @@ async fn connection(
     let mut r = ConnResult::default();
     let protocol = shared.protocol;
     let mut unanswered: VecDeque<Instant> = VecDeque::new();
-    // Wait for the start while reading (and ignoring) set-up frames.
+    // Wait for the start while reading (and ignoring) set-up frames. The window is looked at
+    // before the socket: senders start as soon as it opens, so a message can arrive while this
+    // task has not noticed yet; read first, it would be taken for set-up and counted as lost.
     let (start, end) = loop {
         if let Some(w) = *window.borrow_and_update() {
             break w;
         }
         tokio::select! {
+            biased;
             _ = shared.stop.cancelled() => return r,
             changed = window.changed() => if changed.is_err() { return r },
             frame = ws.next() => match frame {

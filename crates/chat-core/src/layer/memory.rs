@@ -215,6 +215,7 @@ impl InMemoryChannelLayer {
     /// Tells every channel that messages may have been lost from here on (a layer built on
     /// this one lost its feed, for example Redis pub/sub while it reconnected): each receives
     /// a [`LayerMessage::MISSED`] marker after what it holds.
+    #[cfg(feature = "redis")]
     pub(crate) fn note_missed_everywhere(&self) {
         for q in self.inner.channels.iter() {
             {

@@ -1,7 +1,8 @@
-//! The SQLite backend: one write connection doing group commit (see [`writer`]), and a few
+//! The SQLite backend: one write connection doing group commit (see [`group_commit`]), and a few
 //! read connections.
 
 mod accounts;
+mod group_commit;
 mod reads;
 mod writer;
 
@@ -66,7 +67,7 @@ pub(crate) fn open_writer(
 /// The SQLite store. Cheap to clone; the connections close when the last clone is dropped.
 #[derive(Clone)]
 pub(crate) struct SqliteStore {
-    writer: Arc<writer::Writer>,
+    writer: Arc<group_commit::Writer>,
     readers: Arc<Pool>,
 }
 
@@ -85,12 +86,10 @@ impl SqliteStore {
         let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path, &cfg))
             .await
             .map_err(|e| OpenError::Migration(e.to_string()))??;
-        let writer =
-            writer::Writer::new(conn, config.max_batch, config.busy_timeout).map_err(|e| {
-                OpenError::Sqlite {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                }
+        let writer = group_commit::Writer::new(conn, config.max_batch, config.busy_timeout)
+            .map_err(|e| OpenError::Sqlite {
+                path: path.display().to_string(),
+                reason: e.to_string(),
             })?;
         Ok(Self {
             writer: Arc::new(writer),

@@ -20,6 +20,12 @@ use serde_json::json;
 use super::{ChannelLayer, LayerConfig, LayerError, LayerMessage};
 use crate::names::{ChannelName, GroupName};
 
+mod receiving;
+
+pub use receiving::{
+    close_ends_receives, receive_is_cancel_safe, receive_many_takes_bursts_in_order,
+};
+
 /// How long a check waits for a message that must arrive before calling it lost.
 const ARRIVAL: Duration = Duration::from_secs(5);
 /// How long a check waits to be confident that a message that must *not* arrive did not.
@@ -400,103 +406,6 @@ where
         "messages lost: {last:?}"
     );
     assert_empty(&layer, &target, "no extra messages").await;
-}
-
-/// Dropping a pending `receive` (as `select!` does) loses no message.
-pub async fn receive_is_cancel_safe<L, F, Fut>(make: F)
-where
-    L: ChannelLayer + Clone,
-    F: Fn(LayerConfig) -> Fut,
-    Fut: Future<Output = L>,
-{
-    let layer = make(LayerConfig::default()).await;
-    let a = layer.new_channel().await.expect("new_channel");
-    let sender = {
-        let layer = layer.clone();
-        let a = a.clone();
-        tokio::spawn(async move {
-            for n in 0..50 {
-                layer.send(&a, msg(n)).await.expect("send");
-                tokio::task::yield_now().await;
-            }
-        })
-    };
-    let mut got = Vec::new();
-    while got.len() < 50 {
-        tokio::select! {
-            r = layer.receive(&a) => got.push(n_of(&r.expect("receive"))),
-            () = tokio::task::yield_now() => {}
-        }
-    }
-    sender.await.expect("sender");
-    assert_eq!(got, (0..50).collect::<Vec<_>>());
-}
-
-/// `receive_many` takes what is waiting, in order and at most `max` at a time; a pending
-/// one returns when a message arrives, and dropping it loses nothing.
-pub async fn receive_many_takes_bursts_in_order<L, F, Fut>(make: F)
-where
-    L: ChannelLayer + Clone,
-    F: Fn(LayerConfig) -> Fut,
-    Fut: Future<Output = L>,
-{
-    let layer = make(LayerConfig::default()).await;
-    let a = layer.new_channel().await.expect("new_channel");
-    for n in 0..10 {
-        layer.send(&a, msg(n)).await.expect("send");
-    }
-    let many = |max| {
-        let layer = layer.clone();
-        let a = a.clone();
-        async move {
-            match tokio::time::timeout(ARRIVAL, layer.receive_many(&a, max)).await {
-                Ok(Ok(batch)) => batch.iter().map(n_of).collect::<Vec<_>>(),
-                Ok(Err(e)) => panic!("receive_many failed: {e}"),
-                Err(_) => panic!("receive_many returned nothing within {ARRIVAL:?}"),
-            }
-        }
-    };
-    assert_eq!(many(4).await, vec![0, 1, 2, 3], "at most max, oldest first");
-    assert_eq!(many(0).await, vec![4], "a zero max still takes one");
-    assert_eq!(many(100).await, (5..10).collect::<Vec<_>>(), "the rest");
-    // A pending receive_many dropped before anything arrives loses nothing.
-    let dropped = tokio::time::timeout(SILENCE, layer.receive_many(&a, 8)).await;
-    assert!(dropped.is_err(), "nothing was waiting: got {dropped:?}");
-    let waiting = tokio::spawn(many(8));
-    layer.send(&a, msg(10)).await.expect("send");
-    let got = waiting.await.expect("task");
-    assert_eq!(
-        got.first(),
-        Some(&10),
-        "a pending receive_many returns on arrival"
-    );
-}
-
-/// After `close`, calls fail with `Closed` and a pending receive returns.
-pub async fn close_ends_receives<L, F, Fut>(make: F)
-where
-    L: ChannelLayer + Clone,
-    F: Fn(LayerConfig) -> Fut,
-    Fut: Future<Output = L>,
-{
-    let layer = make(LayerConfig::default()).await;
-    let a = layer.new_channel().await.expect("new_channel");
-    let pending = {
-        let layer = layer.clone();
-        let a = a.clone();
-        tokio::spawn(async move { layer.receive(&a).await })
-    };
-    tokio::task::yield_now().await;
-    layer.close().await.expect("close");
-    let r = tokio::time::timeout(ARRIVAL, pending)
-        .await
-        .expect("a pending receive returns on close")
-        .expect("task");
-    assert!(matches!(r, Err(LayerError::Closed)), "got {r:?}");
-    assert!(matches!(
-        layer.send(&a, msg(1)).await,
-        Err(LayerError::Closed)
-    ));
 }
 
 /// Generates one `#[tokio::test]` per conformance check for a layer factory

@@ -1,0 +1,227 @@
+//! Group commit: one connection commits every append that is waiting in one transaction
+//! (what a commit does is in [`super::writer`]).
+//!
+//! Why one writer: SQLite allows one writer at a time anyway, and funnelling appends through
+//! one owner turns N commits into one per batch while making seq assignment trivially
+//! gap-free and in commit order.
+//!
+//! Why no writer thread: the caller that finds the connection free commits what is waiting
+//! itself, on its own task (a commit in WAL mode without fsync takes tens of microseconds).
+//! A writer thread has to wake the caller afterwards, and a wake from outside the runtime
+//! queues behind every task already waiting: in a busy room that is behind every member's
+//! delivery, tens of milliseconds per message, and the room's throughput drops with it.
+//! Callers that find the connection busy queue their op for the committing caller and wait
+//! for its answer. Waiting for another process's write lock is never done on the runtime:
+//! the fast path does not wait at all (`busy_timeout` 0) and hands the batch to a blocking
+//! thread that waits with the configured timeout.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use parking_lot::Mutex;
+
+use super::writer::{Attempt, process, try_commit};
+use crate::batch::{WriteOp, answer, split};
+
+/// Batches one caller commits in a row, at most, before it hands the rest to a blocking
+/// thread: a caller is also a connection whose own frames wait meanwhile.
+const MAX_ROUNDS: usize = 4;
+
+/// The write side of the store: the write connection and the ops waiting for it.
+pub(crate) struct Writer {
+    conn: Mutex<SqliteConnection>,
+    pending: Mutex<VecDeque<WriteOp>>,
+    max_batch: usize,
+    busy_timeout: Duration,
+    #[cfg(test)]
+    handoffs: std::sync::atomic::AtomicUsize,
+}
+
+impl Writer {
+    /// A writer on `conn`, which must be the store's only writing connection for messages.
+    pub(crate) fn new(
+        mut conn: SqliteConnection,
+        max_batch: usize,
+        busy_timeout: Duration,
+    ) -> QueryResult<Self> {
+        set_busy_timeout(&mut conn, Duration::ZERO)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            pending: Mutex::new(VecDeque::new()),
+            max_batch: max_batch.max(1),
+            busy_timeout,
+            #[cfg(test)]
+            handoffs: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// Queues `op` and, unless another caller is committing (which then commits `op` too),
+    /// commits everything waiting. Never waits; the answer arrives on the op's reply channel.
+    pub(crate) fn submit(self: &Arc<Self>, op: WriteOp) {
+        self.pending.lock().push_back(op);
+        self.commit_waiting();
+    }
+
+    fn take_batch(&self) -> Vec<WriteOp> {
+        let mut pending = self.pending.lock();
+        let n = pending.len().min(self.max_batch);
+        pending.drain(..n).collect()
+    }
+
+    /// Puts a batch back at the front, in its order.
+    fn put_back(&self, batch: Vec<WriteOp>) {
+        let mut pending = self.pending.lock();
+        for op in batch.into_iter().rev() {
+            pending.push_front(op);
+        }
+    }
+
+    fn commit_waiting(self: &Arc<Self>) {
+        let mut rounds = 0;
+        loop {
+            // Whoever holds the connection re-checks `pending` after releasing it, so an op
+            // queued meanwhile is never stranded.
+            let Some(mut conn) = self.conn.try_lock() else {
+                return;
+            };
+            loop {
+                if rounds == MAX_ROUNDS {
+                    drop(conn);
+                    self.hand_off();
+                    return;
+                }
+                let batch = self.take_batch();
+                if batch.is_empty() {
+                    break;
+                }
+                rounds += 1;
+                match try_commit(&mut conn, batch) {
+                    Attempt::Ran(replies, result) => answer(replies, result),
+                    Attempt::Busy(batch, _) => {
+                        self.put_back(batch);
+                        drop(conn);
+                        self.hand_off();
+                        return;
+                    }
+                }
+            }
+            drop(conn);
+            if self.pending.lock().is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Commits what is waiting on a blocking thread, which may wait for the write lock.
+    fn hand_off(self: &Arc<Self>) {
+        #[cfg(test)]
+        self.handoffs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.commit_blocking());
+    }
+
+    fn commit_blocking(&self) {
+        loop {
+            let mut conn = self.conn.lock();
+            let waits = set_busy_timeout(&mut conn, self.busy_timeout);
+            loop {
+                let batch = self.take_batch();
+                if batch.is_empty() {
+                    break;
+                }
+                match &waits {
+                    Ok(()) => process(&mut conn, batch),
+                    Err(e) => {
+                        let replies = batch.into_iter().map(|op| split(op).1).collect();
+                        answer(replies, Err(format!("could not set the busy timeout: {e}")));
+                    }
+                }
+            }
+            if let Err(e) = set_busy_timeout(&mut conn, Duration::ZERO) {
+                tracing::warn!(error = %e, "could not reset the writer's busy timeout");
+            }
+            drop(conn);
+            if self.pending.lock().is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+fn set_busy_timeout(conn: &mut SqliteConnection, timeout: Duration) -> QueryResult<()> {
+    conn.batch_execute(&format!("PRAGMA busy_timeout = {}", timeout.as_millis()))
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_core::{Appended, NewMessage, RoomName, Sender, StoreError};
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::StoreConfig;
+    use crate::sqlite::open_writer;
+
+    type AppendRx = oneshot::Receiver<Result<Appended, StoreError>>;
+
+    fn op(sender: Sender, body: &str, client_id: Option<&str>) -> (WriteOp, AppendRx) {
+        let (tx, rx) = oneshot::channel();
+        let msg = NewMessage {
+            room: RoomName::parse("r").unwrap(),
+            sender,
+            body: body.into(),
+            client_id: client_id.map(Into::into),
+        };
+        (WriteOp::Append(msg, tx), rx)
+    }
+
+    #[test]
+    fn a_write_lock_held_elsewhere_is_waited_for_off_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let config = StoreConfig::new("unused");
+        let conn = open_writer(&path, &config).unwrap();
+        let writer = Arc::new(Writer::new(conn, 64, Duration::from_secs(30)).unwrap());
+        // Another connection (a login on the read pool, another process) holds the lock
+        // until told to let go, or for 5 s at most.
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let mut other = crate::sqlite::connect(&path, &StoreConfig::new("unused")).unwrap();
+            other.batch_execute("BEGIN IMMEDIATE").unwrap();
+            held_tx.send(()).unwrap();
+            let told = release_rx.recv_timeout(Duration::from_secs(5)).is_ok();
+            other.batch_execute("COMMIT").unwrap();
+            told
+        });
+        held.recv().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (first, rx) = op(Sender::guest("ana"), "waits for the lock", Some("c-1"));
+            // Returns at once: waiting for the lock here would stall every task of this
+            // runtime thread (until the holder gives up).
+            writer.submit(first);
+            assert_eq!(
+                writer.handoffs.load(std::sync::atomic::Ordering::SeqCst),
+                1,
+                "the batch went to a blocking thread"
+            );
+            // Queued behind it, and committed by the same blocking thread, in order.
+            let (second, rx2) = op(Sender::guest("bruno"), "queued behind", None);
+            writer.submit(second);
+            release.send(()).unwrap();
+            let a = rx.await.unwrap().unwrap();
+            let b = rx2.await.unwrap().unwrap();
+            assert_eq!((a.message.seq, b.message.seq), (1, 2));
+        });
+        assert!(
+            holder.join().unwrap(),
+            "submit returned only after the holder gave up the lock"
+        );
+    }
+}

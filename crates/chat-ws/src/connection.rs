@@ -228,37 +228,38 @@ where
             burst = &mut mailbox => {
                 mailbox = layer.receive_many(&channel, LAYER_BATCH);
                 match burst {
-                Ok(burst) => {
-                    layer_failures = 0;
-                    // A burst at once: one wake-up per burst instead of per message, and the
-                    // writer gets the frames together (fewer, larger socket writes).
-                    let mut result = Ok(());
-                    for msg in burst {
-                        if result.is_err() || requested_ending(&cx).is_some() {
-                            break;
+                    Ok(burst) => {
+                        layer_failures = 0;
+                        // A burst at once: one wake-up per burst instead of per message, and the
+                        // writer gets the frames together (fewer, larger socket writes).
+                        let mut result = Ok(());
+                        for msg in burst {
+                            if result.is_err() || requested_ending(&cx).is_some() {
+                                break;
+                            }
+                            result = consumer.handle(&mut cx, msg).await;
                         }
-                        result = consumer.handle(&mut cx, msg).await;
+                        result
                     }
-                    result
-                }
-                Err(LayerError::Closed) => {
-                    ending = Some(Ending::server(close::GOING_AWAY, "server shutting down"));
-                    continue;
-                }
-                Err(e) => {
-                    // A layer outage must not kill the socket at once (the store still
-                    // works and clients resume with `since`), but a layer that keeps failing
-                    // without waiting would spin this loop.
-                    layer_failures += 1;
-                    tracing::warn!(error = %e, "channel layer receive failed");
-                    if layer_failures > 50 {
-                        Err(ConsumerError::Layer(e))
-                    } else {
-                        tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(layer_failures))).await;
-                        Ok(())
+                    Err(LayerError::Closed) => {
+                        ending = Some(Ending::server(close::GOING_AWAY, "server shutting down"));
+                        continue;
+                    }
+                    Err(e) => {
+                        // A layer outage must not kill the socket at once (the store still
+                        // works and clients resume with `since`), but a layer that keeps failing
+                        // without waiting would spin this loop.
+                        layer_failures += 1;
+                        tracing::warn!(error = %e, "channel layer receive failed");
+                        if layer_failures > 50 {
+                            Err(ConsumerError::Layer(e))
+                        } else {
+                            tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(layer_failures))).await;
+                            Ok(())
+                        }
                     }
                 }
-            }},
+            }
             _ = ping.tick() => {
                 if last_seen.elapsed() >= limits.idle_timeout {
                     ending = Some(Ending::server(close::NORMAL, "idle timeout"));

@@ -158,25 +158,12 @@ fn set_busy_timeout(conn: &mut SqliteConnection, timeout: Duration) -> QueryResu
 
 #[cfg(test)]
 mod tests {
-    use chat_core::{Appended, NewMessage, RoomName, Sender, StoreError};
-    use tokio::sync::oneshot;
+    use chat_core::Sender;
 
     use super::*;
     use crate::StoreConfig;
     use crate::sqlite::open_writer;
-
-    type AppendRx = oneshot::Receiver<Result<Appended, StoreError>>;
-
-    fn op(sender: Sender, body: &str, client_id: Option<&str>) -> (WriteOp, AppendRx) {
-        let (tx, rx) = oneshot::channel();
-        let msg = NewMessage {
-            room: RoomName::parse("r").unwrap(),
-            sender,
-            body: body.into(),
-            client_id: client_id.map(Into::into),
-        };
-        (WriteOp::Append(msg, tx), rx)
-    }
+    use crate::sqlite::writer::tests::op;
 
     #[test]
     fn a_write_lock_held_elsewhere_is_waited_for_off_the_runtime() {
@@ -223,5 +210,35 @@ mod tests {
             holder.join().unwrap(),
             "submit returned only after the holder gave up the lock"
         );
+    }
+
+    #[test]
+    fn a_long_backlog_is_finished_on_a_blocking_thread_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("chat.db"), &StoreConfig::new("unused")).unwrap();
+        // Two ops per batch: ten waiting ops are more than one caller commits (MAX_ROUNDS).
+        let writer = Arc::new(Writer::new(conn, 2, Duration::from_secs(5)).unwrap());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut answers = Vec::new();
+            for i in 0..10 {
+                let (op, rx) = op(Sender::guest("ana"), &format!("m{i}"), None);
+                writer.pending.lock().push_back(op);
+                answers.push(rx);
+            }
+            writer.commit_waiting();
+            assert_eq!(
+                writer.handoffs.load(std::sync::atomic::Ordering::SeqCst),
+                1,
+                "the caller committed {MAX_ROUNDS} batches and handed off the rest"
+            );
+            let mut seqs = Vec::new();
+            for rx in answers {
+                seqs.push(rx.await.unwrap().unwrap().message.seq);
+            }
+            assert_eq!(seqs, (1..=10).collect::<Vec<u64>>());
+        });
     }
 }

@@ -206,7 +206,7 @@ pub(super) fn process(conn: &mut SqliteConnection, batch: Vec<WriteOp>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use chat_core::{Sender, StoreError};
     use diesel::connection::SimpleConnection;
     use tokio::sync::oneshot;
@@ -216,7 +216,7 @@ mod tests {
     use crate::schema::read_state;
     use crate::sqlite::open_writer;
 
-    type AppendRx = oneshot::Receiver<Result<Appended, StoreError>>;
+    pub(in crate::sqlite) type AppendRx = oneshot::Receiver<Result<Appended, StoreError>>;
 
     fn writer() -> (SqliteConnection, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -225,7 +225,12 @@ mod tests {
         (conn, dir)
     }
 
-    fn op(sender: Sender, body: &str, client_id: Option<&str>) -> (WriteOp, AppendRx) {
+    /// An append of `body` to room `r`, and where its answer arrives.
+    pub(in crate::sqlite) fn op(
+        sender: Sender,
+        body: &str,
+        client_id: Option<&str>,
+    ) -> (WriteOp, AppendRx) {
         let (tx, rx) = oneshot::channel();
         let msg = NewMessage {
             room: RoomName::parse("r").unwrap(),

@@ -9,13 +9,18 @@ import { chromium } from "playwright-core";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
 
-export async function startServer() {
+/// Starts a server. `args` are extra `serve` flags (`["--compat", "tutorials"]`); `dataDir`
+/// shares a data directory (and so the SQLite file and the secret key) between servers; `env`
+/// adds environment variables.
+export async function startServer({ args = [], dataDir: sharedDir, env: extraEnv = {} } = {}) {
   const bin = process.env.CHAT_SERVER_BIN || join(ROOT, "target", "debug", "chat-server");
-  const dataDir = mkdtempSync(join(tmpdir(), "chat-browser-"));
+  const dataDir = sharedDir || mkdtempSync(join(tmpdir(), "chat-browser-"));
   const env = { ...process.env, CHAT_LOG: "warn" };
   delete env.DATABASE_URL;
   delete env.REDIS_URL;
-  const child = spawn(bin, ["serve", "--bind", "127.0.0.1:0", "--data-dir", dataDir], {
+  delete env.CHAT_COMPAT;
+  Object.assign(env, extraEnv);
+  const child = spawn(bin, ["serve", "--bind", "127.0.0.1:0", "--data-dir", dataDir, ...args], {
     env,
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -32,6 +37,7 @@ export async function startServer() {
   });
   return {
     url,
+    dataDir,
     /// Creates a user with `chat-server user add` on this server's data directory.
     addUser(username, name, role, password) {
       const r = spawnSync(
@@ -45,7 +51,7 @@ export async function startServer() {
     async stop() {
       child.kill("SIGTERM");
       await new Promise((ok) => (child.exitCode !== null ? ok() : child.once("exit", ok)));
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!sharedDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

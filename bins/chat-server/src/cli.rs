@@ -135,7 +135,20 @@ pub struct Settings {
     /// Messages a connection may send at once above the sustained rate.
     #[arg(long, env = "CHAT_MESSAGE_BURST", default_value_t = 40, global = true)]
     pub message_burst: u32,
+    /// Speak the frames of other clients on their own URLs: `tutorials` makes `/ws/chat/…`
+    /// and `/ws/socket-server/` answer exactly as the Channels tutorials' pages expect (see
+    /// "Coming from the tutorials" in the README). Our own clients keep our protocol by
+    /// asking for the `chat.v1` subprotocol.
+    #[arg(long, env = "CHAT_COMPAT", value_enum, global = true)]
+    pub compat: Option<Compat>,
     /// Log filter (`info`, `debug`, `chat_ws=debug,info`…).
     #[arg(long, env = "CHAT_LOG", default_value = "info", global = true)]
     pub log: String,
+}
+
+/// Other clients' frames the server can speak (`--compat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compat {
+    /// The Django Channels tutorials' pages (seeds 000, 002, 003 and 004).
+    Tutorials,
 }

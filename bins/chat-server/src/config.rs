@@ -37,11 +37,13 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Whether `POST /register` is open.
     pub allow_registration: bool,
+    /// The server's time zone, for the tutorials' `HH:MM` times (read once at start).
+    pub utc_offset: time::UtcOffset,
 }
 
 impl ServerConfig {
     /// Resolves `settings`, creating the data directory and the secret key if needed.
-    pub fn resolve(settings: Settings) -> Result<Self, ConfigError> {
+    pub fn resolve(settings: Settings, utc_offset: time::UtcOffset) -> Result<Self, ConfigError> {
         let dir = &settings.data_dir;
         std::fs::create_dir_all(dir).map_err(|source| ConfigError::DataDir {
             path: dir.display().to_string(),
@@ -80,6 +82,7 @@ impl ServerConfig {
             database_url,
             secret_key,
             limits,
+            utc_offset,
         })
     }
 }

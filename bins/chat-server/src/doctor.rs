@@ -161,7 +161,7 @@ pub async fn run(settings: Settings) -> bool {
     };
     report("secret key", check_secret(&settings));
     report("allowed origins", check_origins(&settings));
-    let config = match ServerConfig::resolve(settings) {
+    let config = match ServerConfig::resolve(settings, time::UtcOffset::UTC) {
         Ok(c) => {
             report(
                 "configuration",

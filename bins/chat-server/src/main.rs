@@ -15,6 +15,7 @@ mod ratelimit;
 mod respond;
 mod routes;
 mod server;
+mod tutorials;
 mod ws;
 
 use std::io::Write;
@@ -41,6 +42,8 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // The local offset can only be read soundly while the process has one thread: now.
+    let utc_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,7 +54,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, utc_offset)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -60,7 +63,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(cli: Cli, utc_offset: time::UtcOffset) -> Result<(), Box<dyn std::error::Error>> {
     if matches!(cli.command, Some(Command::Doctor)) {
         return if doctor::run(cli.settings).await {
             Ok(())
@@ -68,7 +71,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Err("doctor found problems".into())
         };
     }
-    let config = ServerConfig::resolve(cli.settings)?;
+    let config = ServerConfig::resolve(cli.settings, utc_offset)?;
     let store = chat_store::Store::open(chat_store::StoreConfig::new(&config.database_url))
         .await
         .map_err(|e| {

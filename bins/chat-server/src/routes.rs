@@ -9,8 +9,9 @@ use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::auth::authenticate;
+use crate::cli::Compat;
 use crate::respond::{Resp, error, redirect, text};
-use crate::{accounts, api, pages, ws};
+use crate::{accounts, api, pages, tutorials, ws};
 
 /// Decodes `%XX` escapes in one path segment (no `+` rule in paths).
 fn decode_segment(s: &str) -> String {
@@ -67,6 +68,11 @@ pub async fn handle(
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
     let ip = client_ip(&app, peer, &req);
+    // With `--compat tutorials`, the tutorials' URLs speak their frames to every client but
+    // ours (which asks for our subprotocol).
+    let tutorial =
+        app.config.settings.compat == Some(Compat::Tutorials) && !ws::offers_native(&req);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let res = match segs.as_slice() {
         [""] if get => pages::index(),
         ["chat", room, ""] if get => pages::room(room),
@@ -81,6 +87,15 @@ pub async fn handle(
         ["dm", user, ""] if get => pair_page(&app, user, &req).await,
         ["dm", _user] if get => redirect(StatusCode::MOVED_PERMANENTLY, &format!("{path}/")),
         ["ws"] | ["ws", ""] => ws::multiplexed(&app, req).await,
+        ["ws", "chat", user, ""] if tutorial && digits(user) => {
+            tutorials::pair_chat(&app, user, req).await
+        }
+        ["ws", "chat", room, ""] | ["ws", "chat", room] if tutorial => {
+            tutorials::public_room(&app, chat_ws::Tutorial::NamedRoom, room, req).await
+        }
+        ["ws", "socket-server", ""] | ["ws", "socket-server"] if tutorial => {
+            tutorials::public_room(&app, chat_ws::Tutorial::SocketServer, "test", req).await
+        }
         ["ws", "chat", room, ""] | ["ws", "chat", room] => ws::chat_room(&app, room, req).await,
         ["ws", "dm", user, ""] | ["ws", "dm", user] => ws::pair_room(&app, user, req).await,
         ["api", "rooms", room, "online"] if get => api::online(&app, room, &req).await,

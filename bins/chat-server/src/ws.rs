@@ -5,19 +5,51 @@ use std::sync::Arc;
 
 use chat_core::{ErrorCode, FrameError, RoomName, Sender};
 use chat_ws::{ChatConsumer, MuxConsumer, RoomAccess, form_decode, is_websocket_request};
-use http::{Request, StatusCode};
+use http::{HeaderValue, Request, StatusCode, header};
 
 use crate::access::{Access, pair_with, room_access};
 use crate::app::App;
 use crate::auth::{Identity, authenticate, sender_of};
 use crate::respond::{ApiError, Resp, text};
 
-fn refuse(e: ApiError) -> Resp {
+/// The WebSocket subprotocol of our own protocol. Our clients ask for it, so that with
+/// `--compat tutorials` the tutorials' URLs still speak our frames to them.
+pub const NATIVE_SUBPROTOCOL: &str = "chat.v1";
+
+/// Whether the handshake offers [`NATIVE_SUBPROTOCOL`].
+pub fn offers_native<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == NATIVE_SUBPROTOCOL)
+}
+
+/// Answers an upgrade with our subprotocol when the client offered it: a browser that
+/// offers a subprotocol fails the connection unless the server picks one.
+async fn upgrade_native<B, C>(req: Request<B>, consumer: C, app: &App) -> Resp
+where
+    B: Send + 'static,
+    C: chat_ws::Consumer,
+{
+    let native = offers_native(&req);
+    let mut res = chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone()).await;
+    if native && res.status() == StatusCode::SWITCHING_PROTOCOLS {
+        res.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(NATIVE_SUBPROTOCOL),
+        );
+    }
+    res
+}
+
+pub fn refuse(e: ApiError) -> Resp {
     text(e.status(), e.message().to_owned())
 }
 
 /// Checks shared by every handshake; returns the caller.
-async fn handshake<B>(app: &App, req: &Request<B>) -> Result<Identity, Resp> {
+pub async fn handshake<B>(app: &App, req: &Request<B>) -> Result<Identity, Resp> {
     if !is_websocket_request(req) {
         return Err(text(
             StatusCode::UPGRADE_REQUIRED,
@@ -36,7 +68,7 @@ async fn handshake<B>(app: &App, req: &Request<B>) -> Result<Identity, Resp> {
 }
 
 /// The guest's `?name=`, checked (the error says what to fix), or a generated one.
-fn guest_name<B>(app: &App, req: &Request<B>) -> Result<String, String> {
+pub fn guest_name<B>(app: &App, req: &Request<B>) -> Result<String, String> {
     let query = req.uri().query().map(form_decode).unwrap_or_default();
     match query.iter().rev().find(|(k, _)| k == "name") {
         Some((_, n)) => app
@@ -80,7 +112,7 @@ pub async fn chat_room<B: Send + 'static>(app: &App, room: &str, req: Request<B>
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
-    chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone()).await
+    upgrade_native(req, consumer, app).await
 }
 
 /// `GET /ws/dm/{user_id}/`: the pair room of the logged-in user and `user_id`.
@@ -106,12 +138,13 @@ pub async fn pair_room<B: Send + 'static>(app: &App, other: &str, req: Request<B
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
-    chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone()).await
+    upgrade_native(req, consumer, app).await
 }
 
 /// The server's rule for rooms joined on `/ws`, the same as for the room-bound routes.
-struct ServerAccess {
-    allow_guests: bool,
+pub struct ServerAccess {
+    /// Whether guests may use public rooms.
+    pub allow_guests: bool,
 }
 
 impl RoomAccess for ServerAccess {
@@ -152,5 +185,5 @@ pub async fn multiplexed<B: Send + 'static>(app: &App, req: Request<B>) -> Resp 
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
-    chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone()).await
+    upgrade_native(req, consumer, app).await
 }

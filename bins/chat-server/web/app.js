@@ -263,7 +263,7 @@ class RoomView {
     let url = proto + "//" + window.location.host + this.wsPath + "?since=" + this.lastSeq;
     if (!this.me) url += "&name=" + encodeURIComponent(this.name);
     this.setStatus("connecting", "connecting…");
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(url, ["chat.v1"]);
     this.ws = ws;
     ws.addEventListener("open", () => {
       this.backoff = 1000;

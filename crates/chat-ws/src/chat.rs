@@ -12,6 +12,7 @@ use chat_core::{
 
 use crate::consumer::{Consumer, ConsumerError};
 use crate::context::Context;
+use crate::dialect::Render;
 use crate::room::{CHAT_MESSAGE, CHAT_PRESENCE, Meta, RoomSession, Shared};
 
 /// The rate limits of one connection, and what to do with refused frames.
@@ -64,9 +65,10 @@ impl Limiter {
         }
     }
 
-    /// Answers a refused frame; repeated refusals close the connection.
-    pub fn refuse(&mut self, cx: &mut Context, err: FrameError) {
-        cx.send_frame(&err.to_frame());
+    /// Answers a refused frame with `answer` (the error in the client's dialect); repeated
+    /// refusals close the connection.
+    pub fn refuse(&mut self, cx: &mut Context, answer: String) {
+        cx.send_text(answer);
         if !self.abuse.try_take() {
             cx.close(close::POLICY, "too many refused frames");
         }
@@ -92,6 +94,7 @@ impl ChatConsumer {
                 store,
                 presence: None,
                 limits,
+                render: Render::Native,
             },
             session: RoomSession::new(room),
             since: None,
@@ -125,7 +128,13 @@ impl ChatConsumer {
                 body, client_id, ..
             } => {
                 self.limiter.message()?;
-                self.session.message(cx, s, body, client_id).await
+                let m = self.session.message(cx, s, body, client_id).await?;
+                cx.send_frame(&ServerFrame::Ack {
+                    room: m.room,
+                    client_id: m.client_id,
+                    seq: m.seq,
+                });
+                Ok(())
             }
             ClientFrame::Typing { active, .. } => {
                 self.session.typing(cx, s, active).await;
@@ -137,7 +146,15 @@ impl ChatConsumer {
                 after,
                 limit,
                 ..
-            } => self.session.history(cx, s, before, after, limit).await,
+            } => {
+                let page = self.session.history(s, before, after, limit).await?;
+                cx.send_frame(&ServerFrame::History {
+                    room: self.session.room.clone(),
+                    messages: page.messages,
+                    has_more: page.has_more,
+                });
+                Ok(())
+            }
             ClientFrame::Ping => {
                 cx.send_frame(&ServerFrame::Pong);
                 Ok(())
@@ -168,10 +185,18 @@ impl Consumer for ChatConsumer {
     }
 
     async fn opened(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
-        let announce = self.shared.presence.is_some();
-        self.session
-            .open(cx, &self.shared, self.since.is_some(), announce)
-            .await;
+        let online = self.session.announce(cx, &self.shared).await;
+        if self.shared.presence.is_some() {
+            let last_seq = self.session.last_seq(&self.shared).await;
+            cx.send_frame(&ServerFrame::Joined {
+                room: self.room().clone(),
+                last_seq,
+                online,
+            });
+        }
+        if self.since.is_some() {
+            self.session.replay(cx, &self.shared).await;
+        }
         Ok(())
     }
 
@@ -185,7 +210,8 @@ impl Consumer for ChatConsumer {
         };
         if let Err(e) = result {
             let room = Some(self.room().clone());
-            self.limiter.refuse(cx, e.in_room(room));
+            self.limiter
+                .refuse(cx, Render::Native.error(&e.in_room(room)));
         }
         Ok(())
     }
@@ -200,7 +226,8 @@ impl Consumer for ChatConsumer {
             "binary frames are not supported; send JSON text frames",
         );
         let room = Some(self.room().clone());
-        self.limiter.refuse(cx, e.in_room(room));
+        self.limiter
+            .refuse(cx, Render::Native.error(&e.in_room(room)));
         Ok(())
     }
 

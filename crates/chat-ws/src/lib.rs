@@ -8,7 +8,11 @@
 //!   frames, layer messages and a keep-alive ping, a bounded outbound queue (a client that
 //!   cannot keep up is closed with 1013), and cleanup that always runs;
 //! - [`upgrade`]: mount a consumer in any hyper service with one call;
-//! - [`ChatConsumer`]: the chat protocol for a socket bound to one room;
+//! - [`ChatConsumer`]: the chat protocol for a socket bound to one room; [`MuxConsumer`]: one
+//!   socket, many rooms;
+//! - the dialects of the clients our users already have, on the same rooms:
+//!   [`TutorialConsumer`] (the Channels tutorials' frames) and [`SocketIoConsumer`] (seed 001's
+//!   Socket.IO events, run over any Socket.IO library through a [`Bridge`]);
 //! - [`Communicator`]: unit-test a consumer without sockets.
 //!
 //! ```
@@ -42,6 +46,7 @@
 //! # }
 //! ```
 
+mod bridge;
 mod chat;
 #[cfg(feature = "client")]
 pub mod client;
@@ -49,17 +54,26 @@ mod communicator;
 mod connection;
 mod consumer;
 mod context;
+mod dialect;
 mod mux;
 mod room;
+mod rooms;
 mod socket;
+pub mod socketio;
+mod tutorial;
 mod upgrade;
 
+pub use bridge::{BRIDGE_EVENTS, Bridge, Bridged};
 pub use chat::ChatConsumer;
 pub use communicator::{Communicator, ConnectOutcome};
 pub use connection::{ClientEvent, ConnectionConfig, Ending};
 pub use consumer::{Consumer, ConsumerError};
 pub use context::{Context, IntoGroupName, Outbound, RequestInfo, form_decode};
-pub use mux::{MAX_ROOMS_PER_SOCKET, MuxConsumer, RoomAccess};
+pub use dialect::{MESSAGE2_SEPARATOR, Tutorial};
+pub use mux::MuxConsumer;
 pub use room::{CHAT_MESSAGE, CHAT_PRESENCE, CHAT_READ, CHAT_TYPING, REORDER_WAIT, TYPING_EXPIRY};
+pub use rooms::{MAX_ROOMS_PER_SOCKET, RoomAccess};
 pub use socket::websocket_config;
+pub use socketio::SocketIoConsumer;
+pub use tutorial::TutorialConsumer;
 pub use upgrade::{is_websocket_request, upgrade};

@@ -18,13 +18,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::{
-    ErrorCode, FrameError, GroupName, HistoryQuery, LayerMessage, Limits, MessageStore, NewMessage,
-    PresenceEvent, RoomName, Sender, Seq, ServerFrame, SharedPresence, StoredMessage,
+    ErrorCode, FrameError, GroupName, HistoryPage, HistoryQuery, LayerMessage, Limits,
+    MessageStore, NewMessage, PresenceEvent, RoomName, Sender, Seq, ServerFrame, SharedPresence,
+    StoredMessage,
 };
 use tokio::time::Instant;
 
 use crate::consumer::ConsumerError;
 use crate::context::Context;
+use crate::dialect::Render;
 
 mod meta;
 pub(crate) use meta::Meta;
@@ -61,6 +63,8 @@ pub(crate) struct Shared {
     pub store: Arc<dyn MessageStore>,
     pub presence: Option<SharedPresence>,
     pub limits: Limits,
+    /// What the socket's client reads.
+    pub render: Render,
 }
 
 /// A socket's state in one room.
@@ -78,8 +82,13 @@ pub(crate) struct RoomSession {
     presence_conn: Option<String>,
 }
 
-fn message_frame(msg: &StoredMessage) -> String {
-    ServerFrame::Message(msg.clone()).to_json()
+/// Sends a live message as the socket's client reads it.
+fn emit_live(cx: &mut Context, render: Render, msg: LayerMessage) {
+    match render.live(&msg) {
+        None => cx.forward(msg),
+        Some(Ok(text)) => cx.send_text(text),
+        Some(Err(e)) => tracing::error!(error = %e, "could not render a live message"),
+    }
 }
 
 impl RoomSession {
@@ -118,9 +127,9 @@ impl RoomSession {
         Ok(())
     }
 
-    /// Announces the user (once per user), sends `joined` when asked, then replays what was
-    /// stored after `since`, pacing itself to the client.
-    pub async fn open(&mut self, cx: &mut Context, s: &Shared, replay: bool, send_joined: bool) {
+    /// Announces the user (once per user) and returns who is online in the room (nobody when
+    /// presence is not tracked).
+    pub async fn announce(&mut self, cx: &mut Context, s: &Shared) -> Vec<Sender> {
         let mut online = Vec::new();
         if let Some(presence) = s.presence.clone() {
             let conn = cx.channel_name().to_string();
@@ -143,23 +152,27 @@ impl RoomSession {
                 vec![s.user.clone()]
             });
         }
-        if send_joined {
-            let last_seq = match s.store.last_seq(&self.room).await {
-                Ok(seq) => seq,
-                Err(_) => self.delivered.unwrap_or(0),
-            };
-            cx.send_frame(&ServerFrame::Joined {
-                room: self.room.clone(),
-                last_seq,
-                online,
-            });
+        online
+    }
+
+    /// The room's latest seq, for `joined` (the delivered one when the store does not answer).
+    pub async fn last_seq(&self, s: &Shared) -> Seq {
+        match s.store.last_seq(&self.room).await {
+            Ok(seq) => seq,
+            Err(_) => self.delivered.unwrap_or(0),
         }
-        if replay && !self.fill_gap(cx, s, None, true).await {
-            cx.send_frame(&ServerFrame::error(
+    }
+
+    /// Replays what was stored after `since`, pacing itself to the client; an error tells the
+    /// client when the store could not be read.
+    pub async fn replay(&mut self, cx: &mut Context, s: &Shared) {
+        if !self.fill_gap(cx, s, None, true).await {
+            let e = FrameError::new(
                 ErrorCode::StoreUnavailable,
                 "could not replay the messages after since; they will be sent when the store is back",
-                Some(self.room.clone()),
-            ));
+            )
+            .in_room(Some(self.room.clone()));
+            cx.send_text(s.render.error(&e));
         }
     }
 
@@ -213,9 +226,9 @@ impl RoomSession {
             };
             for m in &page.messages {
                 if wait {
-                    cx.send_text_wait(message_frame(m)).await;
+                    cx.send_text_wait(s.render.message(m)).await;
                 } else {
-                    cx.send_text(message_frame(m));
+                    cx.send_text(s.render.message(m));
                 }
                 after = m.seq;
             }
@@ -230,7 +243,7 @@ impl RoomSession {
     pub async fn deliver(&mut self, cx: &mut Context, s: &Shared, msg: LayerMessage, seq: Seq) {
         let Some(delivered) = self.delivered else {
             // The store could not say where the room was at join: start from here.
-            cx.forward(msg);
+            emit_live(cx, s.render, msg);
             self.delivered = Some(seq);
             return;
         };
@@ -238,9 +251,9 @@ impl RoomSession {
             return;
         }
         if seq == delivered + 1 {
-            cx.forward(msg);
+            emit_live(cx, s.render, msg);
             self.delivered = Some(seq);
-            self.release_ahead(cx);
+            self.release_ahead(cx, s.render);
             return;
         }
         self.ahead.entry(seq).or_insert(msg);
@@ -256,18 +269,18 @@ impl RoomSession {
         if !self.fill_gap(cx, s, None, true).await {
             tracing::warn!(room = %self.room, "could not read the messages this socket missed");
         }
-        self.release_ahead(cx);
+        self.release_ahead(cx, s.render);
     }
 
     /// Sends the held messages that now follow the delivered seq without a gap.
-    fn release_ahead(&mut self, cx: &mut Context) {
+    fn release_ahead(&mut self, cx: &mut Context, render: Render) {
         while let Some(entry) = self.ahead.first_entry() {
             let seq = *entry.key();
             let next = self.delivered.map_or(seq, |d| d + 1);
             if seq < next {
                 entry.remove();
             } else if seq == next {
-                cx.forward(entry.remove());
+                emit_live(cx, render, entry.remove());
                 self.delivered = Some(seq);
             } else {
                 break;
@@ -290,19 +303,20 @@ impl RoomSession {
             if self.delivered.is_none_or(|d| d + 1 < first) {
                 self.delivered = Some(first - 1);
             }
-            self.release_ahead(cx);
+            self.release_ahead(cx, s.render);
         }
         self.ahead_since = None;
     }
 
-    /// Stores a message, broadcasts it, acks it. The caller has checked the rate limit.
+    /// Stores a message and broadcasts it; the caller acks it (in its client's dialect). The
+    /// caller has checked the rate limit.
     pub async fn message(
         &mut self,
         cx: &mut Context,
         s: &Shared,
         body: String,
         client_id: Option<String>,
-    ) -> Result<(), FrameError> {
+    ) -> Result<StoredMessage, FrameError> {
         s.limits.check_message(&body, client_id.as_deref())?;
         let appended = s
             .store
@@ -327,12 +341,7 @@ impl RoomSession {
             self.broadcast(cx, CHAT_MESSAGE, &ServerFrame::Message(msg.clone()))
                 .await;
         }
-        cx.send_frame(&ServerFrame::Ack {
-            room: self.room.clone(),
-            client_id: msg.client_id.clone(),
-            seq: msg.seq,
-        });
-        Ok(())
+        Ok(msg)
     }
 
     /// Starts, refreshes or stops the typing indicator. The room hears a start, a refresh at
@@ -420,29 +429,23 @@ impl RoomSession {
         Ok(())
     }
 
-    /// Sends a page of history.
+    /// Reads a page of history.
     pub async fn history(
         &self,
-        cx: &mut Context,
         s: &Shared,
         before: Option<Seq>,
         after: Option<Seq>,
         limit: Option<u32>,
-    ) -> Result<(), FrameError> {
+    ) -> Result<HistoryPage, FrameError> {
         let query = HistoryQuery {
             before,
             after,
             limit: limit.unwrap_or(50).min(s.limits.max_history),
         };
-        let page = s.store.history(&self.room, query).await.map_err(|_| {
-            FrameError::new(ErrorCode::StoreUnavailable, "could not read the history")
-        })?;
-        cx.send_frame(&ServerFrame::History {
-            room: self.room.clone(),
-            messages: page.messages,
-            has_more: page.has_more,
-        });
-        Ok(())
+        s.store
+            .history(&self.room, query)
+            .await
+            .map_err(|_| FrameError::new(ErrorCode::StoreUnavailable, "could not read the history"))
     }
 
     async fn broadcast(&self, cx: &mut Context, kind: &'static str, frame: &ServerFrame) {

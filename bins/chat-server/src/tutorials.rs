@@ -1,0 +1,88 @@
+//! `--compat tutorials`: the Channels tutorials' URLs, speaking exactly their pages' frames
+//! (see `chat_ws::TutorialConsumer`). The same rooms, store, authorization and limits as
+//! every other socket; only the frames differ.
+
+use chat_core::{RoomName, Sender};
+use chat_ws::{Tutorial, TutorialConsumer};
+use http::{Request, StatusCode};
+
+use crate::access::{Access, pair_with, room_access};
+use crate::app::App;
+use crate::auth::sender_of;
+use crate::respond::{Resp, text};
+use crate::ws::{guest_name, handshake, refuse};
+
+async fn run<B: Send + 'static>(
+    app: &App,
+    tutorial: Tutorial,
+    room: RoomName,
+    user: Sender,
+    req: Request<B>,
+) -> Resp {
+    let consumer = TutorialConsumer::new(
+        tutorial,
+        room,
+        user,
+        app.messages.clone(),
+        app.config.limits.clone(),
+    )
+    .with_utc_offset(app.config.utc_offset)
+    .with_presence(app.presence.clone());
+    chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone()).await
+}
+
+/// `GET /ws/chat/{user_id}/` (seed 000): the logged-in user's pair room with `user_id`, the
+/// same room as `/ws/dm/{user_id}/`. A visitor who is not logged in is refused, as the
+/// tutorial's consumer closes before accepting.
+pub async fn pair_chat<B: Send + 'static>(app: &App, other: &str, req: Request<B>) -> Resp {
+    let identity = match handshake(app, &req).await {
+        Ok(i) => i,
+        Err(res) => return res,
+    };
+    let Some(me) = identity.user() else {
+        return text(
+            StatusCode::FORBIDDEN,
+            "log in first: this conversation is private",
+        );
+    };
+    let (pair, _other) = match pair_with(app, me, other).await {
+        Ok(p) => p,
+        Err(e) => return refuse(e),
+    };
+    run(app, Tutorial::PairChat, pair.name(), sender_of(me), req).await
+}
+
+/// `GET /ws/chat/{room}` and `/ws/chat/{room}/` (seeds 002 and 004), or `/ws/socket-server/`
+/// (seed 003, the room `test`): a public room for users and guests. The tutorials' `?user=`
+/// identifies nobody: identity comes from the session, and a guest gets a name (`?name=`, or
+/// a generated one).
+pub async fn public_room<B: Send + 'static>(
+    app: &App,
+    tutorial: Tutorial,
+    room: &str,
+    req: Request<B>,
+) -> Resp {
+    let room = match RoomName::parse(room) {
+        Ok(r) if r.pair().is_none() => r,
+        Ok(_) => {
+            return text(
+                StatusCode::FORBIDDEN,
+                "private rooms are opened with /ws/chat/{user_id}/",
+            );
+        }
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let identity = match handshake(app, &req).await {
+        Ok(i) => i,
+        Err(res) => return res,
+    };
+    let user = match room_access(app, &identity, &room) {
+        Ok(Access::User(u)) => sender_of(&u),
+        Ok(Access::Guest) => match guest_name(app, &req) {
+            Ok(n) => Sender::guest(n),
+            Err(e) => return text(StatusCode::BAD_REQUEST, e),
+        },
+        Err(e) => return refuse(e),
+    };
+    run(app, tutorial, room, user, req).await
+}

@@ -36,9 +36,18 @@ pub struct App {
     pub login_by_ip: Arc<KeyedLimiter>,
     /// Failed logins per username.
     pub login_by_user: Arc<KeyedLimiter<String>>,
+    /// The Socket.IO endpoint (mounted once the state exists: its handlers use it).
+    pub socketio: Option<crate::socketio::Endpoint>,
 }
 
 impl App {
+    /// Builds the state for a store, a layer, presence and a configuration, with the
+    /// Socket.IO endpoint mounted.
+    pub fn with_socketio(mut self) -> Self {
+        self.socketio = Some(crate::socketio::endpoint(&self));
+        self
+    }
+
     /// Builds the state for a store, a layer, presence and a configuration.
     pub fn new(
         store: Store,
@@ -66,6 +75,7 @@ impl App {
             login_by_ip: Arc::new(KeyedLimiter::<IpAddr>::new(1.0 / 6.0, 10)),
             // … and five per username, then one a minute, whoever tries.
             login_by_user: Arc::new(KeyedLimiter::new(1.0 / 60.0, 5)),
+            socketio: None,
             config: Arc::new(config),
         }
     }

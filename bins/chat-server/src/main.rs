@@ -15,6 +15,7 @@ mod ratelimit;
 mod respond;
 mod routes;
 mod server;
+mod socketio;
 mod tutorials;
 mod ws;
 
@@ -147,7 +148,7 @@ async fn serve(
             (Arc::new(layer), Arc::new(presence))
         }
     };
-    let app = App::new(store, layer, presence, config);
+    let app = App::new(store, layer, presence, config).with_socketio();
     tracing::info!(
         %addr,
         database = %redact_url(&app.config.database_url),

@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::auth::authenticate;
 use crate::cli::Compat;
 use crate::respond::{Resp, error, redirect, text};
-use crate::{accounts, api, pages, tutorials, ws};
+use crate::{accounts, api, pages, socketio, tutorials, ws};
 
 /// Decodes `%XX` escapes in one path segment (no `+` rule in paths).
 fn decode_segment(s: &str) -> String {
@@ -87,6 +87,7 @@ pub async fn handle(
         ["dm", user, ""] if get => pair_page(&app, user, &req).await,
         ["dm", _user] if get => redirect(StatusCode::MOVED_PERMANENTLY, &format!("{path}/")),
         ["ws"] | ["ws", ""] => ws::multiplexed(&app, req).await,
+        ["socket.io", ..] => socketio::handle(&app, req).await,
         ["ws", "chat", user, ""] if tutorial && digits(user) => {
             tutorials::pair_chat(&app, user, req).await
         }

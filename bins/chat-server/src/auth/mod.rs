@@ -51,18 +51,28 @@ pub fn session_value<B>(req: &http::Request<B>) -> Option<String> {
 /// Identifies the caller. A store outage is an error (the caller answers 503), never a
 /// silent downgrade to anonymous.
 pub async fn authenticate<B>(app: &App, req: &http::Request<B>) -> Result<Identity, StoreError> {
-    if let Some(value) = session_value(req) {
-        if let Some(id) = app.sessions.verify(&value) {
-            if let Some(user) = app.store.session_user(&SessionKeys::id_hash(&id)).await? {
-                return Ok(Identity::User(user));
-            }
-        }
-    }
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    identify(app, session_value(req).as_deref(), bearer).await
+}
+
+/// Identifies the caller from a session value (a cookie's) and a bearer token, in that order;
+/// invalid or unknown credentials are anonymous.
+pub async fn identify(
+    app: &App,
+    session: Option<&str>,
+    bearer: Option<&str>,
+) -> Result<Identity, StoreError> {
+    if let Some(value) = session {
+        if let Some(id) = app.sessions.verify(value) {
+            if let Some(user) = app.store.session_user(&SessionKeys::id_hash(&id)).await? {
+                return Ok(Identity::User(user));
+            }
+        }
+    }
     if let Some(t) = bearer {
         let now = chat_core::Timestamp::now().unix_millis() / 1_000;
         if let Some(id) = token::verify(&app.config.secret_key, t.trim(), now) {

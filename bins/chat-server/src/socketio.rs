@@ -1,0 +1,335 @@
+//! The Socket.IO endpoint (`/socket.io/`, namespaces `/chat` and `/`): socketioxide speaks
+//! Engine.IO and Socket.IO (WebSocket and long-polling with upgrade); each socket is a
+//! [`SocketIoConsumer`] on our rooms, store and channel layer, run through a [`Bridge`].
+//!
+//! Three things socketioxide does not do for us:
+//! - **Order.** It spawns a task per incoming event, so two sends of one client could be
+//!   stored out of order. Our extractor runs synchronously in socketioxide's receive loop and
+//!   queues each event to the socket's one consumer task, in the order the client sent them.
+//! - **Backpressure.** `emit` refuses when a socket's queue is full. A socket that falls that
+//!   far behind is disconnected, as our own sockets are closed with 1013: a reconnect with
+//!   `since` then loses nothing, where a dropped event would be lost silently.
+//! - **Scale-out.** Rooms live in our channel layer, not in socketioxide's adapter, so two
+//!   nodes with Redis share rooms between Socket.IO and native clients.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chat_core::{ErrorCode, Sender};
+use chat_ws::socketio::{Outgoing, incoming};
+use chat_ws::{Bridge, Bridged, ClientEvent, Outbound, RequestInfo, SocketIoConsumer, form_decode};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::Service;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use socketioxide::SocketIo;
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::handler::{ConnectHandler, FromMessage, FromMessageParts};
+use socketioxide::service::SocketIoService;
+use socketioxide::socket::Socket;
+use tokio::sync::mpsc;
+
+use crate::app::App;
+use crate::auth::{Identity, SessionKeys, identify, sender_of};
+use crate::respond::{Resp, text};
+use crate::ws::ServerAccess;
+
+/// The service mounted at `/socket.io/`.
+pub type Endpoint = SocketIoService<NoRoute>;
+
+/// What socketioxide calls for a request that is not Engine.IO (our router only sends it
+/// `/socket.io/…`): 404.
+#[derive(Clone, Copy, Debug)]
+pub struct NoRoute;
+
+impl<B> Service<Request<B>> for NoRoute {
+    type Response = Resp;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Resp, Infallible>>;
+
+    fn call(&self, _req: Request<B>) -> Self::Future {
+        std::future::ready(Ok(text(StatusCode::NOT_FOUND, "not a Socket.IO request")))
+    }
+}
+
+/// Acks the client asked for and the consumer has not answered yet.
+type Acks = Arc<Mutex<HashMap<i64, AckSender>>>;
+
+/// A socket's way into its consumer task (kept in the socket's extensions).
+#[derive(Clone)]
+struct Inbox {
+    events: mpsc::Sender<ClientEvent>,
+    acks: Acks,
+}
+
+/// Why a Socket.IO connection was refused (the client's `connect_error` message).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+/// Builds the endpoint. Its handlers use `app` (auth, store, layer, limits).
+pub fn endpoint(app: &App) -> Endpoint {
+    let limits = &app.config.limits;
+    let (svc, io) = SocketIo::builder()
+        .req_path("/socket.io")
+        // As deep as our own outbound queue: beyond it the client is too slow.
+        .max_buffer_size(limits.outbound_queue)
+        .max_payload(limits.max_frame_bytes as u64)
+        .ws_max_message_size(limits.max_frame_bytes)
+        .build_with_inner_svc(NoRoute);
+    for ns in ["/chat", "/"] {
+        let app = app.clone();
+        let connect = async move |s: SocketRef, TryData(auth): TryData<Value>| {
+            start(app, s, auth.unwrap_or(Value::Null)).await
+        };
+        io.ns(ns, (async |_: SocketRef| {}).with(connect));
+    }
+    svc
+}
+
+/// A query parameter of the handshake.
+fn query(s: &SocketRef, key: &str) -> Option<String> {
+    let q = s.req_parts().uri.query()?;
+    form_decode(q)
+        .into_iter()
+        .rev()
+        .find(|(k, v)| k == key && !v.is_empty())
+        .map(|(_, v)| v)
+}
+
+/// Who connects: the session cookie, `query.session_key` (or `session`), then a bearer
+/// token (`query.token`, `auth.token`, or the `Authorization` header); otherwise a guest
+/// named by `query.name` or `auth.name`.
+async fn caller(app: &App, s: &SocketRef, auth: &Value) -> Result<Sender, Refused> {
+    let headers = &s.req_parts().headers;
+    let session = SessionKeys::from_cookie_header(headers)
+        .or_else(|| query(s, "session_key"))
+        .or_else(|| query(s, "session"));
+    let auth_str = |k: &str| auth.get(k).and_then(Value::as_str).map(str::to_owned);
+    let bearer = query(s, "token").or_else(|| auth_str("token")).or_else(|| {
+        let h = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        h.strip_prefix("Bearer ").map(str::to_owned)
+    });
+    let identity = identify(app, session.as_deref(), bearer.as_deref())
+        .await
+        .map_err(|e| Refused(format!("the store is unavailable: {e}")))?;
+    match identity {
+        Identity::User(u) => Ok(sender_of(&u)),
+        Identity::Anonymous if !app.config.settings.allow_guests => {
+            Err(Refused("log in to chat".into()))
+        }
+        Identity::Anonymous => match query(s, "name").or_else(|| auth_str("name")) {
+            Some(n) => app
+                .config
+                .limits
+                .check_guest_name(&n)
+                .map(Sender::guest)
+                .map_err(|e| Refused(format!("invalid name: {e}"))),
+            None => Ok(Sender::guest(format!(
+                "guest-{:04}",
+                rand::random::<u16>() % 10_000
+            ))),
+        },
+    }
+}
+
+/// The connect middleware: authenticates, starts the socket's consumer and registers the
+/// handlers, all before socketioxide answers the connect, so no event can arrive first.
+async fn start(app: App, s: SocketRef, auth: Value) -> Result<(), Refused> {
+    let user = caller(&app, &s, &auth).await?;
+    let access = Arc::new(ServerAccess {
+        allow_guests: app.config.settings.allow_guests,
+    });
+    let consumer = SocketIoConsumer::new(
+        user,
+        access,
+        app.messages.clone(),
+        app.config.limits.clone(),
+    )
+    .with_presence(app.presence.clone());
+    let request = RequestInfo {
+        path: s.req_parts().uri.path().to_owned(),
+        ..RequestInfo::default()
+    };
+    let bridge = match Bridge::start(consumer, app.layer.clone(), request, &app.connections).await {
+        Ok(Bridged::Accepted(b)) => b,
+        Ok(Bridged::Rejected { reason, .. }) => return Err(Refused(reason)),
+        Err(e) => return Err(Refused(format!("could not start the connection: {e}"))),
+    };
+    let inbox = Inbox {
+        events: bridge.events.clone(),
+        acks: Arc::default(),
+    };
+    s.extensions.insert(inbox.clone());
+    s.on_fallback(async |_: Queued| {});
+    s.on_disconnect(async |s: SocketRef| {
+        if let Some(inbox) = s.extensions.remove::<Inbox>() {
+            let _ = inbox.events.try_send(ClientEvent::Closed(None));
+            if let Ok(mut acks) = inbox.acks.lock() {
+                // They hold the socket: dropping them breaks the cycle.
+                acks.clear();
+            }
+        }
+    });
+    tokio::spawn(forward(s, bridge, inbox));
+    Ok(())
+}
+
+/// An event queued to the socket's consumer. Extracted synchronously, in the order the
+/// events arrive; the handler that receives it does nothing.
+struct Queued;
+
+impl FromMessage<socketioxide::adapter::LocalAdapter> for Queued {
+    type Error = Infallible;
+
+    fn from_message(
+        s: Arc<Socket>,
+        mut v: socketioxide::handler::Value,
+        ack_id: Option<i64>,
+    ) -> Result<Self, Infallible> {
+        let Some(inbox) = s.extensions.get::<Inbox>() else {
+            return Ok(Queued);
+        };
+        let event = Event::from_message_parts(&s, &mut v, &ack_id)
+            .map(|e| e.0)
+            .unwrap_or_default();
+        let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);
+        let Ok(refusal) = AckSender::from_message_parts(&s, &mut v, &ack_id);
+        let Ok(TryData(data)) = TryData::<Value>::from_message_parts(&s, &mut v, &ack_id);
+        // Undecodable data reaches the consumer as null, which it refuses with invalid_json.
+        let text = incoming(&event, ack_id, &data.unwrap_or(Value::Null));
+        if let (Some(id), Ok(mut acks)) = (ack_id, inbox.acks.lock()) {
+            acks.insert(id, ack);
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            inbox.events.try_send(ClientEvent::Text(text.into()))
+        {
+            // A flood faster than the consumer applies it: refused, not lost silently.
+            let error = serde_json::json!({
+                "code": ErrorCode::RateLimited,
+                "message": "too many events at once; this one was not applied",
+            });
+            if let Some(id) = ack_id {
+                if let Ok(mut acks) = inbox.acks.lock() {
+                    acks.remove(&id);
+                }
+                let _ = refusal.send(&serde_json::json!({ "error": error }));
+            } else {
+                let _ = s.emit("error", &error);
+            }
+        }
+        Ok(Queued)
+    }
+}
+
+/// Carries what the consumer sends to the socket, until either side ends.
+async fn forward(s: SocketRef, mut bridge: Bridge, inbox: Inbox) {
+    while let Some(frame) = bridge.outbound.recv().await {
+        match frame {
+            Outbound::Text(t) => {
+                let sent = match Outgoing::parse(&t) {
+                    Some(Outgoing::Event { name, data }) => match raw(data) {
+                        Some(data) => s.emit(name, &data).map_err(|e| e.to_string()),
+                        None => Ok(()),
+                    },
+                    Some(Outgoing::Ack { id, data }) => {
+                        let ack = inbox.acks.lock().ok().and_then(|mut a| a.remove(&id));
+                        match (ack, raw(data)) {
+                            (Some(ack), Some(data)) => ack.send(&data).map_err(|e| e.to_string()),
+                            _ => Ok(()),
+                        }
+                    }
+                    None => Ok(()),
+                };
+                if let Err(e) = sent {
+                    // Closed, or its queue is full: too slow to be served without losses.
+                    tracing::debug!(sid = %s.id, error = %e, "socket.io emit failed; disconnecting");
+                    break;
+                }
+            }
+            Outbound::Ping => {
+                // Engine.IO keeps the connection alive; our idle timeout follows it.
+                let event = if s.connected() {
+                    ClientEvent::Activity
+                } else {
+                    ClientEvent::Closed(None)
+                };
+                let _ = inbox.events.try_send(event);
+            }
+            Outbound::Close(..) => break,
+        }
+    }
+    let _ = inbox.events.try_send(ClientEvent::Closed(None));
+    if s.connected() {
+        let _ = s.clone().disconnect();
+    }
+    if let Ok(mut acks) = inbox.acks.lock() {
+        acks.clear();
+    }
+}
+
+fn raw(data: &str) -> Option<Box<RawValue>> {
+    match RawValue::from_string(data.to_owned()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!(error = %e, "the consumer sent an invalid Socket.IO payload");
+            None
+        }
+    }
+}
+
+/// `/socket.io/…`: the Origin rule of our WebSockets applies to both transports (a
+/// cross-site page gets 403); allowed cross-origin pages get CORS headers for polling.
+pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
+    let Some(endpoint) = app.socketio.clone() else {
+        return text(StatusCode::NOT_FOUND, "Socket.IO is not mounted");
+    };
+    let allowed = &app.config.settings.allowed_origins;
+    if !crate::origin::allowed(req.headers(), allowed) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "this origin may not connect here (see --allowed-origins)",
+        );
+    }
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut res = if req.method() == Method::OPTIONS {
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST"),
+        );
+        r.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type"),
+        );
+        r
+    } else {
+        match endpoint.call(req).await {
+            Ok(res) => {
+                let (parts, body) = res.into_parts();
+                let bytes = match body.collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(_) => Bytes::new(),
+                };
+                Response::from_parts(parts, Full::new(bytes))
+            }
+            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "socket.io failed"),
+        }
+    };
+    if let Some(origin) = origin {
+        res.headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        res.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        res.headers_mut()
+            .append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    res
+}

@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::connection::{Accepted, ClientEvent, ConnectionConfig, Ending, Started, run, start};
+use crate::bridge::{Bridge, Bridged};
+use crate::connection::{ClientEvent, ConnectionConfig, Ending};
 use crate::consumer::Consumer;
 use crate::context::{Outbound, RequestInfo};
 
@@ -89,37 +90,20 @@ impl<C: Consumer> Communicator<C> {
             .consumer
             .take()
             .expect("connect() is called once per communicator");
-        let started = start(
+        let bridged = Bridge::start(
             consumer,
             self.layer.clone(),
-            Arc::new(self.request.clone()),
-            &self.config.limits,
+            self.request.clone(),
+            &self.config,
         )
         .await
         .expect("consumer connect failed");
-        match started {
-            Started::Rejected { status, reason } => ConnectOutcome::Rejected(status, reason),
-            Started::Accepted(Accepted {
-                consumer,
-                cx,
-                outbound,
-                closer,
-            }) => {
-                let (tx, rx) = mpsc::channel(64);
-                let incoming = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|e| (e, rx))
-                }));
-                let config = self.config.clone();
-                self.task = Some(tokio::spawn(async move {
-                    let ending = run(consumer, cx, incoming, &config).await;
-                    if ending.by_server && !ending.overflow {
-                        let code = ending.code.unwrap_or(chat_core::close::NORMAL);
-                        let _ = closer.try_send(Outbound::Close(code, ending.reason.clone()));
-                    }
-                    ending
-                }));
-                self.events = Some(tx);
-                self.outbound = Some(outbound);
+        match bridged {
+            Bridged::Rejected { status, reason } => ConnectOutcome::Rejected(status, reason),
+            Bridged::Accepted(bridge) => {
+                self.events = Some(bridge.events);
+                self.outbound = Some(bridge.outbound);
+                self.task = Some(bridge.task);
                 ConnectOutcome::Accepted
             }
         }

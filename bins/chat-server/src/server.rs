@@ -64,6 +64,14 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     drop(listener);
     tracing::info!("shutting down: closing connections");
     app.connections.shutdown.cancel();
+    if let Some(socketio) = &app.socketio {
+        if tokio::time::timeout(DRAIN_TIMEOUT, socketio.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some Socket.IO connections did not close in time");
+        }
+    }
     app.connections.tracker.close();
     http.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, http.wait())

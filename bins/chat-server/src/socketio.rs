@@ -38,8 +38,22 @@ use crate::auth::{Identity, SessionKeys, identify, sender_of};
 use crate::respond::{Resp, text};
 use crate::ws::ServerAccess;
 
-/// The service mounted at `/socket.io/`.
-pub type Endpoint = SocketIoService<NoRoute>;
+/// The Socket.IO endpoint: the service mounted at `/socket.io/`, and the handle that closes
+/// every socket's transport at shutdown.
+#[derive(Clone)]
+pub struct Endpoint {
+    service: SocketIoService<NoRoute>,
+    io: SocketIo,
+}
+
+impl Endpoint {
+    /// Closes every Socket.IO connection's transport (not with a Socket.IO disconnect, after
+    /// which clients would not reconnect): clients reconnect, to another node or to this one
+    /// once it is back, and resume with `since`.
+    pub async fn close(&self) {
+        self.io.close().await;
+    }
+}
 
 /// What socketioxide calls for a request that is not Engine.IO (our router only sends it
 /// `/socket.io/…`): 404.
@@ -81,6 +95,10 @@ pub fn endpoint(app: &App) -> Endpoint {
         .max_payload(limits.max_frame_bytes as u64)
         .ws_max_message_size(limits.max_frame_bytes)
         .build_with_inner_svc(NoRoute);
+    let endpoint = Endpoint {
+        service: svc,
+        io: io.clone(),
+    };
     for ns in ["/chat", "/"] {
         let app = app.clone();
         let connect = async move |s: SocketRef, TryData(auth): TryData<Value>| {
@@ -88,7 +106,7 @@ pub fn endpoint(app: &App) -> Endpoint {
         };
         io.ns(ns, (async |_: SocketRef| {}).with(connect));
     }
-    svc
+    endpoint
 }
 
 /// A query parameter of the handshake.
@@ -226,8 +244,12 @@ impl FromMessage<socketioxide::adapter::LocalAdapter> for Queued {
     }
 }
 
+/// How long a socket whose queue is full may take to make room for a Socket.IO disconnect.
+const DISCONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Carries what the consumer sends to the socket, until either side ends.
 async fn forward(s: SocketRef, mut bridge: Bridge, inbox: Inbox) {
+    let mut disconnect = true;
     while let Some(frame) = bridge.outbound.recv().await {
         match frame {
             Outbound::Text(t) => {
@@ -260,15 +282,34 @@ async fn forward(s: SocketRef, mut bridge: Bridge, inbox: Inbox) {
                 };
                 let _ = inbox.events.try_send(event);
             }
-            Outbound::Close(..) => break,
+            Outbound::Close(code, _) => {
+                // Shutting down: the endpoint closes the transports, so clients reconnect.
+                disconnect = code != chat_core::close::GOING_AWAY;
+                break;
+            }
         }
     }
     let _ = inbox.events.try_send(ClientEvent::Closed(None));
-    if s.connected() {
-        let _ = s.clone().disconnect();
+    if disconnect {
+        disconnect_when_room(&s).await;
     }
     if let Ok(mut acks) = inbox.acks.lock() {
         acks.clear();
+    }
+}
+
+/// Disconnects the socket; a full queue has no room for the disconnect packet, so this waits
+/// for the client to take some (a client that takes nothing is closed by Engine.IO's
+/// heartbeat meanwhile).
+async fn disconnect_when_room(s: &SocketRef) {
+    let deadline = tokio::time::Instant::now() + DISCONNECT_WAIT;
+    while s.connected() && tokio::time::Instant::now() < deadline {
+        match s.clone().disconnect() {
+            Err(socketioxide::SocketError::InternalChannelFull) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            _ => return,
+        }
     }
 }
 
@@ -285,7 +326,7 @@ fn raw(data: &str) -> Option<Box<RawValue>> {
 /// `/socket.io/…`: the Origin rule of our WebSockets applies to both transports (a
 /// cross-site page gets 403); allowed cross-origin pages get CORS headers for polling.
 pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
-    let Some(endpoint) = app.socketio.clone() else {
+    let Some(Endpoint { service, .. }) = app.socketio.clone() else {
         return text(StatusCode::NOT_FOUND, "Socket.IO is not mounted");
     };
     let allowed = &app.config.settings.allowed_origins;
@@ -309,7 +350,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
         );
         r
     } else {
-        match endpoint.call(req).await {
+        match service.call(req).await {
             Ok(res) => {
                 let (parts, body) = res.into_parts();
                 let bytes = match body.collect().await {

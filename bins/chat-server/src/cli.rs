@@ -132,6 +132,10 @@ pub struct Settings {
         global = true
     )]
     pub messages_per_second: u32,
+    /// Seconds a write to a client may take (its TCP window full: it stopped reading) before
+    /// the client is closed (1013) and its task, socket and queue are freed.
+    #[arg(long, env = "CHAT_WRITE_TIMEOUT", default_value_t = 10, global = true)]
+    pub write_timeout: u64,
     /// Messages a connection may send at once above the sustained rate.
     #[arg(long, env = "CHAT_MESSAGE_BURST", default_value_t = 40, global = true)]
     pub message_burst: u32,

@@ -70,6 +70,7 @@ impl ServerConfig {
         let limits = Limits {
             messages_per_second: settings.messages_per_second,
             message_burst: settings.message_burst,
+            write_timeout: std::time::Duration::from_secs(settings.write_timeout.max(1)),
             ..Limits::default()
         };
         let allow_registration = settings

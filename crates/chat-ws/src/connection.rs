@@ -40,6 +40,11 @@ pub enum ClientEvent {
     Closed(Option<u16>),
     /// The client sent a frame over the size limit.
     TooLarge,
+    /// The client sent a text frame that is not UTF-8.
+    InvalidUtf8,
+    /// The transport could not write to the client for the write timeout: it stopped
+    /// reading.
+    Stalled,
     /// The transport failed.
     Failed(String),
 }
@@ -212,6 +217,17 @@ where
                     }
                     Some(ClientEvent::TooLarge) => {
                         ending = Some(Ending::server(close::TOO_LARGE, "frame too large"));
+                        continue;
+                    }
+                    Some(ClientEvent::Stalled) => {
+                        ending = Some(Ending {
+                            overflow: true,
+                            ..Ending::server(close::TRY_AGAIN_LATER, "client too slow")
+                        });
+                        continue;
+                    }
+                    Some(ClientEvent::InvalidUtf8) => {
+                        ending = Some(Ending::server(close::INVALID_DATA, "text frames are UTF-8"));
                         continue;
                     }
                     Some(ClientEvent::Failed(e)) => {

@@ -53,6 +53,7 @@ fn to_event(item: Result<Message, WsError>) -> ClientEvent {
         Ok(Message::Close(frame)) => ClientEvent::Closed(frame.map(|f| u16::from(f.code))),
         Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => ClientEvent::Activity,
         Err(WsError::Capacity(_)) => ClientEvent::TooLarge,
+        Err(WsError::Utf8(_)) => ClientEvent::InvalidUtf8,
         Err(e) => ClientEvent::Failed(e.to_string()),
     }
 }
@@ -67,22 +68,60 @@ where
         let go = !done;
         done = matches!(
             e,
-            ClientEvent::Closed(_) | ClientEvent::TooLarge | ClientEvent::Failed(_)
+            ClientEvent::Closed(_)
+                | ClientEvent::TooLarge
+                | ClientEvent::InvalidUtf8
+                | ClientEvent::Failed(_)
         );
         std::future::ready(go)
     })
 }
 
+/// Feeds a batch of frames and flushes them: one socket write for the batch. `Ok(true)` when
+/// the batch ended with a close frame (the writer is done).
+async fn write_batch<S>(
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    batch: &mut Vec<Outbound>,
+) -> Result<bool, WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    for frame in batch.drain(..) {
+        let msg = match frame {
+            Outbound::Text(t) => Message::Text(t),
+            Outbound::Ping => Message::Ping(Default::default()),
+            Outbound::Close(code, reason) => {
+                let frame = CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: reason.into(),
+                };
+                sink.send(Message::Close(Some(frame))).await?;
+                return Ok(true);
+            }
+        };
+        sink.feed(msg).await?;
+    }
+    sink.flush().await?;
+    Ok(false)
+}
+
+/// Drains the outbound queue into the socket. A write that does not finish within the write
+/// timeout (the client stopped reading and its TCP window is full) or a kill (the queue
+/// overflowed) ends it at once: `stalled` then tells the reader side, so the connection ends,
+/// and the task, socket and queue are freed whether or not the client ever reads again.
 async fn write_loop<S>(
     mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
     mut outbound: mpsc::Receiver<Outbound>,
     kill: CancellationToken,
+    stalled: CancellationToken,
+    write_timeout: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // Made once: a new `cancelled()` per turn would lock the token and register again.
     let killed = kill.cancelled();
     tokio::pin!(killed);
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
         let first = tokio::select! {
             () = &mut killed => {
@@ -94,45 +133,29 @@ async fn write_loop<S>(
             }
             next = outbound.recv() => next,
         };
-        let Some(mut frame) = first else {
+        let Some(frame) = first else {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
             return;
         };
-        let mut batch = 0;
-        loop {
-            match frame {
-                Outbound::Text(t) => {
-                    if sink.feed(Message::Text(t)).await.is_err() {
-                        return;
-                    }
-                }
-                Outbound::Ping => {
-                    if sink.feed(Message::Ping(Default::default())).await.is_err() {
-                        return;
-                    }
-                }
-                Outbound::Close(code, reason) => {
-                    let frame = CloseFrame {
-                        code: CloseCode::from(code),
-                        reason: reason.into(),
-                    };
-                    let _ =
-                        tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame))))
-                            .await;
-                    return;
-                }
-            }
-            batch += 1;
-            if batch >= WRITE_BATCH {
-                break;
-            }
+        batch.push(frame);
+        while batch.len() < WRITE_BATCH {
             match outbound.try_recv() {
-                Ok(f) => frame = f,
+                Ok(f) => batch.push(f),
                 Err(_) => break,
             }
         }
-        if sink.flush().await.is_err() {
-            return;
+        let written = tokio::select! {
+            () = &mut killed => None,
+            r = tokio::time::timeout(write_timeout, write_batch(&mut sink, &mut batch)) => r.ok(),
+        };
+        match written {
+            Some(Ok(false)) => {}
+            // Closed as asked, or the transport failed: the reader sees the end.
+            Some(Ok(true) | Err(_)) => return,
+            None => {
+                stalled.cancel();
+                return;
+            }
         }
     }
 }
@@ -157,8 +180,27 @@ where
         closer,
     } = accepted;
     let kill = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(sink, outbound, kill.clone()));
-    let ending: Ending = run(consumer, cx, events(read), &config).await;
+    let stalled = CancellationToken::new();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        outbound,
+        kill.clone(),
+        stalled.clone(),
+        config.limits.write_timeout,
+    ));
+    // A writer that gave up on a client that does not read ends the connection too.
+    let stall = stalled.clone();
+    let stall = Box::pin(
+        futures_util::stream::once(async move { stall.cancelled().await })
+            .map(|()| ClientEvent::Stalled),
+    );
+    // The read half ending is a client that left: say so, as `select` would otherwise go on
+    // waiting for the other stream.
+    let read = events(read).chain(futures_util::stream::once(std::future::ready(
+        ClientEvent::Closed(None),
+    )));
+    let incoming = futures_util::stream::select(read, stall);
+    let ending: Ending = run(consumer, cx, incoming, &config).await;
     if ending.by_server {
         let code = ending.code.unwrap_or(chat_core::close::NORMAL);
         if ending.overflow
@@ -170,10 +212,119 @@ where
         }
     }
     drop(closer);
+    let abort = writer.abort_handle();
     if tokio::time::timeout(CLOSE_TIMEOUT * 2, writer)
         .await
         .is_err()
     {
         tracing::debug!("writer did not finish in time; dropping the socket");
+        abort.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use chat_core::InMemoryChannelLayer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::connection::{Started, start};
+    use crate::consumer::ConsumerError;
+    use crate::context::{Context, RequestInfo};
+
+    /// Sends `burst` frames of 1 KiB as soon as the socket opens; records its disconnect.
+    struct Talker {
+        burst: usize,
+        gone: Arc<AtomicBool>,
+    }
+
+    impl Consumer for Talker {
+        async fn opened(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
+            for _ in 0..self.burst {
+                cx.send_text("x".repeat(1024));
+            }
+            Ok(())
+        }
+        async fn disconnect(
+            &mut self,
+            _cx: &mut Context,
+            _code: Option<u16>,
+        ) -> Result<(), ConsumerError> {
+            self.gone.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    async fn accepted(consumer: Talker, config: &ConnectionConfig) -> Accepted<Talker> {
+        let layer = Arc::new(InMemoryChannelLayer::default());
+        match start(
+            consumer,
+            layer,
+            Arc::new(RequestInfo::default()),
+            &config.limits,
+        )
+        .await
+        {
+            Ok(Started::Accepted(a)) => a,
+            _ => panic!("the consumer accepts"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+        let config = ConnectionConfig {
+            limits: Limits {
+                write_timeout: Duration::from_secs(10),
+                ..Limits::default()
+            },
+            ..ConnectionConfig::default()
+        };
+        let gone = Arc::new(AtomicBool::new(false));
+        let talker = Talker {
+            burst: 200,
+            gone: gone.clone(),
+        };
+        // 4 KiB between the server and a client that never reads: the writer blocks.
+        let (server_io, _client_io) = tokio::io::duplex(4 * 1024);
+        let accepted = accepted(talker, &config).await;
+        let started = tokio::time::Instant::now();
+        let served =
+            tokio::time::timeout(Duration::from_secs(60), serve(accepted, server_io, config)).await;
+        assert!(served.is_ok(), "the connection ended by itself");
+        assert!(gone.load(Ordering::SeqCst), "disconnect ran");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(10) && took < Duration::from_secs(30),
+            "ended after the write timeout, not before: {took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_utf8_text_frame_is_closed_with_1007() {
+        let config = ConnectionConfig::default();
+        let talker = Talker {
+            burst: 0,
+            gone: Arc::default(),
+        };
+        let (server_io, mut client) = tokio::io::duplex(64 * 1024);
+        let accepted = accepted(talker, &config).await;
+        let server = tokio::spawn(serve(accepted, server_io, config));
+        // A masked text frame (mask 0) whose payload is not UTF-8.
+        client
+            .write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xff, 0xfe])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut head = [0u8; 4];
+        client
+            .read_exact(&mut head)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(head[0], 0x88, "a close frame");
+        assert_eq!(u16::from_be_bytes([head[2], head[3]]), 1007);
+        drop(client);
+        let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     }
 }

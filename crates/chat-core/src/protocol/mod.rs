@@ -61,6 +61,8 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// The server is shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// A text frame was not valid UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
     /// Policy violation (repeated abuse, idle timeout).
     pub const POLICY: u16 = 1008;
     /// A frame was larger than the limit.
@@ -88,6 +90,9 @@ pub struct Limits {
     pub ping_interval: Duration,
     /// A client silent for this long is closed.
     pub idle_timeout: Duration,
+    /// A socket write (the client's TCP window full: it stopped reading) that does not finish
+    /// in this long closes the client, so a stuck client's task, socket and queue are freed.
+    pub write_timeout: Duration,
     /// Largest `limit` of a history request.
     pub max_history: u32,
     /// Longest `client_id`, in bytes.
@@ -106,6 +111,7 @@ impl Default for Limits {
             outbound_queue: 1_024,
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(10),
             max_history: 200,
             max_client_id_bytes: 128,
             max_name_chars: 64,

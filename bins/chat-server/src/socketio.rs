@@ -313,9 +313,23 @@ async fn disconnect_when_room(s: &SocketRef) {
     }
 }
 
+thread_local! {
+    /// The last payload this thread checked, as text and as JSON: a room's message goes to
+    /// every member with the same text, checked once per thread instead of once per member.
+    static LAST_RAW: std::cell::RefCell<Option<Box<RawValue>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The consumer's JSON text as a value socketioxide serializes as it is.
 fn raw(data: &str) -> Option<Box<RawValue>> {
+    let cached = LAST_RAW.with_borrow(|last| last.as_ref().filter(|r| r.get() == data).cloned());
+    if cached.is_some() {
+        return cached;
+    }
     match RawValue::from_string(data.to_owned()) {
-        Ok(r) => Some(r),
+        Ok(r) => {
+            LAST_RAW.with_borrow_mut(|last| *last = Some(r.clone()));
+            Some(r)
+        }
         Err(e) => {
             tracing::error!(error = %e, "the consumer sent an invalid Socket.IO payload");
             None

@@ -51,6 +51,13 @@ pub enum RoomKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoomName(Box<str>);
 
+/// Lets maps keyed by room be searched with the name's text (the hash is the same).
+impl std::borrow::Borrow<str> for RoomName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl RoomName {
     /// Parses and validates a room name.
     pub fn parse(s: &str) -> Result<Self, InvalidName> {

@@ -7,10 +7,19 @@
 //! from the decoded [`StoredMessage`], so a room mixing clients costs a decode only for the
 //! sockets that need one.
 
+use std::cell::RefCell;
+
+use bytes::Bytes;
 use chat_core::{FrameError, LayerMessage, Sender, ServerFrame, StoredMessage};
 use serde_json::json;
 use time::UtcOffset;
 use time::macros::format_description;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+thread_local! {
+    /// Per dialect, the last live message this thread rendered: its payload and its text.
+    static LAST_RENDERED: RefCell<Vec<(Render, Bytes, Utf8Bytes)>> = const { RefCell::new(Vec::new()) };
+}
 
 /// The Channels tutorials whose frames a [`TutorialConsumer`](crate::TutorialConsumer)
 /// speaks, each exactly as its page script expects them.
@@ -54,15 +63,34 @@ impl Render {
 
     /// The text that carries a live message (the layer's `message` frame) to this socket, or
     /// `None` when the payload is forwarded as it is.
-    pub fn live(self, msg: &LayerMessage) -> Option<Result<String, String>> {
+    ///
+    /// A room's message reaches all its members on this process's few worker threads, one
+    /// after the other: each thread keeps the last one it rendered per dialect, so a message
+    /// is decoded and rendered about once per thread instead of once per member, and every
+    /// member shares the text.
+    pub fn live(self, msg: &LayerMessage) -> Option<Result<Utf8Bytes, String>> {
         if self == Self::Native {
             return None;
         }
-        Some(match msg.decode::<ServerFrame>() {
-            Ok(ServerFrame::Message(m)) => Ok(self.message(&m)),
-            Ok(_) => Err("a chat.message that is not a message frame".into()),
-            Err(e) => Err(e.to_string()),
-        })
+        let payload = msg.payload();
+        let cached = LAST_RENDERED.with_borrow(|last| {
+            last.iter()
+                .find(|(render, source, _)| *render == self && source == payload)
+                .map(|(_, _, text)| text.clone())
+        });
+        if let Some(text) = cached {
+            return Some(Ok(text));
+        }
+        let text = match msg.decode::<ServerFrame>() {
+            Ok(ServerFrame::Message(m)) => Utf8Bytes::from(self.message(&m)),
+            Ok(_) => return Some(Err("a chat.message that is not a message frame".into())),
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        LAST_RENDERED.with_borrow_mut(|last| {
+            last.retain(|(render, _, _)| *render != self);
+            last.push((self, payload.clone(), text.clone()));
+        });
+        Some(Ok(text))
     }
 
     /// The text that tells this socket a frame was refused.

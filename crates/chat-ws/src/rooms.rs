@@ -216,17 +216,26 @@ impl Rooms {
             }
             return None;
         }
-        let meta = Meta::of(&msg)?;
-        // None: a room this socket just left.
-        let session = meta.room.as_ref().and_then(|r| self.sessions.get_mut(r))?;
-        match msg.kind() {
-            CHAT_MESSAGE => {
-                match meta.seq {
-                    Some(seq) => session.deliver(cx, &self.shared, msg, seq).await,
-                    None => tracing::error!("chat.message without a seq"),
-                }
-                None
+        if msg.kind() == CHAT_MESSAGE {
+            // Every member of a busy room reads this: from the frame's fixed start when it can.
+            let route = match Meta::fast_route(&msg) {
+                Some((room, seq)) => self.sessions.get_mut(room).map(|s| (s, seq)),
+                None => Meta::of(&msg).and_then(|m| {
+                    let session = self.sessions.get_mut(m.room.as_ref()?)?;
+                    Some((session, m.seq?))
+                }),
+            };
+            // None: a room this socket just left (or a message without a seq).
+            if let Some((session, seq)) = route {
+                session.deliver(cx, &self.shared, msg, seq).await;
             }
+            return None;
+        }
+        let meta = Meta::of(&msg)?;
+        meta.room
+            .as_ref()
+            .filter(|r| self.sessions.contains_key(*r))?;
+        match msg.kind() {
             CHAT_PRESENCE if meta.user.as_ref() == Some(&self.shared.user) => None,
             _ => Some(msg),
         }

@@ -20,16 +20,23 @@ impl Meta {
     /// (`{"type":"message","room":"…","seq":N,…`) without parsing the rest; every recipient
     /// of every message needs it. Falls back to a full decode for any other shape.
     pub fn seq_of_message(msg: &LayerMessage) -> Option<Seq> {
-        let fast = || {
-            let rest = msg
-                .payload()
-                .strip_prefix(b"{\"type\":\"message\",\"room\":\"")?;
-            let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
-            let rest = rest[end..].strip_prefix(b"\",\"seq\":")?;
-            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-            std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
-        };
-        fast().or_else(|| Self::of(msg)?.seq)
+        Self::fast_route(msg)
+            .map(|(_, seq)| seq)
+            .or_else(|| Self::of(msg)?.seq)
+    }
+
+    /// The room and seq of a `chat.message` from the fixed start of its frame; `None` for
+    /// any other shape (read it with [`Meta::of`] then).
+    pub fn fast_route(msg: &LayerMessage) -> Option<(&str, Seq)> {
+        let rest = msg
+            .payload()
+            .strip_prefix(b"{\"type\":\"message\",\"room\":\"")?;
+        let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+        let room = std::str::from_utf8(&rest[..end]).ok()?;
+        let rest = rest[end..].strip_prefix(b"\",\"seq\":")?;
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let seq = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+        Some((room, seq))
     }
 }
 
@@ -60,6 +67,7 @@ mod tests {
         ] {
             let msg = message(room, seq, body);
             assert_eq!(Meta::seq_of_message(&msg), Some(seq));
+            assert_eq!(Meta::fast_route(&msg), Some((room, seq)));
             assert_eq!(Meta::of(&msg).and_then(|m| m.seq), Some(seq));
         }
         // Another field order still works, through the full decode.

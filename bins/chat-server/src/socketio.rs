@@ -255,13 +255,13 @@ async fn forward(s: SocketRef, mut bridge: Bridge, inbox: Inbox) {
             Outbound::Text(t) => {
                 let sent = match Outgoing::parse(&t) {
                     Some(Outgoing::Event { name, data }) => match raw(data) {
-                        Some(data) => s.emit(name, &data).map_err(|e| e.to_string()),
+                        Some(data) => s.emit(name, data).map_err(|e| e.to_string()),
                         None => Ok(()),
                     },
                     Some(Outgoing::Ack { id, data }) => {
                         let ack = inbox.acks.lock().ok().and_then(|mut a| a.remove(&id));
                         match (ack, raw(data)) {
-                            (Some(ack), Some(data)) => ack.send(&data).map_err(|e| e.to_string()),
+                            (Some(ack), Some(data)) => ack.send(data).map_err(|e| e.to_string()),
                             _ => Ok(()),
                         }
                     }
@@ -313,23 +313,10 @@ async fn disconnect_when_room(s: &SocketRef) {
     }
 }
 
-thread_local! {
-    /// The last payload this thread checked, as text and as JSON: a room's message goes to
-    /// every member with the same text, checked once per thread instead of once per member.
-    static LAST_RAW: std::cell::RefCell<Option<Box<RawValue>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// The consumer's JSON text as a value socketioxide serializes as it is.
-fn raw(data: &str) -> Option<Box<RawValue>> {
-    let cached = LAST_RAW.with_borrow(|last| last.as_ref().filter(|r| r.get() == data).cloned());
-    if cached.is_some() {
-        return cached;
-    }
-    match RawValue::from_string(data.to_owned()) {
-        Ok(r) => {
-            LAST_RAW.with_borrow_mut(|last| *last = Some(r.clone()));
-            Some(r)
-        }
+/// The consumer's JSON text as a value socketioxide writes as it is (checked, not copied).
+fn raw(data: &str) -> Option<&RawValue> {
+    match serde_json::from_str::<&RawValue>(data) {
+        Ok(r) => Some(r),
         Err(e) => {
             tracing::error!(error = %e, "the consumer sent an invalid Socket.IO payload");
             None

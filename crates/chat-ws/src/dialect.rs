@@ -8,6 +8,7 @@
 //! sockets that need one.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use chat_core::{FrameError, LayerMessage, Sender, ServerFrame, StoredMessage};
@@ -17,13 +18,47 @@ use time::macros::format_description;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 thread_local! {
-    /// Per dialect, the last live message this thread rendered: its payload and its text.
-    static LAST_RENDERED: RefCell<Vec<(Render, Bytes, Utf8Bytes)>> = const { RefCell::new(Vec::new()) };
+    static RENDERED: RefCell<Rendered> = RefCell::new(Rendered::default());
+}
+
+/// Live messages a thread rendered lately, at most.
+const RENDERED_KEEP: usize = 512;
+
+/// Live messages rendered lately, by dialect and payload. A payload is known by its address:
+/// the layer shares one payload among a message's recipients, and the entry keeps it alive,
+/// so the address cannot be reused for another message meanwhile.
+#[derive(Default)]
+struct Rendered {
+    texts: HashMap<(Render, usize), (Bytes, Utf8Bytes)>,
+    order: VecDeque<(Render, usize)>,
+}
+
+impl Rendered {
+    fn get(&self, render: Render, payload: &Bytes) -> Option<Utf8Bytes> {
+        let (source, text) = self.texts.get(&(render, payload.as_ptr() as usize))?;
+        (source.len() == payload.len()).then(|| text.clone())
+    }
+
+    fn put(&mut self, render: Render, payload: &Bytes, text: &Utf8Bytes) {
+        let key = (render, payload.as_ptr() as usize);
+        if self
+            .texts
+            .insert(key, (payload.clone(), text.clone()))
+            .is_none()
+        {
+            self.order.push_back(key);
+        }
+        while self.order.len() > RENDERED_KEEP {
+            if let Some(old) = self.order.pop_front() {
+                self.texts.remove(&old);
+            }
+        }
+    }
 }
 
 /// The Channels tutorials whose frames a [`TutorialConsumer`](crate::TutorialConsumer)
 /// speaks, each exactly as its page script expects them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tutorial {
     /// The tutor and vet pair chat (seed 000): `{"mensagem"}` in,
     /// `{"mensagem","enviado_por","data_envio"}` out.
@@ -41,7 +76,7 @@ pub enum Tutorial {
 pub const MESSAGE2_SEPARATOR: &str = "\n\u{2063}";
 
 /// What a socket's client reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Render {
     /// Our protocol's frames.
     Native,
@@ -64,21 +99,16 @@ impl Render {
     /// The text that carries a live message (the layer's `message` frame) to this socket, or
     /// `None` when the payload is forwarded as it is.
     ///
-    /// A room's message reaches all its members on this process's few worker threads, one
-    /// after the other: each thread keeps the last one it rendered per dialect, so a message
-    /// is decoded and rendered about once per thread instead of once per member, and every
-    /// member shares the text.
+    /// A room's message reaches all its members on this process's few worker threads, and
+    /// each member takes a burst of messages at a time: each thread keeps the messages it
+    /// rendered lately, so a message is decoded and rendered about once per thread instead of
+    /// once per member, and every member shares its text.
     pub fn live(self, msg: &LayerMessage) -> Option<Result<Utf8Bytes, String>> {
         if self == Self::Native {
             return None;
         }
         let payload = msg.payload();
-        let cached = LAST_RENDERED.with_borrow(|last| {
-            last.iter()
-                .find(|(render, source, _)| *render == self && source == payload)
-                .map(|(_, _, text)| text.clone())
-        });
-        if let Some(text) = cached {
+        if let Some(text) = RENDERED.with_borrow(|r| r.get(self, payload)) {
             return Some(Ok(text));
         }
         let text = match msg.decode::<ServerFrame>() {
@@ -86,10 +116,7 @@ impl Render {
             Ok(_) => return Some(Err("a chat.message that is not a message frame".into())),
             Err(e) => return Some(Err(e.to_string())),
         };
-        LAST_RENDERED.with_borrow_mut(|last| {
-            last.retain(|(render, _, _)| *render != self);
-            last.push((self, payload.clone(), text.clone()));
-        });
+        RENDERED.with_borrow_mut(|r| r.put(self, payload, &text));
         Some(Ok(text))
     }
 

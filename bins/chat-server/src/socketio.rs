@@ -19,18 +19,21 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use chat_core::{ErrorCode, Sender};
 use chat_ws::socketio::{Outgoing, incoming};
-use chat_ws::{Bridge, Bridged, ClientEvent, Outbound, RequestInfo, SocketIoConsumer, form_decode};
+use chat_ws::{
+    Bridge, Bridged, ClientEvent, Outbound, OutboundSink, RequestInfo, SinkError, SocketIoConsumer,
+    Utf8Bytes, form_decode,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::Service;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessage, FromMessageParts};
 use socketioxide::service::SocketIoService;
 use socketioxide::socket::Socket;
+use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::mpsc;
 
 use crate::app::App;
@@ -173,16 +176,31 @@ async fn start(app: App, s: SocketRef, auth: Value) -> Result<(), Refused> {
         path: s.req_parts().uri.path().to_owned(),
         ..RequestInfo::default()
     };
-    let bridge = match Bridge::start(consumer, app.layer.clone(), request, &app.connections).await {
+    // The consumer's task needs the socket's inbox (to hand back acks) before it runs, and
+    // the inbox needs the task's event queue: the sink learns it once the bridge starts.
+    let sink = Arc::new(SocketSink {
+        socket: s.clone(),
+        inbox: std::sync::OnceLock::new(),
+    });
+    let bridged = Bridge::start_direct(
+        consumer,
+        app.layer.clone(),
+        request,
+        &app.connections,
+        sink.clone(),
+    )
+    .await;
+    let bridge = match bridged {
         Ok(Bridged::Accepted(b)) => b,
         Ok(Bridged::Rejected { reason, .. }) => return Err(Refused(reason)),
         Err(e) => return Err(Refused(format!("could not start the connection: {e}"))),
     };
     let inbox = Inbox {
-        events: bridge.events.clone(),
+        events: bridge.events,
         acks: Arc::default(),
     };
-    s.extensions.insert(inbox.clone());
+    let _ = sink.inbox.set(inbox.clone());
+    s.extensions.insert(inbox);
     s.on_fallback(async |_: Queued| {});
     s.on_disconnect(async |s: SocketRef| {
         if let Some(inbox) = s.extensions.remove::<Inbox>() {
@@ -193,7 +211,6 @@ async fn start(app: App, s: SocketRef, auth: Value) -> Result<(), Refused> {
             }
         }
     });
-    tokio::spawn(forward(s, bridge, inbox));
     Ok(())
 }
 
@@ -247,54 +264,66 @@ impl FromMessage<socketioxide::adapter::LocalAdapter> for Queued {
 /// How long a socket whose queue is full may take to make room for a Socket.IO disconnect.
 const DISCONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Carries what the consumer sends to the socket, until either side ends.
-async fn forward(s: SocketRef, mut bridge: Bridge, inbox: Inbox) {
-    let mut disconnect = true;
-    while let Some(frame) = bridge.outbound.recv().await {
-        match frame {
-            Outbound::Text(t) => {
-                let sent = match Outgoing::parse(&t) {
-                    Some(Outgoing::Event { name, data }) => match raw(data) {
-                        Some(data) => s.emit(name, data).map_err(|e| e.to_string()),
-                        None => Ok(()),
-                    },
-                    Some(Outgoing::Ack { id, data }) => {
-                        let ack = inbox.acks.lock().ok().and_then(|mut a| a.remove(&id));
-                        match (ack, raw(data)) {
-                            (Some(ack), Some(data)) => ack.send(data).map_err(|e| e.to_string()),
-                            _ => Ok(()),
-                        }
-                    }
+/// Hands what the consumer sends to the socket, on the consumer's own task: socketioxide
+/// queues and writes by itself, so a task of ours in between would be one more hop per event.
+struct SocketSink {
+    socket: SocketRef,
+    inbox: std::sync::OnceLock<Inbox>,
+}
+
+impl SocketSink {
+    fn acks(&self) -> Option<std::sync::MutexGuard<'_, HashMap<i64, AckSender>>> {
+        self.inbox.get()?.acks.lock().ok()
+    }
+}
+
+impl OutboundSink for SocketSink {
+    fn send(&self, frame: Outbound) -> Result<(), SinkError> {
+        let sent = match frame {
+            Outbound::Text(t) => match Outgoing::parse(&t) {
+                Some(Outgoing::Event { name, data }) => match raw(&t, data) {
+                    Some(data) => self.socket.emit(name, &data),
                     None => Ok(()),
-                };
-                if let Err(e) = sent {
-                    // Closed, or its queue is full: too slow to be served without losses.
-                    tracing::debug!(sid = %s.id, error = %e, "socket.io emit failed; disconnecting");
-                    break;
+                },
+                Some(Outgoing::Ack { id, data }) => {
+                    let ack = self.acks().and_then(|mut a| a.remove(&id));
+                    match (ack, raw(&t, data)) {
+                        (Some(ack), Some(data)) => ack.send(&data),
+                        _ => Ok(()),
+                    }
                 }
-            }
+                None => Ok(()),
+            },
             Outbound::Ping => {
                 // Engine.IO keeps the connection alive; our idle timeout follows it.
-                let event = if s.connected() {
+                let event = if self.socket.connected() {
                     ClientEvent::Activity
                 } else {
                     ClientEvent::Closed(None)
                 };
-                let _ = inbox.events.try_send(event);
+                if let Some(inbox) = self.inbox.get() {
+                    let _ = inbox.events.try_send(event);
+                }
+                Ok(())
             }
             Outbound::Close(code, _) => {
+                if let Some(mut acks) = self.acks() {
+                    // They hold the socket: dropping them breaks the cycle.
+                    acks.clear();
+                }
                 // Shutting down: the endpoint closes the transports, so clients reconnect.
-                disconnect = code != chat_core::close::GOING_AWAY;
-                break;
+                if code != chat_core::close::GOING_AWAY {
+                    let socket = self.socket.clone();
+                    tokio::spawn(async move { disconnect_when_room(&socket).await });
+                }
+                Ok(())
             }
-        }
-    }
-    let _ = inbox.events.try_send(ClientEvent::Closed(None));
-    if disconnect {
-        disconnect_when_room(&s).await;
-    }
-    if let Ok(mut acks) = inbox.acks.lock() {
-        acks.clear();
+        };
+        sent.map_err(|e| match e {
+            // Its queue is full: too slow to be served without losses.
+            SendError::Socket(SocketError::InternalChannelFull) => SinkError::Full,
+            _ => SinkError::Closed,
+        })
     }
 }
 
@@ -313,10 +342,50 @@ async fn disconnect_when_room(s: &SocketRef) {
     }
 }
 
-/// The consumer's JSON text as a value socketioxide writes as it is (checked, not copied).
-fn raw(data: &str) -> Option<&RawValue> {
-    match serde_json::from_str::<&RawValue>(data) {
-        Ok(r) => Some(r),
+thread_local! {
+    static CHECKED: std::cell::RefCell<Checked> = std::cell::RefCell::new(Checked::default());
+}
+
+/// Payloads checked lately, at most (a socket takes a burst of a room's messages at a time).
+const CHECKED_KEEP: usize = 512;
+
+/// Payloads this thread checked lately, by address. A room's message reaches every member
+/// as the same shared text, so checking its JSON once per thread is enough; the entry keeps
+/// the text alive, so its address cannot be reused meanwhile.
+#[derive(Default)]
+struct Checked {
+    values: HashMap<usize, (Utf8Bytes, Box<RawValue>)>,
+    order: std::collections::VecDeque<usize>,
+}
+
+/// The consumer's JSON payload (a slice of `text`) as a value socketioxide writes as it is.
+fn raw(text: &Utf8Bytes, data: &str) -> Option<Box<RawValue>> {
+    let key = data.as_ptr() as usize;
+    let hit = CHECKED.with_borrow(|c| {
+        let (held, value) = c.values.get(&key)?;
+        (value.get().len() == data.len() && held.as_str().len() == text.as_str().len())
+            .then(|| value.clone())
+    });
+    if hit.is_some() {
+        return hit;
+    }
+    match RawValue::from_string(data.to_owned()) {
+        Ok(value) => {
+            CHECKED.with_borrow_mut(|c| {
+                if c.values
+                    .insert(key, (text.clone(), value.clone()))
+                    .is_none()
+                {
+                    c.order.push_back(key);
+                }
+                while c.order.len() > CHECKED_KEEP {
+                    if let Some(old) = c.order.pop_front() {
+                        c.values.remove(&old);
+                    }
+                }
+            });
+            Some(value)
+        }
         Err(e) => {
             tracing::error!(error = %e, "the consumer sent an invalid Socket.IO payload");
             None

@@ -8,9 +8,11 @@ use chat_core::SharedLayer;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::connection::{Accepted, ClientEvent, ConnectionConfig, Ending, Started, run, start};
+use crate::connection::{
+    Accepted, ClientEvent, ConnectionConfig, Decided, Ending, Started, connect, run, start,
+};
 use crate::consumer::{Consumer, ConsumerError};
-use crate::context::{Outbound, RequestInfo};
+use crate::context::{Context, Out, Outbound, OutboundSink, RequestInfo};
 
 /// Client events that may wait for the consumer, per connection. A transport that cannot
 /// wait (it is called synchronously) refuses what does not fit instead of growing memory.
@@ -22,7 +24,8 @@ pub struct Bridge {
     pub events: mpsc::Sender<ClientEvent>,
     /// What the consumer sends, in order; after the connection ends, a last
     /// [`Outbound::Close`] when the server ended it (and the client could still take it).
-    pub outbound: mpsc::Receiver<Outbound>,
+    /// `None` when the frames go to an [`OutboundSink`] ([`Bridge::start_direct`]).
+    pub outbound: Option<mpsc::Receiver<Outbound>>,
     /// The connection; it ends when the client closes (or `events` is dropped), the consumer
     /// closes, the client falls too far behind or the server shuts down.
     pub task: JoinHandle<Ending>,
@@ -58,25 +61,69 @@ impl Bridge {
                 outbound,
                 closer,
             }) => {
-                let (events, rx) = mpsc::channel(BRIDGE_EVENTS);
-                let incoming = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|e| (e, rx))
-                }));
-                let config = config.clone();
-                let task = config.tracker.clone().spawn(async move {
-                    let ending = run(consumer, cx, incoming, &config).await;
-                    if ending.by_server && !ending.overflow {
+                let (events, task) = spawn(consumer, cx, config, move |ending| {
+                    if !ending.overflow {
                         let code = ending.code.unwrap_or(chat_core::close::NORMAL);
                         let _ = closer.try_send(Outbound::Close(code, ending.reason.clone()));
                     }
-                    ending
                 });
                 Ok(Bridged::Accepted(Bridge {
                     events,
-                    outbound,
+                    outbound: Some(outbound),
                     task,
                 }))
             }
         }
     }
+
+    /// The same, with the consumer's frames handed to `sink` on the consumer's own task (no
+    /// writer task, no queue of ours): for a transport that queues and writes by itself. A
+    /// frame the sink refuses closes the client as too slow; when the server ends the
+    /// connection (too slow included), the sink gets a last [`Outbound::Close`].
+    pub async fn start_direct<C: Consumer>(
+        consumer: C,
+        layer: SharedLayer,
+        request: RequestInfo,
+        config: &ConnectionConfig,
+        sink: Arc<dyn OutboundSink>,
+    ) -> Result<Bridged, ConsumerError> {
+        let out = Out::Sink(sink.clone());
+        match connect(consumer, layer, Arc::new(request), out).await? {
+            Decided::Rejected { status, reason } => Ok(Bridged::Rejected { status, reason }),
+            Decided::Accepted(consumer, cx) => {
+                let (events, task) = spawn(consumer, cx, config, move |ending| {
+                    let code = ending.code.unwrap_or(chat_core::close::NORMAL);
+                    let _ = sink.send(Outbound::Close(code, ending.reason.clone()));
+                });
+                Ok(Bridged::Accepted(Bridge {
+                    events,
+                    outbound: None,
+                    task,
+                }))
+            }
+        }
+    }
+}
+
+/// Runs the connection on `config.tracker`, fed by a new event queue; `closing` gets the
+/// ending when the server ended it.
+fn spawn<C: Consumer>(
+    consumer: C,
+    cx: Context,
+    config: &ConnectionConfig,
+    closing: impl FnOnce(&Ending) + Send + 'static,
+) -> (mpsc::Sender<ClientEvent>, JoinHandle<Ending>) {
+    let (events, rx) = mpsc::channel(BRIDGE_EVENTS);
+    let incoming = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (e, rx))
+    }));
+    let config = config.clone();
+    let task = config.tracker.clone().spawn(async move {
+        let ending = run(consumer, cx, incoming, &config).await;
+        if ending.by_server {
+            closing(&ending);
+        }
+        ending
+    });
+    (events, task)
 }

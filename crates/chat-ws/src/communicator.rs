@@ -102,7 +102,7 @@ impl<C: Consumer> Communicator<C> {
             Bridged::Rejected { status, reason } => ConnectOutcome::Rejected(status, reason),
             Bridged::Accepted(bridge) => {
                 self.events = Some(bridge.events);
-                self.outbound = Some(bridge.outbound);
+                self.outbound = bridge.outbound;
                 self.task = Some(bridge.task);
                 ConnectOutcome::Accepted
             }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::consumer::{Consumer, ConsumerError};
-use crate::context::{Context, Outbound, RequestInfo, State};
+use crate::context::{Context, Out, Outbound, RequestInfo, State};
 
 /// Settings of a connection.
 #[derive(Debug, Clone, Default)]
@@ -110,34 +110,58 @@ impl<C: Consumer> Accepted<C> {
     }
 }
 
-/// Runs `connect` and reports whether the consumer accepted.
+/// Runs `connect` with frames going to a queue for a writer task, and reports whether the
+/// consumer accepted.
 pub(crate) async fn start<C: Consumer>(
-    mut consumer: C,
+    consumer: C,
     layer: SharedLayer,
     request: Arc<RequestInfo>,
     limits: &Limits,
 ) -> Result<Started<C>, ConsumerError> {
-    let channel = layer.new_channel().await?;
     let (tx, rx) = mpsc::channel(limits.outbound_queue.max(1));
-    let mut cx = Context::new(layer, channel, tx.clone(), request);
+    Ok(
+        match connect(consumer, layer, request, Out::Queue(tx.clone())).await? {
+            Decided::Accepted(consumer, cx) => Started::Accepted(Accepted {
+                consumer,
+                cx,
+                outbound: rx,
+                closer: tx,
+            }),
+            Decided::Rejected { status, reason } => Started::Rejected { status, reason },
+        },
+    )
+}
+
+/// What `connect` decided.
+pub(crate) enum Decided<C> {
+    /// Accepted: the consumer and its context, ready to run.
+    Accepted(C, Context),
+    /// Refused with an HTTP status.
+    Rejected { status: u16, reason: String },
+}
+
+/// Runs `connect` with frames going to `out`.
+pub(crate) async fn connect<C: Consumer>(
+    mut consumer: C,
+    layer: SharedLayer,
+    request: Arc<RequestInfo>,
+    out: Out,
+) -> Result<Decided<C>, ConsumerError> {
+    let channel = layer.new_channel().await?;
+    let mut cx = Context::new(layer, channel, out, request);
     if let Err(e) = consumer.connect(&mut cx).await {
         cx.cleanup().await;
         return Err(e);
     }
     match cx.state.clone() {
-        State::Accepted => Ok(Started::Accepted(Accepted {
-            consumer,
-            cx,
-            outbound: rx,
-            closer: tx,
-        })),
+        State::Accepted => Ok(Decided::Accepted(consumer, cx)),
         State::Rejected(status, reason) => {
             cx.cleanup().await;
-            Ok(Started::Rejected { status, reason })
+            Ok(Decided::Rejected { status, reason })
         }
         State::Pending | State::Closing(..) => {
             cx.cleanup().await;
-            Ok(Started::Rejected {
+            Ok(Decided::Rejected {
                 status: 403,
                 reason: "the connection was not accepted".into(),
             })

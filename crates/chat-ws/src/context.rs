@@ -21,6 +21,49 @@ pub enum Outbound {
     Close(u16, String),
 }
 
+/// Why an [`OutboundSink`] did not take a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkError {
+    /// The client cannot take more now: it is too slow.
+    Full,
+    /// The client is gone.
+    Closed,
+}
+
+/// A transport that takes a connection's frames as the consumer sends them, on the
+/// consumer's own task, instead of through a queue to a writer task: for transports that
+/// queue and write by themselves (a Socket.IO socket), where a writer task of ours would be
+/// one more hop per frame. See [`Bridge::start_direct`](crate::Bridge::start_direct).
+pub trait OutboundSink: Send + Sync + 'static {
+    /// Takes a frame without waiting. A refused frame closes the client as too slow (1013),
+    /// as a full queue would.
+    fn send(&self, frame: Outbound) -> Result<(), SinkError>;
+}
+
+/// Where a connection's frames go.
+#[derive(Clone)]
+pub(crate) enum Out {
+    /// The queue of a writer task.
+    Queue(mpsc::Sender<Outbound>),
+    /// A transport that takes them directly.
+    Sink(Arc<dyn OutboundSink>),
+}
+
+impl Out {
+    fn try_send(&self, frame: Outbound) -> Result<(), SinkError> {
+        match self {
+            Self::Queue(q) => q.try_send(frame).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SinkError::Full,
+                mpsc::error::TrySendError::Closed(_) => SinkError::Closed,
+            }),
+            Self::Sink(s) => s.send(frame),
+        }
+    }
+}
+
+/// How often a paced send looks again at a sink that was full.
+const SINK_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The handshake request as a consumer sees it: path, query parameters and headers.
 #[derive(Debug, Clone, Default)]
 pub struct RequestInfo {
@@ -132,7 +175,7 @@ pub struct Context {
     layer: SharedLayer,
     channel: ChannelName,
     groups: HashSet<GroupName>,
-    out: mpsc::Sender<Outbound>,
+    out: Out,
     pub(crate) state: State,
     pub(crate) overflowed: bool,
     request: Arc<RequestInfo>,
@@ -142,7 +185,7 @@ impl Context {
     pub(crate) fn new(
         layer: SharedLayer,
         channel: ChannelName,
-        out: mpsc::Sender<Outbound>,
+        out: Out,
         request: Arc<RequestInfo>,
     ) -> Self {
         Self {
@@ -207,8 +250,23 @@ impl Context {
     /// Queues a text frame, waiting for room in the outbound queue instead of closing a slow
     /// client. For long replays in [`Consumer::opened`](crate::Consumer::opened).
     pub async fn send_text_wait(&mut self, text: impl Into<Utf8Bytes>) {
-        if self.out.send(Outbound::Text(text.into())).await.is_err() {
-            self.overflowed = true;
+        let text: Utf8Bytes = text.into();
+        match &self.out {
+            Out::Queue(q) => {
+                if q.send(Outbound::Text(text)).await.is_err() {
+                    self.overflowed = true;
+                }
+            }
+            Out::Sink(sink) => loop {
+                match sink.send(Outbound::Text(text.clone())) {
+                    Ok(()) => return,
+                    Err(SinkError::Full) => tokio::time::sleep(SINK_RETRY).await,
+                    Err(SinkError::Closed) => {
+                        self.overflowed = true;
+                        return;
+                    }
+                }
+            },
         }
     }
 

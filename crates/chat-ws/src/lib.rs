@@ -68,12 +68,15 @@ pub use chat::ChatConsumer;
 pub use communicator::{Communicator, ConnectOutcome};
 pub use connection::{ClientEvent, ConnectionConfig, Ending};
 pub use consumer::{Consumer, ConsumerError};
-pub use context::{Context, IntoGroupName, Outbound, RequestInfo, form_decode};
+pub use context::{
+    Context, IntoGroupName, Outbound, OutboundSink, RequestInfo, SinkError, form_decode,
+};
 pub use dialect::{MESSAGE2_SEPARATOR, Tutorial};
 pub use mux::MuxConsumer;
 pub use room::{CHAT_MESSAGE, CHAT_PRESENCE, CHAT_READ, CHAT_TYPING, REORDER_WAIT, TYPING_EXPIRY};
 pub use rooms::{MAX_ROOMS_PER_SOCKET, RoomAccess};
 pub use socket::websocket_config;
 pub use socketio::SocketIoConsumer;
+pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub use tutorial::TutorialConsumer;
 pub use upgrade::{is_websocket_request, upgrade};

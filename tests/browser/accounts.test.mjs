@@ -117,3 +117,28 @@ test("the pair page sends anonymous visitors to the login page and back", async 
   await page.getByTestId("status").and(page.locator('[data-state="online"]')).waitFor();
   await context.close();
 });
+
+test("login never follows a next that leaves the site, however it is disguised", async () => {
+  for (const next of ["//evil.example/", "/\tevil", "/\t/evil.example/", "/\\evil.example", "/ /evil.example"]) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${server.url}/login?next=${encodeURIComponent(next)}`);
+    assert.equal(await page.locator("#login-next").inputValue(), "/", `next=${JSON.stringify(next)}`);
+    await page.getByTestId("login-username").fill("ana");
+    await page.getByTestId("login-password").fill(PW);
+    await page.getByTestId("login-submit").click();
+    await page.getByTestId("whoami").waitFor();
+    assert.equal(new URL(page.url()).origin, server.url, `next=${JSON.stringify(next)}`);
+    await context.close();
+  }
+  // The server's own answer to a form post with such a next.
+  const res = await fetch(server.url + "/login", {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded", origin: server.url },
+    body: `username=ana&password=${encodeURIComponent(PW)}&next=${encodeURIComponent("/\t/evil.example/")}`,
+  });
+  assert.equal(res.status, 303);
+  assert.equal(res.headers.get("location"), "/");
+});
+

@@ -75,10 +75,20 @@ where
     Ok(c)
 }
 
-/// Only local paths are followed after login (no open redirect).
+/// Only local paths are followed after login (no open redirect). Browsers drop tabs and line
+/// breaks from URLs and read `\\` as `/`, so `/<TAB>/evil.example` would go off-site: a path
+/// with a control character, a space or a backslash is refused, as is `//`.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || c == '\\') =>
+        {
+            n
+        }
         _ => "/",
     }
 }
@@ -291,15 +301,23 @@ where
         .limits
         .check_guest_name(creds.name.as_deref().unwrap_or(&username))
         .map_err(|e| bad(format!("invalid name: {e}")))?;
-    let role = creds.role.unwrap_or_default().trim().to_owned();
-    if role.chars().count() > 32 || role.chars().any(char::is_control) {
-        return Err(bad("a role has at most 32 characters".into()));
-    }
-    if role.eq_ignore_ascii_case("admin") {
+    // Anyone can register, so nobody picks their own role: it would let a stranger sign up as
+    // a vet (or an admin). The server's configured role is the only one.
+    let role = app.config.settings.register_role.trim().to_owned();
+    let asked = creds.role.as_deref().map(str::trim).unwrap_or("");
+    if !asked.is_empty() && !asked.eq_ignore_ascii_case(&role) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
-            "the admin role is given with `chat-server user add`, not by registration",
+            format!(
+                "roles are given by the server's administrator (`chat-server user add --role`); \
+                 registration gives {}",
+                if role.is_empty() {
+                    "no role".to_owned()
+                } else {
+                    format!("the role {role:?}")
+                }
+            ),
         ));
     }
     let password_hash = password::hash(creds.password)
@@ -444,6 +462,9 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example")), "/");
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(Some("/\\evil")), "/");
+        assert_eq!(safe_next(Some("/\t/evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\n/evil.example/")), "/");
+        assert_eq!(safe_next(Some("/ /evil.example/")), "/");
         assert_eq!(safe_next(None), "/");
     }
 }

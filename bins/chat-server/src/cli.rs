@@ -84,10 +84,10 @@ pub struct Settings {
     #[arg(long, env = "CHAT_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
     /// Database URL; default: SQLite in the data directory.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
     /// Redis URL for the channel layer; unset: the in-memory layer (one process).
-    #[arg(long, env = "REDIS_URL", global = true)]
+    #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Prefix of the Redis topics, so several deployments can share one Redis.
     #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = "chat", global = true)]
@@ -118,6 +118,10 @@ pub struct Settings {
     /// embedded setup (no DATABASE_URL), off otherwise.
     #[arg(long, env = "CHAT_ALLOW_REGISTRATION", action = clap::ArgAction::Set, global = true)]
     pub allow_registration: Option<bool>,
+    /// The role every self-registered account gets (`tutor`, say); empty: none. Other roles
+    /// are given with `chat-server user add --role`, never by the person registering.
+    #[arg(long, env = "CHAT_REGISTER_ROLE", default_value = "", global = true)]
+    pub register_role: String,
     /// Trust the `X-Forwarded-For` header for the client address (rate limits), as set by a
     /// reverse proxy in front of the server. Leave off when clients connect directly: they
     /// could forge it.

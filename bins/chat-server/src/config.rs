@@ -62,6 +62,17 @@ impl ServerConfig {
             Some(k) => k.clone(),
             None => load_or_create_secret(dir)?,
         };
+        let role = settings.register_role.trim();
+        if role.chars().count() > 32 || role.chars().any(char::is_control) {
+            return Err(ConfigError::Invalid(
+                "CHAT_REGISTER_ROLE has at most 32 characters".into(),
+            ));
+        }
+        if role.eq_ignore_ascii_case("admin") {
+            return Err(ConfigError::Invalid(
+                "CHAT_REGISTER_ROLE cannot be admin: anyone can register".into(),
+            ));
+        }
         if settings.messages_per_second == 0 {
             return Err(ConfigError::Invalid(
                 "CHAT_MESSAGES_PER_SECOND must be at least 1".into(),

@@ -56,3 +56,29 @@ fn wrong_urls_are_named_with_a_fix() {
         "every failure says how to fix it:\n{out}"
     );
 }
+
+#[test]
+fn passwords_in_database_urls_are_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "postgres://chat:s3cret@127.0.0.1:1/nope",
+        "postgres://chat@127.0.0.1:1/nope?sslmode=disable&password=s3cret",
+    ] {
+        let (_, out, err) = cli(dir.path(), &["doctor", "--database-url", url], "");
+        assert!(
+            !out.contains("s3cret") && !err.contains("s3cret"),
+            "{url}:\n{out}\n{err}"
+        );
+        assert!(out.contains("***"), "the URL is shown, redacted:\n{out}");
+    }
+    // clap shows environment values in --help unless told not to.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .arg("--help")
+        .env("DATABASE_URL", "postgres://chat:s3cret@db/chat")
+        .env("REDIS_URL", "redis://:s3cret@cache:6379")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("DATABASE_URL"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+}

@@ -99,7 +99,10 @@ async function showAccount() {
 
 function nextTarget() {
   const next = new URLSearchParams(window.location.search).get("next") || "/";
-  return next.startsWith("/") && !next.startsWith("//") ? next : "/";
+  // Browsers drop tabs and line breaks from URLs and read "\\" as "/": "/\t/evil.example"
+  // or "/\\evil.example" would leave the site.
+  const local = next.startsWith("/") && !next.startsWith("//") && !/[\s\\\u0000-\u001f\u007f]/.test(next);
+  return local ? next : "/";
 }
 
 async function postJson(url, body) {
@@ -143,7 +146,6 @@ async function initLogin() {
   bindAccountForm("register-form", "register-error", "/register", {
     username: "reg-username",
     name: "reg-name",
-    role: "reg-role",
     password: "reg-password",
   });
   try {

@@ -105,6 +105,28 @@ pub(crate) fn locate(url: &str) -> Result<Location, OpenError> {
 
 /// A database URL fit for logs and errors: any password is replaced by `***`.
 pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = redact_userinfo(base);
+    if let Some(query) = query {
+        // libpq and redis-rs also take the password as a query parameter.
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// `scheme://user:password@host…` with the password hidden.
+fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -171,5 +193,13 @@ mod tests {
         );
         assert_eq!(redact_url("sqlite://data/chat.db"), "sqlite://data/chat.db");
         assert_eq!(redact_url("postgres://a:b@c"), "postgres://a:***@c");
+        assert_eq!(
+            redact_url("postgres://chat@db/chat?sslmode=require&password=s3cret"),
+            "postgres://chat@db/chat?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("redis://:s3cret@cache:6379/0?PASSWORD=x"),
+            "redis://:***@cache:6379/0?PASSWORD=***"
+        );
     }
 }

@@ -773,3 +773,26 @@ test("with --allow-guests false a guest is refused at connect, a user is not", a
     await closed.stop();
   }
 });
+
+test("the server's pair policy applies to Socket.IO joins", async () => {
+  const clinic = await startServer({ args: ["--pair-policy", "roles:tutor=vet"] });
+  try {
+    const tutor = clinic.addUser("tina", "Tina", "tutor", PW);
+    const vet = clinic.addUser("victor", "Victor", "vet", PW);
+    const other = clinic.addUser("tomas", "Tomas", "tutor", PW);
+    const asUser = async (username) => {
+      const { cookie } = await login(clinic.url, username, PW);
+      const c = await connectSio(clinic.url, username, { extraHeaders: { cookie } });
+      open.push(c);
+      return c;
+    };
+    const tina = await asUser("tina");
+    const ok = await tina.ask("join_chat", { chat_id: pairRoom(tutor, vet) });
+    assert.equal(ok.chat_id, pairRoom(tutor, vet), JSON.stringify(ok));
+    const tomas = await asUser("tomas");
+    assertErrorAck(await tomas.ask("join_chat", { chat_id: pairRoom(tutor, other) }), "forbidden", "two tutors");
+  } finally {
+    await clinic.stop();
+  }
+});
+

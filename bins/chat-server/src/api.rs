@@ -54,7 +54,7 @@ async fn readable_room<B>(
     let identity = authenticate(app, req)
         .await
         .map_err(|e| ApiError::store(&e))?;
-    room_access(app, &identity, &room)?;
+    room_access(app, &identity, &room).await?;
     let query = req
         .uri()
         .query()
@@ -126,7 +126,7 @@ where
     let identity = authenticate(app, &req)
         .await
         .map_err(|e| ApiError::store(&e))?;
-    let access = room_access(app, &identity, &room)?;
+    let access = room_access(app, &identity, &room).await?;
     if !crate::origin::allowed(req.headers(), &app.config.settings.allowed_origins) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -65,7 +65,7 @@ impl App {
                 limits: limits.clone(),
                 ..ConnectionConfig::default()
             },
-            policy: Arc::new(chat_core::AnyPair),
+            policy: config.pair_policy.clone(),
             sessions: SessionKeys::new(&config.secret_key, config.settings.secure_cookies),
             post_limiter: Arc::new(KeyedLimiter::new(
                 f64::from(limits.messages_per_second),

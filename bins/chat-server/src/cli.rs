@@ -118,6 +118,12 @@ pub struct Settings {
     /// embedded setup (no DATABASE_URL), off otherwise.
     #[arg(long, env = "CHAT_ALLOW_REGISTRATION", action = clap::ArgAction::Set, global = true)]
     pub allow_registration: Option<bool>,
+    /// Who may open a private conversation with whom: `any` (anyone with anyone else), or
+    /// `roles:tutor=vet` (only across these role pairs; several with commas:
+    /// `roles:tutor=vet,vet=vet`). Applied on every path: room sockets, `/ws`, Socket.IO and
+    /// the HTTP API.
+    #[arg(long, env = "CHAT_PAIR_POLICY", default_value = "any", global = true)]
+    pub pair_policy: String,
     /// The role every self-registered account gets (`tutor`, say); empty: none. Other roles
     /// are given with `chat-server user add --role`, never by the person registering.
     #[arg(long, env = "CHAT_REGISTER_ROLE", default_value = "", global = true)]

@@ -110,6 +110,11 @@ impl ApiError {
         self.status
     }
 
+    /// The error code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
     /// The message.
     pub fn message(&self) -> &str {
         &self.message

@@ -36,10 +36,10 @@ use socketioxide::socket::Socket;
 use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::mpsc;
 
+use crate::access::ServerAccess;
 use crate::app::App;
 use crate::auth::{Identity, SessionKeys, identify, sender_of};
 use crate::respond::{Resp, text};
-use crate::ws::ServerAccess;
 
 /// The Socket.IO endpoint: the service mounted at `/socket.io/`, and the handle that closes
 /// every socket's transport at shutdown.
@@ -162,9 +162,7 @@ async fn caller(app: &App, s: &SocketRef, auth: &Value) -> Result<Sender, Refuse
 /// handlers, all before socketioxide answers the connect, so no event can arrive first.
 async fn start(app: App, s: SocketRef, auth: Value) -> Result<(), Refused> {
     let user = caller(&app, &s, &auth).await?;
-    let access = Arc::new(ServerAccess {
-        allow_guests: app.config.settings.allow_guests,
-    });
+    let access = Arc::new(ServerAccess::new(&app));
     let consumer = SocketIoConsumer::new(
         user,
         access,

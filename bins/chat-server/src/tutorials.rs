@@ -76,7 +76,7 @@ pub async fn public_room<B: Send + 'static>(
         Ok(i) => i,
         Err(res) => return res,
     };
-    let user = match room_access(app, &identity, &room) {
+    let user = match room_access(app, &identity, &room).await {
         Ok(Access::User(u)) => sender_of(&u),
         Ok(Access::Guest) => match guest_name(app, &req) {
             Ok(n) => Sender::guest(n),

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use chat_core::{ErrorCode, FrameError, RoomName, Sender};
-use chat_ws::{ChatConsumer, MuxConsumer, RoomAccess, form_decode, is_websocket_request};
+use chat_core::{RoomName, Sender};
+use chat_ws::{ChatConsumer, MuxConsumer, form_decode, is_websocket_request};
 use http::{HeaderValue, Request, StatusCode, header};
 
-use crate::access::{Access, pair_with, room_access};
+use crate::access::{Access, ServerAccess, pair_with, room_access};
 use crate::app::App;
 use crate::auth::{Identity, authenticate, sender_of};
 use crate::respond::{ApiError, Resp, text};
@@ -97,7 +97,7 @@ pub async fn chat_room<B: Send + 'static>(app: &App, room: &str, req: Request<B>
         Ok(i) => i,
         Err(res) => return res,
     };
-    let sender = match room_access(app, &identity, &room) {
+    let sender = match room_access(app, &identity, &room).await {
         Ok(Access::User(u)) => sender_of(&u),
         Ok(Access::Guest) => match guest_name(app, &req) {
             Ok(n) => Sender::guest(n),
@@ -141,26 +141,6 @@ pub async fn pair_room<B: Send + 'static>(app: &App, other: &str, req: Request<B
     upgrade_native(req, consumer, app).await
 }
 
-/// The server's rule for rooms joined on `/ws`, the same as for the room-bound routes.
-pub struct ServerAccess {
-    /// Whether guests may use public rooms.
-    pub allow_guests: bool,
-}
-
-impl RoomAccess for ServerAccess {
-    fn check(&self, user: &Sender, room: &RoomName) -> Result<(), FrameError> {
-        let forbidden = |m: String| Err(FrameError::new(ErrorCode::Forbidden, m));
-        match (room.pair(), user.id) {
-            (None, Some(_)) => Ok(()),
-            (None, None) if self.allow_guests => Ok(()),
-            (None, None) => forbidden("log in to join rooms".into()),
-            (Some(_), None) => forbidden(format!("{room} is private; log in first")),
-            (Some(pair), Some(id)) if pair.contains(id) => Ok(()),
-            (Some(_), Some(_)) => forbidden(format!("you are not a member of {room}")),
-        }
-    }
-}
-
 /// `GET /ws`: the multiplexed socket; rooms are joined with `join` frames.
 pub async fn multiplexed<B: Send + 'static>(app: &App, req: Request<B>) -> Resp {
     let identity = match handshake(app, &req).await {
@@ -175,9 +155,7 @@ pub async fn multiplexed<B: Send + 'static>(app: &App, req: Request<B>) -> Resp 
         },
         None => return text(StatusCode::UNAUTHORIZED, "log in to chat"),
     };
-    let access = Arc::new(ServerAccess {
-        allow_guests: app.config.settings.allow_guests,
-    });
+    let access = Arc::new(ServerAccess::new(app));
     let consumer = MuxConsumer::new(
         user,
         access,

@@ -88,3 +88,88 @@ async fn behind_a_trusted_proxy_limits_follow_the_forwarded_address() {
         "a forged header changes nothing"
     );
 }
+
+#[tokio::test]
+async fn the_pair_policy_applies_on_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--pair-policy", "roles:tutor=vet"]);
+    let ana = add_user(dir.path(), "ana", "Ana", "tutor", PW);
+    let bruno = add_user(dir.path(), "bruno", "Bruno", "vet", PW);
+    let carla = add_user(dir.path(), "carla", "Carla", "tutor", PW);
+    let (_, ana_cookie) = login(&server.addr, "ana", PW).await;
+    let (_, carla_cookie) = login(&server.addr, "carla", PW).await;
+    let room = |a: i64, b: i64| format!("dm_{}_{}", a.min(b), a.max(b));
+
+    // A tutor and a vet: allowed.
+    let ok = Client::try_connect_with(
+        &server.ws_url(&format!("/ws/dm/{bruno}/")),
+        &[("cookie", &ana_cookie)],
+    )
+    .await;
+    assert!(ok.is_ok());
+
+    // Two tutors: refused on the pair socket, on /ws and on every HTTP route.
+    let refused = Client::try_connect_with(
+        &server.ws_url(&format!("/ws/dm/{ana}/")),
+        &[("cookie", &carla_cookie)],
+    )
+    .await;
+    assert_eq!(refused.err(), Some(403));
+    let mut mux = Client::try_connect_with(&server.ws_url("/ws"), &[("cookie", &carla_cookie)])
+        .await
+        .unwrap();
+    let tutors = room(ana, carla);
+    mux.send(json!({"type": "join", "room": tutors})).await;
+    let e = mux.recv_type("error").await;
+    assert_eq!(e["code"], "forbidden", "{e}");
+    let h = [("cookie", carla_cookie.as_str())];
+    for (method, path, body) in [
+        ("GET", format!("/api/rooms/{tutors}/messages"), None),
+        (
+            "POST",
+            format!("/api/rooms/{tutors}/messages"),
+            Some(json!({"body": "oi"}).to_string()),
+        ),
+        (
+            "GET",
+            format!("/api/rooms/{tutors}/poll?after=0&timeout=0"),
+            None,
+        ),
+        ("GET", format!("/api/rooms/{tutors}/online"), None),
+    ] {
+        let mut headers = h.to_vec();
+        headers.push(("content-type", "application/json"));
+        let r = request(&server.addr, method, &path, &headers, body.as_deref()).await;
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
+    }
+    // The allowed pair's room reads as usual.
+    let (_, bruno_cookie) = login(&server.addr, "bruno", PW).await;
+    let r = request(
+        &server.addr,
+        "GET",
+        &format!("/api/rooms/{}/messages", room(ana, bruno)),
+        &[("cookie", &bruno_cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+
+    // A pair room with someone who does not exist is no conversation.
+    let ghost = request(
+        &server.addr,
+        "GET",
+        &format!("/api/rooms/{}/messages", room(ana, 999)),
+        &[("cookie", &ana_cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(ghost.status, 404, "{}", ghost.body);
+}
+
+#[test]
+fn a_bad_pair_policy_is_refused_at_start_with_the_syntax() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = common::cli(dir.path(), &["migrate", "--pair-policy", "tutors"], "");
+    assert!(!ok);
+    assert!(err.contains("roles:tutor=vet"), "{err}");
+}

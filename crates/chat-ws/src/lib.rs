@@ -74,7 +74,7 @@ pub use context::{
 pub use dialect::{MESSAGE2_SEPARATOR, Tutorial};
 pub use mux::MuxConsumer;
 pub use room::{CHAT_MESSAGE, CHAT_PRESENCE, CHAT_READ, CHAT_TYPING, REORDER_WAIT, TYPING_EXPIRY};
-pub use rooms::{MAX_ROOMS_PER_SOCKET, RoomAccess};
+pub use rooms::{AccessCheck, MAX_ROOMS_PER_SOCKET, RoomAccess};
 pub use socket::websocket_config;
 pub use socketio::SocketIoConsumer;
 pub use tokio_tungstenite::tungstenite::Utf8Bytes;

@@ -5,6 +5,8 @@
 //! ack), so both speak for the same rooms, limits and errors.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use chat_core::{
@@ -16,11 +18,15 @@ use crate::chat::Limiter;
 use crate::context::Context;
 use crate::room::{CHAT_MESSAGE, CHAT_PRESENCE, Meta, RoomSession, Shared};
 
+/// The future of a [`RoomAccess`] check.
+pub type AccessCheck<'a> = Pin<Box<dyn Future<Output = Result<(), FrameError>> + Send + 'a>>;
+
 /// Decides which rooms a user may join on a multiplexed socket. The server's rule: guests
-/// only public rooms (when guests are allowed), pair rooms only their two members.
+/// only public rooms (when guests are allowed), pair rooms only their two members, and only
+/// when its pair policy allows the two (which may take a look at the store: hence a future).
 pub trait RoomAccess: Send + Sync + 'static {
     /// `Ok` when `user` may use `room`; otherwise the error to answer (usually `forbidden`).
-    fn check(&self, user: &Sender, room: &RoomName) -> Result<(), FrameError>;
+    fn check<'a>(&'a self, user: &'a Sender, room: &'a RoomName) -> AccessCheck<'a>;
 }
 
 /// Most rooms one socket may be in at once.
@@ -92,7 +98,7 @@ impl Rooms {
         let s = self.shared.clone();
         match frame {
             ClientFrame::Join { room, since } => {
-                self.access.check(&s.user, &room).map_err(tag)?;
+                self.access.check(&s.user, &room).await.map_err(tag)?;
                 if self.sessions.contains_key(&room) {
                     return Err(tag(FrameError::new(
                         ErrorCode::InvalidRoom,

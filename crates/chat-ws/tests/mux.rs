@@ -10,22 +10,22 @@ use chat_core::{
     MemoryPresence, MemoryStore, MessageStore, NewMessage, RoomName, Sender, ServerFrame,
     SharedLayer, SharedPresence,
 };
-use chat_ws::{CHAT_MESSAGE, Communicator, MuxConsumer, RoomAccess};
+use chat_ws::{AccessCheck, CHAT_MESSAGE, Communicator, MuxConsumer, RoomAccess};
 use serde_json::{Value, json};
 
 /// Guests may use public rooms; users also their own pair rooms.
 struct Rules;
 
 impl RoomAccess for Rules {
-    fn check(&self, user: &Sender, room: &RoomName) -> Result<(), FrameError> {
-        match (room.pair(), user.id) {
+    fn check<'a>(&'a self, user: &'a Sender, room: &'a RoomName) -> AccessCheck<'a> {
+        Box::pin(std::future::ready(match (room.pair(), user.id) {
             (None, _) => Ok(()),
             (Some(p), Some(id)) if p.contains(id) => Ok(()),
             _ => Err(FrameError::new(
                 ErrorCode::Forbidden,
                 format!("you are not a member of {room}"),
             )),
-        }
+        }))
     }
 }
 

@@ -10,19 +10,19 @@ use chat_core::{
     Sender, SharedLayer, SharedPresence,
 };
 use chat_ws::socketio::{Outgoing, incoming};
-use chat_ws::{Communicator, MuxConsumer, RoomAccess, SocketIoConsumer};
+use chat_ws::{AccessCheck, Communicator, MuxConsumer, RoomAccess, SocketIoConsumer};
 use serde_json::{Value, json};
 
 /// Public rooms for everyone, pair rooms for their members.
 struct Rules;
 
 impl RoomAccess for Rules {
-    fn check(&self, user: &Sender, room: &RoomName) -> Result<(), FrameError> {
-        match (room.pair(), user.id) {
+    fn check<'a>(&'a self, user: &'a Sender, room: &'a RoomName) -> AccessCheck<'a> {
+        Box::pin(std::future::ready(match (room.pair(), user.id) {
             (None, _) => Ok(()),
             (Some(p), Some(id)) if p.contains(id) => Ok(()),
             _ => Err(FrameError::new(ErrorCode::Forbidden, "not a member")),
-        }
+        }))
     }
 }
 

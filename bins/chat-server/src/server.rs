@@ -16,6 +16,9 @@ use tokio_util::task::TaskTracker;
 use crate::app::App;
 use crate::routes;
 
+/// The largest request head (request line and headers) the server reads: 16 KiB.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+
 /// How long shutdown waits for connections to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -42,6 +45,8 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
         let service = service_fn(move |req| routes::handle(app_for_conn.clone(), peer, req));
         let conn = http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
+            // A request head over this is answered 431 (hyper's default takes ~400 KiB).
+            .max_buf_size(MAX_REQUEST_HEAD)
             .header_read_timeout(Duration::from_secs(30))
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();

@@ -78,6 +78,19 @@ impl<C: Consumer> Communicator<C> {
         self
     }
 
+    /// Adds a handshake header (a cookie, a token, an origin), as a client would send it.
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        match http::HeaderValue::from_str(value) {
+            Ok(v) => {
+                self.request
+                    .headers
+                    .append(http::HeaderName::from_static(name), v);
+            }
+            Err(e) => panic!("invalid test header {name}: {e}"),
+        }
+        self
+    }
+
     /// Sets the connection settings (limits, shutdown token).
     pub fn with_config(mut self, config: ConnectionConfig) -> Self {
         self.config = config;

@@ -154,7 +154,10 @@ pub(crate) async fn connect<C: Consumer>(
         return Err(e);
     }
     match cx.state.clone() {
-        State::Accepted => Ok(Decided::Accepted(consumer, cx)),
+        State::Accepted => {
+            cx.trim_request();
+            Ok(Decided::Accepted(consumer, cx))
+        }
         State::Rejected(status, reason) => {
             cx.cleanup().await;
             Ok(Decided::Rejected { status, reason })

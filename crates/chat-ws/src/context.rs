@@ -97,7 +97,33 @@ impl RequestInfo {
     pub fn query(&self, key: &str) -> Option<&str> {
         self.query.get(key).map(String::as_str)
     }
+
+    /// What an open connection keeps of its handshake: the path, the query and the headers
+    /// in [`KEPT_HEADERS`]. Credentials (cookies, `Authorization`) and everything else are
+    /// read in `connect` and dropped: a socket keeps no more than it needs for its lifetime,
+    /// whatever size of head the client sent.
+    pub fn after_connect(&self) -> Self {
+        let mut headers = http::HeaderMap::new();
+        for name in KEPT_HEADERS {
+            for value in self.headers.get_all(&name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        Self {
+            path: self.path.clone(),
+            query: self.query.clone(),
+            headers,
+        }
+    }
 }
+
+/// The handshake headers an open connection keeps (see [`RequestInfo::after_connect`]).
+pub const KEPT_HEADERS: [http::HeaderName; 4] = [
+    http::header::ORIGIN,
+    http::header::HOST,
+    http::header::USER_AGENT,
+    http::header::HeaderName::from_static("x-forwarded-for"),
+];
 
 /// Decodes `application/x-www-form-urlencoded` text (`a=1&b=x%20y`).
 pub fn form_decode(s: &str) -> Vec<(String, String)> {
@@ -226,9 +252,15 @@ impl Context {
         self.state == State::Accepted
     }
 
-    /// The handshake request.
+    /// The handshake request. In `connect`, all of it; once accepted, what
+    /// [`RequestInfo::after_connect`] keeps.
     pub fn request(&self) -> &RequestInfo {
         &self.request
+    }
+
+    /// Keeps only what an open connection needs of the handshake.
+    pub(crate) fn trim_request(&mut self) {
+        self.request = Arc::new(self.request.after_connect());
     }
 
     /// This consumer's channel in the layer.

@@ -69,7 +69,8 @@ pub use communicator::{Communicator, ConnectOutcome};
 pub use connection::{ClientEvent, ConnectionConfig, Ending};
 pub use consumer::{Consumer, ConsumerError};
 pub use context::{
-    Context, IntoGroupName, Outbound, OutboundSink, RequestInfo, SinkError, form_decode,
+    Context, IntoGroupName, KEPT_HEADERS, Outbound, OutboundSink, RequestInfo, SinkError,
+    form_decode,
 };
 pub use dialect::{MESSAGE2_SEPARATOR, Tutorial};
 pub use mux::MuxConsumer;

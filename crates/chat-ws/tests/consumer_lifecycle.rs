@@ -107,3 +107,47 @@ async fn disconnect_runs_once_with_the_client_code() {
         .unwrap();
     assert_eq!(layer.receive(&probe).await.unwrap().payload_str(), "1");
 }
+
+/// Records what it saw of the handshake in `connect` and once open.
+struct Inspector {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(bool, bool)>>>,
+}
+
+impl Consumer for Inspector {
+    async fn connect(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
+        self.record(cx);
+        cx.accept();
+        Ok(())
+    }
+    async fn opened(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
+        self.record(cx);
+        cx.send_text("open");
+        Ok(())
+    }
+}
+
+impl Inspector {
+    fn record(&self, cx: &Context) {
+        let h = &cx.request().headers;
+        let seen = (h.contains_key("cookie"), h.contains_key("origin"));
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(seen);
+    }
+}
+
+#[tokio::test]
+async fn credentials_are_read_in_connect_and_not_kept_by_the_open_socket() {
+    let seen = std::sync::Arc::default();
+    let inspector = Inspector {
+        seen: std::sync::Arc::clone(&seen),
+    };
+    let mut c = Communicator::new(inspector, InMemoryChannelLayer::default())
+        .with_header("cookie", "chat_session=secret")
+        .with_header("origin", "http://127.0.0.1:8000");
+    assert!(c.connect().await.accepted());
+    assert_eq!(c.receive_text().await, "open");
+    let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(seen, [(true, true), (false, true)]);
+}

@@ -210,8 +210,16 @@ pub async fn logout<B>(app: &App, req: Request<B>) -> Resp {
         return form_error(json_reply, e);
     }
     if let Some(id) = crate::auth::session_value(&req).and_then(|v| app.sessions.verify(&v)) {
-        if let Err(e) = app.store.delete_session(&SessionKeys::id_hash(&id)).await {
+        let hash = SessionKeys::id_hash(&id);
+        if let Err(e) = app.store.delete_session(&hash).await {
             return form_error(json_reply, ApiError::store(&e));
+        }
+        // The session's open sockets, on every node, close (chat_ws::SESSION_ENDED_CODE).
+        if let Some(group) = crate::auth::session_group(&hash) {
+            let ended = chat_core::LayerMessage::new(chat_ws::SESSION_ENDED, json!({}));
+            if let Err(e) = app.layer.group_send(&group, ended).await {
+                tracing::warn!(error = %e, "could not close the sockets of a session that ended");
+            }
         }
     }
     let mut res = if json_reply {

@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 
 use crate::access::ServerAccess;
 use crate::app::App;
-use crate::auth::{Identity, SessionKeys, identify, sender_of};
+use crate::auth::{Credential, Identity, SessionKeys, bind, identify_with, sender_of};
 use crate::respond::{Resp, text};
 
 /// The Socket.IO endpoint: the service mounted at `/socket.io/`, and the handle that closes
@@ -125,7 +125,7 @@ fn query(s: &SocketRef, key: &str) -> Option<String> {
 /// Who connects: the session cookie, `query.session_key` (or `session`), then a bearer
 /// token (`query.token`, `auth.token`, or the `Authorization` header); otherwise a guest
 /// named by `query.name` or `auth.name`.
-async fn caller(app: &App, s: &SocketRef, auth: &Value) -> Result<Sender, Refused> {
+async fn caller(app: &App, s: &SocketRef, auth: &Value) -> Result<(Sender, Credential), Refused> {
     let headers = &s.req_parts().headers;
     let session = SessionKeys::from_cookie_header(headers)
         .or_else(|| query(s, "session_key"))
@@ -135,10 +135,10 @@ async fn caller(app: &App, s: &SocketRef, auth: &Value) -> Result<Sender, Refuse
         let h = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
         h.strip_prefix("Bearer ").map(str::to_owned)
     });
-    let identity = identify(app, session.as_deref(), bearer.as_deref())
+    let (identity, credential) = identify_with(app, session.as_deref(), bearer.as_deref())
         .await
         .map_err(|e| Refused(format!("the store is unavailable: {e}")))?;
-    match identity {
+    let user = match identity {
         Identity::User(u) => Ok(sender_of(&u)),
         Identity::Anonymous if !app.config.settings.allow_guests => {
             Err(Refused("log in to chat".into()))
@@ -155,13 +155,14 @@ async fn caller(app: &App, s: &SocketRef, auth: &Value) -> Result<Sender, Refuse
                 rand::random::<u16>() % 10_000
             ))),
         },
-    }
+    }?;
+    Ok((user, credential))
 }
 
 /// The connect middleware: authenticates, starts the socket's consumer and registers the
 /// handlers, all before socketioxide answers the connect, so no event can arrive first.
 async fn start(app: App, s: SocketRef, auth: Value) -> Result<(), Refused> {
-    let user = caller(&app, &s, &auth).await?;
+    let (user, credential) = caller(&app, &s, &auth).await?;
     let access = Arc::new(ServerAccess::new(&app));
     let consumer = SocketIoConsumer::new(
         user,
@@ -170,6 +171,7 @@ async fn start(app: App, s: SocketRef, auth: Value) -> Result<(), Refused> {
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
+    let consumer = bind(consumer, &credential);
     let request = RequestInfo {
         path: s.req_parts().uri.path().to_owned(),
         ..RequestInfo::default()

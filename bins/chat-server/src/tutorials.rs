@@ -8,15 +8,14 @@ use http::{Request, StatusCode};
 
 use crate::access::{Access, pair_with, room_access};
 use crate::app::App;
-use crate::auth::sender_of;
+use crate::auth::{Credential, bind, sender_of};
 use crate::respond::{Resp, text};
 use crate::ws::{guest_name, handshake, refuse};
 
 async fn run<B: Send + 'static>(
     app: &App,
     tutorial: Tutorial,
-    room: RoomName,
-    user: Sender,
+    (room, user, credential): (RoomName, Sender, Credential),
     req: Request<B>,
 ) -> Resp {
     let consumer = TutorialConsumer::new(
@@ -28,6 +27,7 @@ async fn run<B: Send + 'static>(
     )
     .with_utc_offset(app.config.utc_offset)
     .with_presence(app.presence.clone());
+    let consumer = bind(consumer, &credential);
     chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone()).await
 }
 
@@ -35,7 +35,7 @@ async fn run<B: Send + 'static>(
 /// same room as `/ws/dm/{user_id}/`. A visitor who is not logged in is refused, as the
 /// tutorial's consumer closes before accepting.
 pub async fn pair_chat<B: Send + 'static>(app: &App, other: &str, req: Request<B>) -> Resp {
-    let identity = match handshake(app, &req).await {
+    let (identity, credential) = match handshake(app, &req).await {
         Ok(i) => i,
         Err(res) => return res,
     };
@@ -49,7 +49,8 @@ pub async fn pair_chat<B: Send + 'static>(app: &App, other: &str, req: Request<B
         Ok(p) => p,
         Err(e) => return refuse(e),
     };
-    run(app, Tutorial::PairChat, pair.name(), sender_of(me), req).await
+    let who = (pair.name(), sender_of(me), credential);
+    run(app, Tutorial::PairChat, who, req).await
 }
 
 /// `GET /ws/chat/{room}` and `/ws/chat/{room}/` (seeds 002 and 004), or `/ws/socket-server/`
@@ -72,7 +73,7 @@ pub async fn public_room<B: Send + 'static>(
         }
         Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let identity = match handshake(app, &req).await {
+    let (identity, credential) = match handshake(app, &req).await {
         Ok(i) => i,
         Err(res) => return res,
     };
@@ -84,5 +85,5 @@ pub async fn public_room<B: Send + 'static>(
         },
         Err(e) => return refuse(e),
     };
-    run(app, tutorial, room, user, req).await
+    run(app, tutorial, (room, user, credential), req).await
 }

@@ -9,7 +9,7 @@ use http::{HeaderValue, Request, StatusCode, header};
 
 use crate::access::{Access, ServerAccess, pair_with, room_access};
 use crate::app::App;
-use crate::auth::{Identity, authenticate, sender_of};
+use crate::auth::{Credential, Identity, authenticate_with, bind, sender_of};
 use crate::respond::{ApiError, Resp, text};
 
 /// The WebSocket subprotocol of our own protocol. Our clients ask for it, so that with
@@ -48,8 +48,8 @@ pub fn refuse(e: ApiError) -> Resp {
     text(e.status(), e.message().to_owned())
 }
 
-/// Checks shared by every handshake; returns the caller.
-pub async fn handshake<B>(app: &App, req: &Request<B>) -> Result<Identity, Resp> {
+/// Checks shared by every handshake; returns the caller and what identified them.
+pub async fn handshake<B>(app: &App, req: &Request<B>) -> Result<(Identity, Credential), Resp> {
     if !is_websocket_request(req) {
         return Err(text(
             StatusCode::UPGRADE_REQUIRED,
@@ -62,7 +62,7 @@ pub async fn handshake<B>(app: &App, req: &Request<B>) -> Result<Identity, Resp>
             "this origin may not open WebSockets here (see --allowed-origins)",
         ));
     }
-    authenticate(app, req)
+    authenticate_with(app, req)
         .await
         .map_err(|e| refuse(ApiError::store(&e)))
 }
@@ -93,7 +93,7 @@ pub async fn chat_room<B: Send + 'static>(app: &App, room: &str, req: Request<B>
         }
         Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let identity = match handshake(app, &req).await {
+    let (identity, credential) = match handshake(app, &req).await {
         Ok(i) => i,
         Err(res) => return res,
     };
@@ -112,12 +112,12 @@ pub async fn chat_room<B: Send + 'static>(app: &App, room: &str, req: Request<B>
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
-    upgrade_native(req, consumer, app).await
+    upgrade_native(req, bind(consumer, &credential), app).await
 }
 
 /// `GET /ws/dm/{user_id}/`: the pair room of the logged-in user and `user_id`.
 pub async fn pair_room<B: Send + 'static>(app: &App, other: &str, req: Request<B>) -> Resp {
-    let identity = match handshake(app, &req).await {
+    let (identity, credential) = match handshake(app, &req).await {
         Ok(i) => i,
         Err(res) => return res,
     };
@@ -138,12 +138,12 @@ pub async fn pair_room<B: Send + 'static>(app: &App, other: &str, req: Request<B
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
-    upgrade_native(req, consumer, app).await
+    upgrade_native(req, bind(consumer, &credential), app).await
 }
 
 /// `GET /ws`: the multiplexed socket; rooms are joined with `join` frames.
 pub async fn multiplexed<B: Send + 'static>(app: &App, req: Request<B>) -> Resp {
-    let identity = match handshake(app, &req).await {
+    let (identity, credential) = match handshake(app, &req).await {
         Ok(i) => i,
         Err(res) => return res,
     };
@@ -163,5 +163,5 @@ pub async fn multiplexed<B: Send + 'static>(app: &App, req: Request<B>) -> Resp 
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
-    upgrade_native(req, consumer, app).await
+    upgrade_native(req, bind(consumer, &credential), app).await
 }

@@ -59,6 +59,19 @@ pub async fn authenticate<B>(app: &App, req: &http::Request<B>) -> Result<Identi
     identify(app, session_value(req).as_deref(), bearer).await
 }
 
+/// [`authenticate`], with the credential that identified the caller.
+pub async fn authenticate_with<B>(
+    app: &App,
+    req: &http::Request<B>,
+) -> Result<(Identity, Credential), StoreError> {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    identify_with(app, session_value(req).as_deref(), bearer).await
+}
+
 /// Identifies the caller from a session value (a cookie's) and a bearer token, in that order;
 /// invalid or unknown credentials are anonymous.
 pub async fn identify(
@@ -66,20 +79,67 @@ pub async fn identify(
     session: Option<&str>,
     bearer: Option<&str>,
 ) -> Result<Identity, StoreError> {
+    Ok(identify_with(app, session, bearer).await?.0)
+}
+
+/// What a caller was identified by: what ends a socket they open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A session (its id's hash): a logout ends it.
+    Session(String),
+    /// A bearer token valid until this Unix second.
+    Token(i64),
+    /// Nothing (a guest).
+    None,
+}
+
+/// The session group that hears a session's end, on every node.
+pub fn session_group(id_hash: &str) -> Option<chat_core::GroupName> {
+    chat_core::GroupName::parse(&format!("session.{id_hash}")).ok()
+}
+
+/// [`identify`], with the credential that identified the caller.
+pub async fn identify_with(
+    app: &App,
+    session: Option<&str>,
+    bearer: Option<&str>,
+) -> Result<(Identity, Credential), StoreError> {
     if let Some(value) = session {
         if let Some(id) = app.sessions.verify(value) {
-            if let Some(user) = app.store.session_user(&SessionKeys::id_hash(&id)).await? {
-                return Ok(Identity::User(user));
+            let hash = SessionKeys::id_hash(&id);
+            if let Some(user) = app.store.session_user(&hash).await? {
+                return Ok((Identity::User(user), Credential::Session(hash)));
             }
         }
     }
     if let Some(t) = bearer {
         let now = chat_core::Timestamp::now().unix_millis() / 1_000;
-        if let Some(id) = token::verify(&app.config.secret_key, t.trim(), now) {
+        if let Some((id, expires)) = token::verify(&app.config.secret_key, t.trim(), now) {
             if let Some(user) = app.store.user(id).await? {
-                return Ok(Identity::User(user));
+                return Ok((Identity::User(user), Credential::Token(expires)));
             }
         }
     }
-    Ok(Identity::Anonymous)
+    Ok((Identity::Anonymous, Credential::None))
+}
+
+/// Binds a socket's consumer to the credential it was opened with: a logout of its session
+/// (on any node) or its token's expiry closes it (`chat_ws::SESSION_ENDED_CODE`).
+pub fn bind<C: chat_ws::Consumer>(
+    consumer: C,
+    credential: &Credential,
+) -> chat_ws::SessionBound<C> {
+    let bound = chat_ws::SessionBound::new(consumer);
+    match credential {
+        Credential::Session(hash) => match session_group(hash) {
+            Some(group) => bound.ended_by(group),
+            None => bound,
+        },
+        Credential::Token(expires) => {
+            let now = chat_core::Timestamp::now().unix_millis() / 1_000;
+            let left = u64::try_from(expires.saturating_sub(now)).unwrap_or(0);
+            bound.expires_at(tokio::time::Instant::now() + std::time::Duration::from_secs(left))
+        }
+        Credential::None => bound,
+    }
 }

@@ -36,8 +36,9 @@ pub fn issue(secret: &str, user: UserId, expires: i64) -> String {
     format!("{payload}.{}", to_hex(&sig))
 }
 
-/// The user a token names, if its signature is valid and it has not expired at `now`.
-pub fn verify(secret: &str, token: &str, now: i64) -> Option<UserId> {
+/// The user a token names and its expiry (Unix seconds), if its signature is valid and it has
+/// not expired at `now`.
+pub fn verify(secret: &str, token: &str, now: i64) -> Option<(UserId, i64)> {
     let (payload, sig) = token.rsplit_once('.')?;
     let mut parts = payload.split('.');
     let (Some("v1"), Some(user), Some(expires), None) =
@@ -51,7 +52,7 @@ pub fn verify(secret: &str, token: &str, now: i64) -> Option<UserId> {
     if now >= expires {
         return None;
     }
-    user.parse().ok()
+    Some((user.parse().ok()?, expires))
 }
 
 /// Parses a duration like `90s`, `30m`, `1h`, `7d` into seconds.
@@ -85,7 +86,7 @@ mod tests {
     #[test]
     fn valid_until_expiry() {
         let t = issue(SECRET, 3, 1_000);
-        assert_eq!(verify(SECRET, &t, 999), Some(3));
+        assert_eq!(verify(SECRET, &t, 999), Some((3, 1_000)));
         assert_eq!(
             verify(SECRET, &t, 1_000),
             None,

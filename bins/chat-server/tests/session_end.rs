@@ -28,7 +28,8 @@ async fn logging_out_closes_that_sessions_sockets_and_no_others() {
     let mut room = open("/ws/chat/lobby/", first.clone()).await;
     let mut mux = open("/ws", first.clone()).await;
     let mut other_session = open("/ws/chat/lobby/", second.clone()).await;
-    room.send(json!({"type": "message", "body": "before"})).await;
+    room.send(json!({"type": "message", "body": "before"}))
+        .await;
     assert_eq!(room.recv_type("ack").await["seq"], 1);
 
     let r = request(

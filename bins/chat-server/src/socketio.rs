@@ -97,6 +97,9 @@ pub fn endpoint(app: &App) -> Endpoint {
         .max_buffer_size(limits.outbound_queue)
         .max_payload(limits.max_frame_bytes as u64)
         .ws_max_message_size(limits.max_frame_bytes)
+        // Read 1 KiB at a time, as our own sockets do: events are small, most sockets idle,
+        // and Engine.IO's default 4 KiB per socket would be a fifth of an idle one's memory.
+        .ws_read_buffer_size(1024)
         .build_with_inner_svc(NoRoute);
     let endpoint = Endpoint {
         service: svc,

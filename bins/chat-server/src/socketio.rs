@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -285,13 +286,13 @@ impl OutboundSink for SocketSink {
         let sent = match frame {
             Outbound::Text(t) => match Outgoing::parse(&t) {
                 Some(Outgoing::Event { name, data }) => match raw(&t, data) {
-                    Some(data) => self.socket.emit(name, &data),
+                    Some(data) => self.socket.emit(name, &*data),
                     None => Ok(()),
                 },
                 Some(Outgoing::Ack { id, data }) => {
                     let ack = self.acks().and_then(|mut a| a.remove(&id));
                     match (ack, raw(&t, data)) {
-                        (Some(ack), Some(data)) => ack.send(&data),
+                        (Some(ack), Some(data)) => ack.send(&*data),
                         _ => Ok(()),
                     }
                 }
@@ -357,12 +358,13 @@ const CHECKED_KEEP: usize = 512;
 /// the text alive, so its address cannot be reused meanwhile.
 #[derive(Default)]
 struct Checked {
-    values: HashMap<usize, (Utf8Bytes, Box<RawValue>)>,
+    values: HashMap<usize, (Utf8Bytes, Rc<RawValue>)>,
     order: std::collections::VecDeque<usize>,
 }
 
-/// The consumer's JSON payload (a slice of `text`) as a value socketioxide writes as it is.
-fn raw(text: &Utf8Bytes, data: &str) -> Option<Box<RawValue>> {
+/// The consumer's JSON payload (a slice of `text`) as a value socketioxide writes as it is,
+/// shared by every member this thread serves (never held across an await).
+fn raw(text: &Utf8Bytes, data: &str) -> Option<Rc<RawValue>> {
     let key = data.as_ptr() as usize;
     let hit = CHECKED.with_borrow(|c| {
         let (held, value) = c.values.get(&key)?;
@@ -374,6 +376,7 @@ fn raw(text: &Utf8Bytes, data: &str) -> Option<Box<RawValue>> {
     }
     match RawValue::from_string(data.to_owned()) {
         Ok(value) => {
+            let value: Rc<RawValue> = Rc::from(value);
             CHECKED.with_borrow_mut(|c| {
                 if c.values
                     .insert(key, (text.clone(), value.clone()))

@@ -214,6 +214,12 @@ where
     let mut ping =
         tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     let mut last_seen = Instant::now();
+    // Memberships expire (Channels' group_expiry): an open socket renews its own at half the
+    // expiry, so a socket open for days keeps receiving.
+    let mut renewal = layer.membership_expiry().map(|expiry| {
+        let every = (expiry / 2).max(std::time::Duration::from_millis(100));
+        tokio::time::interval_at(Instant::now() + every, every)
+    });
     let mut layer_failures = 0u32;
     // A child token, waited on by one future made once: polling the server's own token (or
     // making a new `cancelled()` each turn) takes a lock that every connection shares.
@@ -303,6 +309,10 @@ where
                     }
                 }
             }
+            () = tick_some(&mut renewal) => {
+                cx.renew_groups().await;
+                Ok(())
+            }
             _ = ping.tick() => {
                 if last_seen.elapsed() >= limits.idle_timeout {
                     ending = Some(Ending::server(close::NORMAL, "idle timeout"));
@@ -324,6 +334,16 @@ where
     }
     cx.cleanup().await;
     ending
+}
+
+/// The interval's next tick, or never when there is none.
+async fn tick_some(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps until `at`, or forever when there is no timer.

@@ -359,6 +359,15 @@ impl Context {
         Ok(())
     }
 
+    /// Adds this channel to its groups again, before their memberships expire.
+    pub(crate) async fn renew_groups(&mut self) {
+        for group in &self.groups {
+            if let Err(e) = self.layer.group_add(group, &self.channel).await {
+                tracing::warn!(group = %group, error = %e, "could not renew a group membership");
+            }
+        }
+    }
+
     /// The groups this consumer is in.
     pub fn groups(&self) -> impl Iterator<Item = &GroupName> {
         self.groups.iter()

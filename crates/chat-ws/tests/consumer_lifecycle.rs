@@ -151,3 +151,32 @@ async fn credentials_are_read_in_connect_and_not_kept_by_the_open_socket() {
     let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
     assert_eq!(seen, [(true, true), (false, true)]);
 }
+
+/// Joins `lobby` and forwards what it gets.
+struct Member;
+
+impl Consumer for Member {
+    async fn connect(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
+        cx.group_add("lobby").await?;
+        cx.accept();
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_socket_keeps_its_group_memberships_past_their_expiry() {
+    let layer = InMemoryChannelLayer::new(chat_core::LayerConfig {
+        group_expiry: std::time::Duration::from_secs(2),
+        ..chat_core::LayerConfig::default()
+    });
+    let mut c = Communicator::new(Member, layer.clone());
+    assert!(c.connect().await.accepted());
+    // Three expiries later, the socket is still in the group.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let lobby = GroupName::parse("lobby").unwrap_or_else(|e| panic!("{e}"));
+    layer
+        .group_send(&lobby, LayerMessage::new("chat.message", json!({"n": 1})))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.receive_json().await["n"], 1);
+}

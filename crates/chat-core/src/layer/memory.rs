@@ -347,6 +347,10 @@ impl ChannelLayer for InMemoryChannelLayer {
         }
     }
 
+    fn membership_expiry(&self) -> Option<std::time::Duration> {
+        Some(self.inner.config.group_expiry)
+    }
+
     async fn group_add(&self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError> {
         self.check_open()?;
         let queue = self.queue(channel);

@@ -114,6 +114,13 @@ pub trait ChannelLayer: Send + Sync + 'static {
     /// Adds a channel to a group (or refreshes its membership).
     async fn group_add(&self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError>;
 
+    /// How long a membership lasts without a refresh (Channels' `group_expiry`), if it
+    /// expires at all. A consumer that stays in a group for longer must renew it by adding
+    /// itself again; the connection runtime does that for every open socket.
+    fn membership_expiry(&self) -> Option<Duration> {
+        None
+    }
+
     /// Removes a channel from a group; a no-op when it is not a member.
     async fn group_discard(
         &self,
@@ -171,6 +178,9 @@ impl<T: ChannelLayer + ?Sized> ChannelLayer for Arc<T> {
     }
     async fn group_add(&self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError> {
         (**self).group_add(group, channel).await
+    }
+    fn membership_expiry(&self) -> Option<Duration> {
+        (**self).membership_expiry()
     }
     async fn group_discard(
         &self,

@@ -269,6 +269,10 @@ impl ChannelLayer for RedisChannelLayer {
         self.inner.local.receive_many(channel, max).await
     }
 
+    fn membership_expiry(&self) -> Option<std::time::Duration> {
+        self.inner.local.membership_expiry()
+    }
+
     async fn group_add(&self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError> {
         self.check_open()?;
         self.inner.local.group_add(group, channel).await?;

@@ -121,7 +121,9 @@ async fn write_loop<S>(
     // Made once: a new `cancelled()` per turn would lock the token and register again.
     let killed = kill.cancelled();
     tokio::pin!(killed);
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    // Grown by the first burst, not before: most sockets are idle, and 64 frames' worth of
+    // room per socket up front was a sixth of an idle socket's memory.
+    let mut batch = Vec::new();
     loop {
         let first = tokio::select! {
             () = &mut killed => {

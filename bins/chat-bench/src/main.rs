@@ -13,14 +13,19 @@
 //! target/release/chat-bench idle --connections 19000
 //! target/release/chat-bench persist --rooms 100
 //! target/release/chat-bench fanout --against external --url ws://127.0.0.1:8300 --pid N --protocol django
+//! # our native socket, our Socket.IO endpoint and the Node Socket.IO peer, in one run
+//! target/release/chat-bench fanout --against chat,chat,external --protocol ours,socketio,socketio \
+//!     --url ws://127.0.0.1:8400 --pid N --clients 100
 //! ```
 
 mod baseline;
 mod client;
 mod engine;
+mod loss;
 mod net;
 mod proc;
 mod scenario;
+mod socketio;
 mod stats;
 mod target;
 
@@ -133,8 +138,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     } else {
         None
     };
-    for kind in &args.against {
-        let target = target::start(*kind, args).await?;
+    for (i, kind) in args.against.iter().enumerate() {
+        let protocol = args.protocol(i, *kind)?;
+        let target = target::start(*kind, protocol, args).await?;
         eprintln!("{name}: running against {}", target.name);
         let report = match &cli.command {
             Command::BaselineServer { .. } => return Ok(()),
@@ -143,7 +149,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     duration: Duration::from_secs(params.duration),
                     body_size: params.body,
                 };
-                let specs = scenario::fanout_specs(params);
+                let specs = scenario::fanout_specs(params, &target);
                 scenario::measure(name, json(params), &target, specs, plan).await
             }
             Command::Persist { params, .. } => {
@@ -151,7 +157,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     duration: Duration::from_secs(params.duration),
                     body_size: params.body,
                 };
-                let specs = scenario::persist_specs(params);
+                let specs = scenario::persist_specs(params, &target);
                 scenario::measure(name, json(params), &target, specs, plan).await
             }
             Command::Pairs { params, .. } => {
@@ -167,7 +173,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     duration: Duration::from_secs(params.hold),
                     body_size: 0,
                 };
-                let specs = scenario::idle_specs(params);
+                let specs = scenario::idle_specs(params, &target);
                 scenario::measure(name, json(params), &target, specs, plan).await
             }
         };

@@ -5,6 +5,7 @@ use std::time::Duration;
 use chat_core::MessageStore as _;
 use chat_store::{NewUser, Store, StoreConfig};
 
+use crate::client::Protocol;
 use crate::engine::{self, Answer, ConnSpec, Outcome, Plan, Sending};
 use crate::stats::Report;
 use crate::target::Target;
@@ -88,9 +89,28 @@ pub struct Idle {
     pub hold: u64,
 }
 
-/// A public room path (guests have names on our servers; Django ignores the query).
-fn room_path(prefix: &str, room: usize, client: usize) -> String {
-    format!("/ws/chat/{prefix}{room}/?name=u{client}")
+/// Connection `client` as a guest in the public room `{prefix}{room}` (guests have names on
+/// our servers; the Django and Node peers ignore the query). In Socket.IO the path is the
+/// endpoint's and the room is joined by name after connecting.
+fn public_room(
+    target: &Target,
+    prefix: &str,
+    room: usize,
+    client: usize,
+    sending: Sending,
+) -> ConnSpec {
+    let chat_id = format!("{prefix}{room}");
+    let path = match target.endpoint.protocol {
+        Protocol::SocketIo => crate::socketio::path(&format!("u{client}")),
+        Protocol::Ours | Protocol::Django => format!("/ws/chat/{chat_id}/?name=u{client}"),
+    };
+    ConnSpec {
+        path,
+        chat_id,
+        headers: Vec::new(),
+        room,
+        sending,
+    }
 }
 
 /// A short tag for this run, so rooms never collide with an earlier run's in a reused
@@ -103,7 +123,7 @@ fn run_tag() -> String {
 }
 
 /// The fan-out connections.
-pub fn fanout_specs(p: &Fanout) -> Vec<ConnSpec> {
+pub fn fanout_specs(p: &Fanout, target: &Target) -> Vec<ConnSpec> {
     let tag = run_tag();
     let senders = p.senders.min(p.clients).max(1);
     (0..p.clients)
@@ -122,49 +142,36 @@ pub fn fanout_specs(p: &Fanout) -> Vec<ConnSpec> {
                     phase: period.mul_f64(i as f64 / senders as f64),
                 }
             };
-            ConnSpec {
-                path: room_path(&format!("f{tag}x"), i % p.rooms.max(1), i),
-                headers: Vec::new(),
-                room: i % p.rooms.max(1),
-                sending,
-            }
+            public_room(target, &format!("f{tag}x"), i % p.rooms.max(1), i, sending)
         })
         .collect()
 }
 
 /// The persist connections.
-pub fn persist_specs(p: &Persist) -> Vec<ConnSpec> {
+pub fn persist_specs(p: &Persist, target: &Target) -> Vec<ConnSpec> {
     let tag = run_tag();
     let n = p.rooms.max(1) * p.per_room.max(1);
+    let sending = Sending::ClosedLoop {
+        window: p.window,
+        answer: Answer::Ack,
+    };
     (0..n)
-        .map(|i| ConnSpec {
-            path: room_path(&format!("p{tag}x"), i % p.rooms.max(1), i),
-            headers: Vec::new(),
-            room: i % p.rooms.max(1),
-            sending: Sending::ClosedLoop {
-                window: p.window,
-                answer: Answer::Ack,
-            },
-        })
+        .map(|i| public_room(target, &format!("p{tag}x"), i % p.rooms.max(1), i, sending))
         .collect()
 }
 
 /// The idle connections.
-pub fn idle_specs(p: &Idle) -> Vec<ConnSpec> {
+pub fn idle_specs(p: &Idle, target: &Target) -> Vec<ConnSpec> {
     let tag = run_tag();
+    let per_room = p.per_room.max(1);
     (0..p.connections)
-        .map(|i| ConnSpec {
-            path: room_path(&format!("i{tag}x"), i / p.per_room.max(1), i),
-            headers: Vec::new(),
-            room: i / p.per_room.max(1),
-            sending: Sending::No,
-        })
+        .map(|i| public_room(target, &format!("i{tag}x"), i / per_room, i, Sending::No))
         .collect()
 }
 
 /// The pair connections. On chat-server the users are real accounts (created in its database,
 /// with a password nobody can log in with) using bearer tokens on `/ws/dm/{peer}/`; other
-/// servers get one public room per pair.
+/// servers, and Socket.IO, get one public room per pair.
 pub async fn pairs_specs(
     p: &Pairs,
     target: &Target,
@@ -183,15 +190,10 @@ pub async fn pairs_specs(
             Sending::No
         }
     };
-    if !target.is_chat() {
+    if !target.is_chat() || target.endpoint.protocol == Protocol::SocketIo {
         let tag = run_tag();
         return Ok((0..users)
-            .map(|i| ConnSpec {
-                path: room_path(&format!("d{tag}x"), i / 2, i),
-                headers: Vec::new(),
-                room: i / 2,
-                sending: sending(i),
-            })
+            .map(|i| public_room(target, &format!("d{tag}x"), i / 2, i, sending(i)))
             .collect());
     }
     let url = target.database_url.clone().ok_or("no database")?;
@@ -240,6 +242,7 @@ pub async fn pairs_specs(
             let peer = ids[i ^ 1];
             ConnSpec {
                 path: format!("/ws/dm/{peer}/"),
+                chat_id: String::new(),
                 headers: vec![("authorization", format!("Bearer {}", tokens[i]))],
                 room: i / 2,
                 sending: sending(i),
@@ -285,6 +288,7 @@ fn report(scenario: &str, params: serde_json::Value, target: &Target, out: &Outc
         delivered: out.delivered,
         expected: out.expected,
         lost: out.expected.saturating_sub(out.delivered),
+        lost_detail: (out.loss.receivers > 0 || out.loss.late > 0).then(|| out.loss.clone()),
         deliveries_per_s: out.delivered as f64 / secs,
         acks_per_s: out.acked.saturating_sub(out.errors) as f64 / secs,
         delivery_latency: out.delivery.summary(),

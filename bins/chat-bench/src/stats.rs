@@ -97,6 +97,9 @@ pub struct Report {
     pub expected: u64,
     /// `expected - delivered`.
     pub lost: u64,
+    /// Where deliveries went missing or came out of order (only when some did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_detail: Option<crate::loss::LossDetail>,
     /// Deliveries per second.
     pub deliveries_per_s: f64,
     /// Acknowledged sends per second.
@@ -140,6 +143,16 @@ impl Report {
             println!(
                 "  {:.0} deliveries/s  {:.0} acked sends/s",
                 self.deliveries_per_s, self.acks_per_s
+            );
+        }
+        if let Some(d) = &self.lost_detail {
+            println!(
+                "  missing: {} skipped, {} late, {} never after the last seen, at {} receivers; e.g. {}",
+                d.skipped,
+                d.late,
+                d.tail,
+                d.receivers,
+                d.examples.join("; ")
             );
         }
         for (name, l) in [

@@ -1,6 +1,7 @@
 //! The servers under test: `chat` (our chat-server, started fresh on a temporary data
 //! directory), `baseline` (this binary's `baseline-server`, in its own process) or an
-//! external server given by URL and PID (the Django peer).
+//! external server given by URL and PID (the Django peer, the Node Socket.IO peer), each
+//! spoken to in one protocol (`--protocol`, one for all or one per `--against` entry).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::client::{Endpoint, Protocol};
+use crate::socketio::Namespace;
 
 /// Which server a scenario runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -27,7 +29,8 @@ pub enum Kind {
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
     /// The servers to run the scenario against, in turn; results on `chat` and `external`
-    /// are also given as a ratio to `baseline` when it ran.
+    /// are also given as a ratio to `baseline` when it ran. A server may come twice with
+    /// different protocols: `--against chat,chat,external --protocol ours,socketio,socketio`.
     #[arg(long, value_delimiter = ',', default_value = "chat,baseline")]
     pub against: Vec<Kind>,
     /// The chat-server binary; default: `chat-server` beside this one.
@@ -43,9 +46,51 @@ pub struct TargetArgs {
     /// The external server's process id (for memory and CPU).
     #[arg(long)]
     pub pid: Option<u32>,
-    /// The external server's protocol.
-    #[arg(long, value_enum, default_value = "ours")]
-    pub protocol: Protocol,
+    /// The protocol: one per `--against` entry, or one for all (then a server that does not
+    /// speak it uses ours: the baseline speaks only ours, chat-server ours and socketio).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ours")]
+    pub protocol: Vec<Protocol>,
+    /// The Socket.IO namespace; default `/chat` on chat-server (which acks joins and sends),
+    /// `/` on an external server (assumed not to ack, as the Node peer).
+    #[arg(long)]
+    pub sio_namespace: Option<String>,
+    /// Whether the Socket.IO server acks `join_chat` and `send_message`; default: yes on
+    /// chat-server, no on an external server.
+    #[arg(long)]
+    pub sio_acks: Option<bool>,
+}
+
+impl TargetArgs {
+    /// The protocol for `--against` entry number `i`, of kind `kind`.
+    pub fn protocol(&self, i: usize, kind: Kind) -> Result<Protocol, String> {
+        let speaks = |p: Protocol| match kind {
+            Kind::Baseline => p == Protocol::Ours,
+            Kind::Chat => p != Protocol::Django,
+            Kind::External => true,
+        };
+        match self.protocol.as_slice() {
+            [one] if speaks(*one) => Ok(*one),
+            [_] => Ok(Protocol::Ours),
+            many if many.len() == self.against.len() && speaks(many[i]) => Ok(many[i]),
+            many if many.len() == self.against.len() => Err(format!(
+                "--against {kind:?} does not speak --protocol {}",
+                many[i].name()
+            )),
+            _ => Err("--protocol takes one value, or one per --against entry".into()),
+        }
+    }
+
+    /// The Socket.IO namespace for a server of `kind`.
+    fn namespace(&self, kind: Kind) -> Namespace {
+        let (default, acks) = match kind {
+            Kind::Chat => ("/chat", true),
+            _ => ("/", false),
+        };
+        Namespace::new(
+            self.sio_namespace.as_deref().unwrap_or(default),
+            self.sio_acks.unwrap_or(acks),
+        )
+    }
 }
 
 /// A server ready for clients.
@@ -118,8 +163,14 @@ fn random_secret() -> String {
         .collect()
 }
 
-/// Starts (or finds) one target.
-pub async fn start(kind: Kind, args: &TargetArgs) -> Result<Target, String> {
+/// Starts (or finds) one target, spoken to in `protocol`.
+pub async fn start(kind: Kind, protocol: Protocol, args: &TargetArgs) -> Result<Target, String> {
+    let sio = args.namespace(kind);
+    // Names other than the plain ones say which protocol the figures are for.
+    let name = |plain: String| match protocol {
+        Protocol::Ours => plain,
+        p => format!("{plain} ({})", p.name()),
+    };
     match kind {
         Kind::Chat => {
             let bin = server_bin(args)?;
@@ -148,10 +199,11 @@ pub async fn start(kind: Kind, args: &TargetArgs) -> Result<Target, String> {
                 .map_err(|e| format!("cannot start chat-server: {e}"))?;
             let addr = listening_addr(&mut child).await?;
             Ok(Target {
-                name: "chat".into(),
+                name: name("chat".into()),
                 endpoint: Endpoint {
                     addr,
-                    protocol: Protocol::Ours,
+                    protocol,
+                    sio,
                 },
                 pid: child.id(),
                 secret,
@@ -173,7 +225,8 @@ pub async fn start(kind: Kind, args: &TargetArgs) -> Result<Target, String> {
                 name: "baseline".into(),
                 endpoint: Endpoint {
                     addr,
-                    protocol: Protocol::Ours,
+                    protocol,
+                    sio,
                 },
                 pid: child.id(),
                 secret: String::new(),
@@ -194,10 +247,11 @@ pub async fn start(kind: Kind, args: &TargetArgs) -> Result<Target, String> {
                 .next()
                 .ok_or_else(|| format!("{url}: no address"))?;
             Ok(Target {
-                name: url,
+                name: name(url),
                 endpoint: Endpoint {
                     addr,
-                    protocol: args.protocol,
+                    protocol,
+                    sio,
                 },
                 pid: args.pid,
                 secret: String::new(),

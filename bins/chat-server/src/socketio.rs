@@ -426,7 +426,8 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
         );
         r
     } else {
-        match service.call(req).await {
+        // socketioxide keeps the handshake request of every socket for its lifetime.
+        match service.call(chat_ws::detach_head(req)).await {
             Ok(res) => {
                 let (parts, body) = res.into_parts();
                 let bytes = match body.collect().await {

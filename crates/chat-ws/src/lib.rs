@@ -82,4 +82,4 @@ pub use socket::websocket_config;
 pub use socketio::SocketIoConsumer;
 pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub use tutorial::TutorialConsumer;
-pub use upgrade::{is_websocket_request, upgrade};
+pub use upgrade::{detach_head, is_websocket_request, upgrade};

@@ -47,9 +47,14 @@ fn detached_headers(headers: &http::HeaderMap) -> http::HeaderMap {
         header::SEC_WEBSOCKET_VERSION,
         header::SEC_WEBSOCKET_EXTENSIONS,
     ];
+    copy_headers(headers, &HANDSHAKE)
+}
+
+/// Owned copies of `headers`, but those named in `skip`.
+fn copy_headers(headers: &http::HeaderMap, skip: &[header::HeaderName]) -> http::HeaderMap {
     let mut copy = http::HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        if HANDSHAKE.contains(name) {
+        if skip.contains(name) {
             continue;
         }
         let Ok(name) = header::HeaderName::from_bytes(name.as_str().as_bytes()) else {
@@ -62,6 +67,19 @@ fn detached_headers(headers: &http::HeaderMap) -> http::HeaderMap {
         copy.append(name, owned);
     }
     copy
+}
+
+/// The request with its URI and headers copied out of hyper's read buffer. For a transport
+/// that keeps the handshake request for a connection's lifetime (socketioxide keeps it for
+/// every Socket.IO socket): as slices of hyper's 8 KiB read buffer they would keep that
+/// buffer alive, per connection.
+pub fn detach_head<B>(req: Request<B>) -> Request<B> {
+    let (mut parts, body) = req.into_parts();
+    parts.headers = copy_headers(&parts.headers, &[]);
+    if let Ok(uri) = parts.uri.to_string().parse::<http::Uri>() {
+        parts.uri = uri;
+    }
+    Request::from_parts(parts, body)
 }
 
 /// Whether a request asks for a WebSocket upgrade.

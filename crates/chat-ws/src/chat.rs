@@ -127,8 +127,13 @@ impl ChatConsumer {
             ClientFrame::Message {
                 body, client_id, ..
             } => {
-                self.limiter.message()?;
-                let m = self.session.message(cx, s, body, client_id).await?;
+                let refused = |e: FrameError| e.for_message(client_id.clone());
+                self.limiter.message().map_err(refused)?;
+                let m = self
+                    .session
+                    .message(cx, s, body, client_id.clone())
+                    .await
+                    .map_err(refused)?;
                 cx.send_frame(&ServerFrame::Ack {
                     room: m.room,
                     client_id: m.client_id,

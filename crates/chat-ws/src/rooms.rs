@@ -147,10 +147,11 @@ impl Rooms {
                 body,
                 client_id,
             } => {
-                self.limiter.message().map_err(tag)?;
-                let session = self.joined(room)?;
-                let stored = session.message(cx, &s, body, client_id).await;
-                stored.map(Reply::Sent).map_err(tag)
+                let refused = |e: FrameError| tag(e).for_message(client_id.clone());
+                self.limiter.message().map_err(refused)?;
+                let session = self.joined(room).map_err(refused)?;
+                let stored = session.message(cx, &s, body, client_id.clone()).await;
+                stored.map(Reply::Sent).map_err(refused)
             }
             ClientFrame::Typing { room, active } => {
                 self.joined(room)?.typing(cx, &s, active).await;

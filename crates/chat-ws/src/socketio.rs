@@ -91,8 +91,13 @@ pub(crate) fn message(m: &StoredMessage) -> Value {
 /// The `error` event's payload, and an ack's `error` member.
 pub(crate) fn error(e: &FrameError) -> Value {
     let mut v = json!({ "code": e.code, "message": e.message });
-    if let (Some(room), Some(obj)) = (&e.room, v.as_object_mut()) {
-        obj.insert("chat_id".into(), json!(room));
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(room) = &e.room {
+            obj.insert("chat_id".into(), json!(room));
+        }
+        if let Some(id) = &e.client_id {
+            obj.insert("client_id".into(), json!(id));
+        }
     }
     v
 }

@@ -283,12 +283,16 @@ async fn bad_input_gets_an_error_and_the_socket_keeps_working() {
         "not_joined"
     );
     sio.call("join_chat", json!({"chat_id": "x"})).await;
+    let blank = sio
+        .call(
+            "send_message",
+            json!({"chat_id": "x", "conteudo": "  ", "client_id": "k1"}),
+        )
+        .await;
+    assert_eq!(code(blank.clone()), "empty_message");
     assert_eq!(
-        code(
-            sio.call("send_message", json!({"chat_id": "x", "conteudo": "  "}))
-                .await
-        ),
-        "empty_message"
+        blank["error"]["client_id"], "k1",
+        "the error names the refused send"
     );
     assert_eq!(
         code(

@@ -69,6 +69,8 @@ pub struct FrameError {
     pub message: String,
     /// The room the frame named, when it named a valid one.
     pub room: Option<RoomName>,
+    /// The refused message's `client_id`, so the client knows which send failed.
+    pub client_id: Option<String>,
 }
 
 impl FrameError {
@@ -78,7 +80,14 @@ impl FrameError {
             code,
             message: message.into(),
             room: None,
+            client_id: None,
         }
+    }
+
+    /// The same error, for the message the client sent with this `client_id`.
+    pub fn for_message(mut self, client_id: Option<String>) -> Self {
+        self.client_id = client_id;
+        self
     }
 
     /// The same error, tagged with a room.
@@ -93,6 +102,7 @@ impl FrameError {
             code: self.code,
             message: self.message.clone(),
             room: self.room.clone(),
+            client_id: self.client_id.clone(),
         }
     }
 }

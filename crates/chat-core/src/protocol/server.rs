@@ -88,6 +88,9 @@ pub enum ServerFrame {
         /// The room concerned.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<RoomName>,
+        /// The refused message's `client_id`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
     },
 }
 
@@ -107,6 +110,7 @@ impl ServerFrame {
             code,
             message: message.into(),
             room,
+            client_id: None,
         }
     }
 }

@@ -120,6 +120,7 @@ impl State {
                 code,
                 ref message,
                 ref room,
+                ref client_id,
             } => {
                 let refused = |m: &str| ClientError::Refused {
                     code: code.as_str().to_owned(),
@@ -137,14 +138,16 @@ impl State {
                             | ErrorCode::TooLarge
                             | ErrorCode::NotJoined
                     ) {
-                        // The server answers frames in order: the oldest unacknowledged send
-                        // to that room is the one refused.
-                        let oldest = self
-                            .sends
-                            .iter()
-                            .find(|(_, p)| &p.room == room)
-                            .map(|(id, _)| id.clone());
-                        if let Some(p) = oldest.and_then(|id| self.sends.remove(&id)) {
+                        // The error names the refused send; without a client_id (an older
+                        // server) the oldest unacknowledged send to that room is the one: the
+                        // server answers frames in order.
+                        let refused_id = client_id.clone().or_else(|| {
+                            self.sends
+                                .iter()
+                                .find(|(_, p)| &p.room == room)
+                                .map(|(id, _)| id.clone())
+                        });
+                        if let Some(p) = refused_id.and_then(|id| self.sends.remove(&id)) {
                             let _ = p.reply.send(Err(refused(message)));
                         }
                     }

@@ -108,8 +108,8 @@ impl Bridge {
 /// Runs the connection on `config.tracker`, fed by a new event queue; `closing` gets the
 /// ending when the server ended it.
 fn spawn<C: Consumer>(
-    consumer: C,
-    cx: Context,
+    consumer: Box<C>,
+    cx: Box<Context>,
     config: &ConnectionConfig,
     closing: impl FnOnce(&Ending) + Send + 'static,
 ) -> (mpsc::Sender<ClientEvent>, JoinHandle<Ending>) {

@@ -91,10 +91,10 @@ pub(crate) enum Started<C> {
     Rejected { status: u16, reason: String },
 }
 
-/// An accepted connection waiting for its transport.
+/// An accepted connection waiting for its transport. Boxed parts: see [`run`].
 pub(crate) struct Accepted<C> {
-    pub consumer: C,
-    pub cx: Context,
+    pub consumer: Box<C>,
+    pub cx: Box<Context>,
     pub outbound: mpsc::Receiver<Outbound>,
     /// Kept to queue the server's close frame after the loop ends.
     pub closer: mpsc::Sender<Outbound>,
@@ -135,7 +135,7 @@ pub(crate) async fn start<C: Consumer>(
 /// What `connect` decided.
 pub(crate) enum Decided<C> {
     /// Accepted: the consumer and its context, ready to run.
-    Accepted(C, Context),
+    Accepted(Box<C>, Box<Context>),
     /// Refused with an HTTP status.
     Rejected { status: u16, reason: String },
 }
@@ -156,7 +156,7 @@ pub(crate) async fn connect<C: Consumer>(
     match cx.state.clone() {
         State::Accepted => {
             cx.trim_request();
-            Ok(Decided::Accepted(consumer, cx))
+            Ok(Decided::Accepted(Box::new(consumer), Box::new(cx)))
         }
         State::Rejected(status, reason) => {
             cx.cleanup().await;
@@ -192,9 +192,12 @@ const LAYER_BATCH: usize = 64;
 
 /// The main loop: runs until the client leaves, the consumer closes, the server shuts down or
 /// the client falls too far behind. Then `disconnect` and group cleanup always run.
+///
+/// The consumer and its context come boxed: an async fn keeps its own copy of every argument
+/// beside the caller's, and an idle connection would pay for each copy.
 pub(crate) async fn run<C, S>(
-    mut consumer: C,
-    mut cx: Context,
+    mut consumer: Box<C>,
+    mut cx: Box<Context>,
     mut incoming: S,
     config: &ConnectionConfig,
 ) -> Ending
@@ -207,7 +210,11 @@ where
     // Called on the trait object itself: through the `Arc` impl every call would box twice.
     let layer: &dyn ChannelLayer = shared_layer.as_ref();
     let channel = cx.channel_name().clone();
-    let mut ending = match consumer.opened(&mut cx).await {
+    // Every consumer callback is awaited through a `Box`: their futures would otherwise live
+    // inline in this one, and the largest of them (a join reading the store) would set the
+    // size of every idle connection's task. One allocation per event or burst is cheap beside
+    // that.
+    let mut ending = match Box::pin(consumer.opened(&mut cx)).await {
         Ok(()) => requested_ending(&cx),
         Err(e) => Some(internal(e)),
     };
@@ -233,7 +240,7 @@ where
     while ending.is_none() {
         let timer = consumer.next_timer();
         let result = tokio::select! {
-            () = sleep_until_some(timer) => consumer.on_timer(&mut cx).await,
+            () = sleep_until_some(timer) => Box::pin(consumer.on_timer(&mut cx)).await,
             () = &mut shutdown => {
                 ending = Some(Ending::server(close::GOING_AWAY, "server shutting down"));
                 continue;
@@ -241,8 +248,8 @@ where
             event = incoming.next() => {
                 last_seen = Instant::now();
                 match event {
-                    Some(ClientEvent::Text(text)) => consumer.receive_text(&mut cx, &text).await,
-                    Some(ClientEvent::Binary(data)) => consumer.receive_binary(&mut cx, data).await,
+                    Some(ClientEvent::Text(text)) => Box::pin(consumer.receive_text(&mut cx, &text)).await,
+                    Some(ClientEvent::Binary(data)) => Box::pin(consumer.receive_binary(&mut cx, data)).await,
                     Some(ClientEvent::Activity) => Ok(()),
                     Some(ClientEvent::Closed(code)) => {
                         ending = Some(Ending::client(code));
@@ -281,14 +288,7 @@ where
                         layer_failures = 0;
                         // A burst at once: one wake-up per burst instead of per message, and the
                         // writer gets the frames together (fewer, larger socket writes).
-                        let mut result = Ok(());
-                        for msg in burst {
-                            if result.is_err() || requested_ending(&cx).is_some() {
-                                break;
-                            }
-                            result = consumer.handle(&mut cx, msg).await;
-                        }
-                        result
+                        Box::pin(handle_burst(&mut *consumer, &mut cx, burst)).await
                     }
                     Err(LayerError::Closed) => {
                         ending = Some(Ending::server(close::GOING_AWAY, "server shutting down"));
@@ -310,7 +310,7 @@ where
                 }
             }
             () = tick_some(&mut renewal) => {
-                cx.renew_groups().await;
+                Box::pin(cx.renew_groups()).await;
                 Ok(())
             }
             _ = ping.tick() => {
@@ -329,11 +329,30 @@ where
     }
     drop(mailbox);
     let ending = ending.unwrap_or_else(|| Ending::client(None));
-    if let Err(e) = consumer.disconnect(&mut cx, ending.code).await {
-        tracing::warn!(error = %e, "disconnect failed");
-    }
-    cx.cleanup().await;
+    Box::pin(async {
+        if let Err(e) = consumer.disconnect(&mut cx, ending.code).await {
+            tracing::warn!(error = %e, "disconnect failed");
+        }
+        cx.cleanup().await;
+    })
+    .await;
     ending
+}
+
+/// Hands a burst of layer messages to the consumer, stopping at the first error or once the
+/// consumer ends the connection.
+async fn handle_burst<C: Consumer>(
+    consumer: &mut C,
+    cx: &mut Context,
+    burst: Vec<chat_core::LayerMessage>,
+) -> Result<(), ConsumerError> {
+    for msg in burst {
+        if requested_ending(cx).is_some() {
+            break;
+        }
+        consumer.handle(cx, msg).await?;
+    }
+    Ok(())
 }
 
 /// The interval's next tick, or never when there is none.
@@ -357,4 +376,82 @@ async fn sleep_until_some(at: Option<Instant>) {
 fn internal(e: ConsumerError) -> Ending {
     tracing::error!(error = %e, "consumer failed; closing the connection");
     Ending::server(close::INTERNAL, "internal error")
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_core::InMemoryChannelLayer;
+
+    use super::*;
+
+    /// A consumer with 1,000 bytes of state whose callbacks hold 16 KiB across an await, as
+    /// a join holding a store read would.
+    struct Heavy {
+        _state: [u8; 1000],
+    }
+
+    async fn heavy_work() -> Result<(), ConsumerError> {
+        let buf = [7u8; 16 * 1024];
+        tokio::task::yield_now().await;
+        std::hint::black_box(&buf);
+        Ok(())
+    }
+
+    impl Consumer for Heavy {
+        async fn opened(&mut self, _cx: &mut Context) -> Result<(), ConsumerError> {
+            heavy_work().await
+        }
+        async fn receive_text(&mut self, _cx: &mut Context, _t: &str) -> Result<(), ConsumerError> {
+            heavy_work().await
+        }
+        async fn receive_binary(
+            &mut self,
+            _cx: &mut Context,
+            _d: Bytes,
+        ) -> Result<(), ConsumerError> {
+            heavy_work().await
+        }
+        async fn handle(
+            &mut self,
+            _cx: &mut Context,
+            _m: chat_core::LayerMessage,
+        ) -> Result<(), ConsumerError> {
+            heavy_work().await
+        }
+        async fn on_timer(&mut self, _cx: &mut Context) -> Result<(), ConsumerError> {
+            heavy_work().await
+        }
+        async fn disconnect(
+            &mut self,
+            _cx: &mut Context,
+            _code: Option<u16>,
+        ) -> Result<(), ConsumerError> {
+            heavy_work().await
+        }
+    }
+
+    /// Every idle connection keeps its loop's future: neither what a consumer does while
+    /// handling an event nor copies of its state may be part of it (see `docs/benchmarks.md`,
+    /// idle memory).
+    #[tokio::test]
+    async fn an_idle_connection_does_not_keep_room_for_its_callbacks() {
+        let layer: SharedLayer = Arc::new(InMemoryChannelLayer::default());
+        let channel = layer.new_channel().await.unwrap();
+        let (tx, _rx) = mpsc::channel(4);
+        let cx = Context::new(
+            layer,
+            channel,
+            Out::Queue(tx),
+            Arc::new(RequestInfo::default()),
+        );
+        let config = ConnectionConfig::default();
+        let fut = run(
+            Box::new(Heavy { _state: [0; 1000] }),
+            Box::new(cx),
+            futures_util::stream::pending(),
+            &config,
+        );
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 1024, "the connection loop future is {size} bytes");
+    }
 }

@@ -22,6 +22,9 @@ use super::{ChannelLayer, LayerConfig, LayerError, LayerMessage};
 use crate::names::{ChannelName, GroupName};
 
 /// One channel's mailbox.
+/// Messages a drained channel keeps room for.
+const IDLE_CAPACITY: usize = 4;
+
 struct Queue {
     mailbox: Mutex<Mailbox>,
     notify: Notify,
@@ -136,6 +139,11 @@ impl Queue {
                 Some(msg) => batch.push(msg),
                 None => break,
             }
+        }
+        // A burst (a room's presence at join, a flood) grows the queue; an idle channel keeps
+        // only room for a few messages, as most channels are idle most of the time.
+        if mailbox.items.is_empty() && mailbox.items.capacity() > IDLE_CAPACITY {
+            mailbox.items.shrink_to(IDLE_CAPACITY);
         }
         batch
     }
@@ -456,6 +464,20 @@ mod tests {
         assert_eq!(layer.inner.groups.len(), 0);
         layer.discard_channel(&a).await.unwrap();
         assert_eq!(layer.inner.channels.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_drained_channel_gives_back_what_a_burst_took() {
+        let layer = InMemoryChannelLayer::default();
+        let a = layer.new_channel().await.unwrap();
+        for i in 0..40 {
+            let m = LayerMessage::new("t", serde_json::json!(i));
+            layer.send(&a, m).await.unwrap();
+        }
+        assert!(layer.queue(&a).mailbox.lock().items.capacity() >= 40);
+        let got = layer.receive_many(&a, 64).await.unwrap();
+        assert_eq!(got.len(), 40);
+        assert!(layer.queue(&a).mailbox.lock().items.capacity() <= IDLE_CAPACITY);
     }
 
     #[tokio::test(start_paused = true)]

@@ -84,6 +84,19 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// Kills the server with SIGKILL (`kill -9`: no shutdown, no close frames) and waits for
+    /// it to be gone.
+    pub fn kill9(mut self) {
+        use std::os::unix::process::ExitStatusExt;
+        self.child.kill().expect("SIGKILL the server");
+        let status = self.child.wait().expect("wait");
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "the server died of SIGKILL: {status}"
+        );
+    }
 }
 
 impl Drop for Server {
@@ -227,6 +240,44 @@ impl Client {
     pub async fn send_raw(&mut self, m: Message) {
         let _ = self.ws.send(m).await;
     }
+
+    /// Sends a JSON frame; `false` when the socket is gone (for tests where servers die).
+    pub async fn try_send(&mut self, v: &Value) -> bool {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .is_ok()
+    }
+
+    /// The next JSON text frame or the end of the socket, whichever comes first (control
+    /// frames skipped); `None` when neither came by `deadline`. Never panics on a dead
+    /// connection, for tests where servers die.
+    pub async fn next_event(&mut self, deadline: tokio::time::Instant) -> Option<Event> {
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    return Some(Event::Frame(serde_json::from_str(&t).expect("JSON frame")));
+                }
+                Some(Ok(Message::Close(f))) => {
+                    return Some(Event::Closed(f.map(|f| u16::from(f.code))));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Some(Event::Closed(None)),
+            }
+        }
+    }
+}
+
+/// What [`Client::next_event`] saw.
+#[derive(Debug)]
+pub enum Event {
+    /// A JSON text frame.
+    Frame(Value),
+    /// The socket ended: the server's close code, or `None` when the connection just dropped.
+    Closed(Option<u16>),
 }
 
 /// A minimal HTTP/1.1 client: one request per connection.
@@ -465,4 +516,202 @@ impl Drop for OwnRedis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A PostgreSQL server of the test's own, in a temporary directory on a spare port, for tests
+/// that stop and restart PostgreSQL (never the shared one on 5432, which other tests use).
+/// PostgreSQL refuses to run as root: when the tests run as root, its programs run as the
+/// `postgres` user (`runuser`), in a directory owned by that user.
+pub struct OwnPostgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    as_postgres: bool,
+    running: bool,
+    /// Its port.
+    pub port: u16,
+}
+
+impl OwnPostgres {
+    /// Creates a cluster (`initdb`), starts it and waits until it accepts connections. Fails
+    /// loudly when PostgreSQL's server programs are not installed.
+    pub fn start() -> Self {
+        let bin = pg_bin_dir();
+        let as_postgres = command_output("id", &["-u"]) == "0";
+        let dir = tempfile::tempdir().expect("temporary directory");
+        if as_postgres {
+            let uid = command_output("id", &["-u", "postgres"])
+                .parse()
+                .expect("uid");
+            let gid = command_output("id", &["-g", "postgres"])
+                .parse()
+                .expect("gid");
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .expect("give the temporary directory to the postgres user");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut pg = Self {
+            dir,
+            bin,
+            as_postgres,
+            running: false,
+            port,
+        };
+        let data = pg.data_dir();
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+        );
+        pg.restart();
+        pg
+    }
+
+    /// Its URL (the `postgres` database, user `postgres`, no password).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops it (`pg_ctl stop -m fast`: open connections are cut, open transactions roll
+    /// back) and waits until it is down.
+    pub fn stop(&mut self) {
+        let data = self.data_dir();
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-m", "fast", "-w", "-t", "20", "stop"],
+        );
+        self.running = false;
+    }
+
+    /// Starts it (again) on the same port and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        let data = self.data_dir();
+        let log = self.dir.path().join("log").display().to_string();
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        self.run(
+            "pg_ctl",
+            &[
+                "-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "20", "start",
+            ],
+        );
+        self.running = true;
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "PostgreSQL on port {} does not accept connections",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn data_dir(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Runs one of PostgreSQL's programs (as the `postgres` user when we are root).
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let out = cmd
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", path.display()));
+        if !out.status.success() {
+            let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+            panic!(
+                "{} {args:?} failed ({}):\n{}{}\nserver log:\n{log}",
+                path.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        if self.running {
+            let data = self.data_dir();
+            let path = self.bin.join("pg_ctl");
+            let mut cmd = if self.as_postgres {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(&path);
+                c
+            } else {
+                Command::new(&path)
+            };
+            let _ = cmd
+                .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+                .current_dir(self.dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The directory of PostgreSQL's server programs: the newest `/usr/lib/postgresql/*/bin`
+/// (Debian), else `pg_config --bindir`.
+fn pg_bin_dir() -> std::path::PathBuf {
+    let newest = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .max();
+    if let Some((_, bin)) = newest {
+        return bin;
+    }
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|bin| bin.join("initdb").exists());
+    from_pg_config.expect(
+        "PostgreSQL's server programs (initdb, pg_ctl) are not installed: \
+         apt-get install postgresql",
+    )
+}
+
+/// The trimmed standard output of a command that must succeed.
+fn command_output(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

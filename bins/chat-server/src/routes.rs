@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use chat_core::ErrorCode;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::app::App;
 use crate::auth::authenticate;
@@ -13,24 +14,13 @@ use crate::cli::Compat;
 use crate::respond::{Resp, error, redirect, text};
 use crate::{accounts, api, pages, socketio, tutorials, ws};
 
-/// Decodes `%XX` escapes in one path segment (no `+` rule in paths).
+/// Decodes `%XX` escapes in one path segment (no `+` rule in paths), with the
+/// `percent-encoding` crate: a `%` not followed by two hex digits stays as it is, and bytes
+/// that are not UTF-8 once decoded become U+FFFD, so no path can fail the routing.
 fn decode_segment(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The client's address: the peer, or behind a trusted proxy the last address the proxy
@@ -131,14 +121,12 @@ async fn pair_page<B>(app: &App, other: &str, req: &Request<B>) -> Resp {
     let me = match authenticate(app, req).await {
         Ok(crate::auth::Identity::User(u)) => u,
         Ok(crate::auth::Identity::Anonymous) => {
+            // `other` is a decoded path segment: encoded once for the query, never decoded
+            // twice.
             let next = format!("/dm/{other}/");
-            let query: String = chat_ws::form_decode(&format!("next={next}"))
-                .into_iter()
-                .map(|(_, v)| v)
-                .collect();
             return redirect(
                 StatusCode::SEE_OTHER,
-                &format!("/login?next={}", percent_encode(&query)),
+                &format!("/login?next={}", utf8_percent_encode(&next, NEXT_PARAM)),
             );
         }
         Err(e) => {
@@ -151,18 +139,14 @@ async fn pair_page<B>(app: &App, other: &str, req: &Request<B>) -> Resp {
     }
 }
 
-/// Percent-encodes everything but unreserved characters and `/`.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// What the `next` parameter of the login redirect escapes: everything but the unreserved
+/// characters and `/`, so the path stays readable in the address bar.
+const NEXT_PARAM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
 
 #[cfg(test)]
 mod tests {
@@ -173,5 +157,38 @@ mod tests {
         assert_eq!(decode_segment("lob%20by"), "lob by");
         assert_eq!(decode_segment("a%2"), "a%2");
         assert_eq!(decode_segment("%E2%9C%93"), "✓");
+        assert_eq!(decode_segment("a+b%+1%zz"), "a+b%+1%zz");
+        assert_eq!(decode_segment("%FF"), "\u{FFFD}");
+    }
+
+    #[test]
+    fn the_login_redirect_escapes_its_next_path() {
+        let next = |p: &str| utf8_percent_encode(p, NEXT_PARAM).to_string();
+        assert_eq!(next("/dm/3/"), "/dm/3/");
+        assert_eq!(next("/dm/a b&c=d/"), "/dm/a%20b%26c%3Dd/");
+        assert_eq!(next("/dm/ç/"), "/dm/%C3%A7/");
+    }
+
+    mod props {
+        use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+        use proptest::prelude::*;
+
+        use super::super::decode_segment;
+
+        proptest! {
+            /// Any segment decodes, broken escapes included.
+            #[test]
+            fn any_segment_decodes(s in any::<String>(), escapes in "(%[0-9a-fA-F+]{0,2}|[a-z+])*") {
+                let _ = decode_segment(&s);
+                let _ = decode_segment(&escapes);
+            }
+
+            /// An encoded segment decodes to what was encoded.
+            #[test]
+            fn encoded_segments_round_trip(s in any::<String>()) {
+                let encoded = utf8_percent_encode(&s, NON_ALPHANUMERIC).to_string();
+                prop_assert_eq!(decode_segment(&encoded), s);
+            }
+        }
     }
 }

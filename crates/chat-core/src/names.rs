@@ -314,4 +314,56 @@ mod tests {
         assert_eq!(r.as_str(), "lobby");
         assert!(serde_json::from_str::<RoomName>("\"no way\"").is_err());
     }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Text near the rules: the room alphabet, other characters, `dm_` prefixes and ids.
+        fn near_names() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[A-Za-z0-9_.!-]{0,110}",
+                "(dm_)?[A-Za-z0-9_-]{0,66}",
+                "dm_-?[0-9]{0,21}_-?[0-9]{0,21}(_[0-9]{1,3})?",
+            ]
+        }
+
+        proptest! {
+            /// No text makes a parser panic; what a parser accepts, it accepts again as the
+            /// same name, and it prints and serializes as it was given.
+            #[test]
+            fn accepted_names_revalidate(s in near_names()) {
+                if let Ok(room) = RoomName::parse(&s) {
+                    prop_assert_eq!(room.as_str(), s.as_str());
+                    prop_assert_eq!(&RoomName::parse(room.as_str()).unwrap(), &room);
+                    prop_assert_eq!(room.to_string(), s.clone());
+                    let json = serde_json::to_string(&room).unwrap();
+                    prop_assert_eq!(&serde_json::from_str::<RoomName>(&json).unwrap(), &room);
+                    prop_assert!(GroupName::parse(room.group().as_str()).is_ok());
+                    match room.kind() {
+                        RoomKind::Pair(pair) => prop_assert_eq!(pair.name(), room),
+                        RoomKind::Public => prop_assert!(!s.starts_with("dm_")),
+                    }
+                }
+                if let Ok(group) = GroupName::parse(&s) {
+                    prop_assert_eq!(&GroupName::parse(group.as_str()).unwrap(), &group);
+                }
+                if let Ok(channel) = ChannelName::parse(&s) {
+                    prop_assert_eq!(&ChannelName::parse(channel.as_str()).unwrap(), &channel);
+                }
+            }
+
+            /// Deserializing checks the same rules as parsing.
+            #[test]
+            fn serde_agrees_with_parse(s in near_names()) {
+                let json = serde_json::to_string(&s).unwrap();
+                prop_assert_eq!(
+                    serde_json::from_str::<RoomName>(&json).ok(),
+                    RoomName::parse(&s).ok()
+                );
+            }
+        }
+    }
 }

@@ -121,4 +121,52 @@ mod tests {
         assert!(PairRoom::parse_suffix("3_8_9").is_none());
         assert!(PairRoom::parse_suffix("99999999999999999999_1").is_none());
     }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Ids near the edges as well as anywhere.
+        fn ids() -> impl Strategy<Value = UserId> {
+            prop_oneof![
+                any::<UserId>(),
+                -2..1000 as UserId,
+                Just(UserId::MAX),
+                Just(UserId::MIN)
+            ]
+        }
+
+        proptest! {
+            /// Two valid ids make one room whoever opens it; its name parses back to it.
+            #[test]
+            fn pairs_round_trip_through_their_name(a in ids(), b in ids()) {
+                let pair = PairRoom::new(a, b);
+                prop_assert_eq!(pair.clone().ok(), PairRoom::new(b, a).ok());
+                match pair {
+                    Ok(pair) => {
+                        prop_assert!(a > 0 && b > 0 && a != b);
+                        prop_assert_eq!((pair.low(), pair.high()), (a.min(b), a.max(b)));
+                        let name = RoomName::parse(pair.name().as_str()).unwrap();
+                        prop_assert_eq!(name.pair(), Some(pair));
+                        prop_assert_eq!(pair.other(a), Some(b));
+                        prop_assert_eq!(pair.other(b), Some(a));
+                    }
+                    Err(PairError::SameUser(id)) => prop_assert!(a == b && a == id && id > 0),
+                    Err(PairError::InvalidId(id)) => prop_assert!(id <= 0 && (id == a || id == b)),
+                }
+            }
+
+            /// Any text parses without a panic, and only canonical decimal ids (in either
+            /// order: `RoomName::parse` is the one that insists on `<low>_<high>`).
+            #[test]
+            fn suffixes_are_canonical(s in prop_oneof![any::<String>(), "[+-]?[0-9]{0,21}_[+-]?[0-9]{0,21}"]) {
+                if let Some(pair) = PairRoom::parse_suffix(&s) {
+                    let (low, high) = (pair.low(), pair.high());
+                    let canonical = s == format!("{low}_{high}") || s == format!("{high}_{low}");
+                    prop_assert!(canonical, "{:?} read as {:?}", s, pair);
+                }
+            }
+        }
+    }
 }

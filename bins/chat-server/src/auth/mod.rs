@@ -48,14 +48,19 @@ pub fn session_value<B>(req: &http::Request<B>) -> Option<String> {
     })
 }
 
+/// The token of an `Authorization: Bearer <token>` header, if the request has one (a header
+/// that is not visible ASCII is no token).
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
 /// Identifies the caller. A store outage is an error (the caller answers 503), never a
 /// silent downgrade to anonymous.
 pub async fn authenticate<B>(app: &App, req: &http::Request<B>) -> Result<Identity, StoreError> {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let bearer = bearer_token(req.headers());
     identify(app, session_value(req).as_deref(), bearer).await
 }
 
@@ -64,11 +69,7 @@ pub async fn authenticate_with<B>(
     app: &App,
     req: &http::Request<B>,
 ) -> Result<(Identity, Credential), StoreError> {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let bearer = bearer_token(req.headers());
     identify_with(app, session_value(req).as_deref(), bearer).await
 }
 
@@ -141,5 +142,63 @@ pub fn bind<C: chat_ws::Consumer>(
             bound.expires_at(tokio::time::Instant::now() + std::time::Duration::from_secs(left))
         }
         Credential::None => bound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn request(headers: &[(http::HeaderName, http::HeaderValue)], uri: &str) -> http::Request<()> {
+        let mut req = http::Request::builder().uri(uri).body(()).unwrap();
+        for (k, v) in headers {
+            req.headers_mut().append(k.clone(), v.clone());
+        }
+        req
+    }
+
+    proptest! {
+        /// Any bytes a client can put in an `Authorization` or `Cookie` header, and any query,
+        /// are read without a panic.
+        #[test]
+        fn any_credentials_are_read(
+            auth in prop::collection::vec(any::<u8>(), 0..80),
+            cookie in prop::collection::vec(any::<u8>(), 0..80),
+            query in "[A-Za-z0-9%&=+;._~!$'()*,:@/?-]{0,60}",
+        ) {
+            let mut headers = Vec::new();
+            for (name, bytes) in [(header::AUTHORIZATION, auth), (header::COOKIE, cookie)] {
+                if let Ok(v) = http::HeaderValue::from_bytes(&bytes) {
+                    headers.push((name, v));
+                }
+            }
+            let req = request(&headers, &format!("/?{query}"));
+            let _ = bearer_token(req.headers());
+            let _ = session_value(&req);
+        }
+
+        /// The token after `Bearer ` is taken as it is.
+        #[test]
+        fn bearer_tokens_are_read_back(token in "[!-~]{0,80}") {
+            let v = http::HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+            let req = request(&[(header::AUTHORIZATION, v)], "/");
+            prop_assert_eq!(bearer_token(req.headers()), Some(token.as_str()));
+        }
+
+        /// A signed session value travels in the `session` query parameter, encoded as a
+        /// form would, and comes back out as it went in.
+        #[test]
+        fn the_session_query_parameter_round_trips(value in "[ -~]{1,80}", other in "[a-z]{1,8}") {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair(&format!("k_{other}"), "x")
+                .append_pair("session", &value)
+                .finish();
+            let req = request(&[], &format!("/ws/?{query}"));
+            prop_assert_eq!(session_value(&req), Some(value));
+        }
     }
 }

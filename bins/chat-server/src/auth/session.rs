@@ -156,4 +156,73 @@ mod tests {
         );
         assert_eq!(SessionKeys::from_cookie_header(&h), Some("xyz".into()));
     }
+
+    mod props {
+        #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn cookie_headers(values: &[Vec<u8>]) -> http::HeaderMap {
+            let mut h = http::HeaderMap::new();
+            for v in values {
+                if let Ok(v) = http::HeaderValue::from_bytes(v) {
+                    h.append(http::header::COOKIE, v);
+                }
+            }
+            h
+        }
+
+        proptest! {
+            /// Any `Cookie` headers a client sends are read without a panic, and any value is
+            /// checked without one (and refused: it carries no valid signature).
+            #[test]
+            fn any_cookie_header_is_read(
+                values in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..60), 0..3),
+                text in "(chat_session|[a-z]{1,3}|[=; \"]|[ -~]{0,8}){0,8}",
+                value in any::<String>(),
+            ) {
+                let keys = SessionKeys::new(SECRET, false);
+                let mut values = values;
+                values.push(text.into_bytes());
+                let found = SessionKeys::from_cookie_header(&cookie_headers(&values));
+                if let Some(found) = found {
+                    prop_assert_eq!(keys.verify(&found), None);
+                }
+                prop_assert_eq!(keys.verify(&value), None);
+            }
+
+            /// Whatever the session id, its signed value gives it back.
+            #[test]
+            fn signed_ids_round_trip(id in any::<String>()) {
+                let keys = SessionKeys::new(SECRET, false);
+                let (_, signed) = keys.start(&id);
+                prop_assert_eq!(keys.verify(&signed), Some(id));
+            }
+
+            /// The cookie `start` sets, sent back among other cookies in any order, is found
+            /// and verified.
+            #[test]
+            fn the_set_cookie_comes_back(
+                others in prop::collection::vec(("[a-z][a-z_]{0,8}", "[A-Za-z0-9+/=]{0,12}"), 0..5),
+                at in any::<prop::sample::Index>(),
+            ) {
+                let keys = SessionKeys::new(SECRET, false);
+                let id = SessionKeys::new_session_id();
+                let (set_cookie, signed) = keys.start(&id);
+                let ours = set_cookie.split(';').next().unwrap().to_owned();
+                let mut cookies: Vec<String> = others
+                    .iter()
+                    .filter(|(name, _)| name != COOKIE_NAME)
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect();
+                cookies.insert(at.index(cookies.len() + 1), ours);
+                let header = cookie_headers(&[cookies.join("; ").into_bytes()]);
+                let found = SessionKeys::from_cookie_header(&header);
+                prop_assert_eq!(found.as_deref(), Some(signed.as_str()));
+                prop_assert_eq!(keys.verify(&signed), Some(id));
+            }
+        }
+    }
 }

@@ -19,8 +19,10 @@ fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Pairs of hex digits only: `u8::from_str_radix` alone would also take a sign (`+f`), so a
+/// signature would have more than one spelling.
 fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -116,6 +118,14 @@ mod tests {
     }
 
     #[test]
+    fn signatures_have_one_spelling() {
+        // Found by `hex_is_strict`: `from_str_radix` took `+f` for 0x0f.
+        assert_eq!(from_hex("+f"), None);
+        assert_eq!(from_hex("0f"), Some(vec![0x0f]));
+        assert_eq!(from_hex("0F"), Some(vec![0x0f]));
+    }
+
+    #[test]
     fn ttls() {
         assert_eq!(parse_ttl("1h"), Ok(3_600));
         assert_eq!(parse_ttl("30m"), Ok(1_800));
@@ -124,5 +134,49 @@ mod tests {
         assert!(parse_ttl("0s").is_err());
         assert!(parse_ttl("1y").is_err());
         assert!(parse_ttl("soon").is_err());
+    }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// Any text is checked as a token without a panic, and refused.
+            #[test]
+            fn any_text_is_refused(
+                text in any::<String>(),
+                shaped in "v1\\.-?[0-9]{0,20}\\.-?[0-9]{0,20}\\.[0-9a-fA-F+-]{0,66}",
+                now in any::<i64>(),
+            ) {
+                prop_assert_eq!(verify(SECRET, &text, now), None);
+                prop_assert_eq!(verify(SECRET, &shaped, now), None);
+            }
+
+            /// A token verifies, giving back its user and expiry, exactly until it expires.
+            #[test]
+            fn issued_tokens_verify_until_expiry(user in any::<i64>(), expires in any::<i64>(), now in any::<i64>()) {
+                let token = issue(SECRET, user, expires);
+                let expected = (now < expires).then_some((user, expires));
+                prop_assert_eq!(verify(SECRET, &token, now), expected);
+                prop_assert_eq!(verify("another-secret-another-secret-xx", &token, now), None);
+            }
+
+            /// Hex decoding undoes hex encoding, and takes nothing but pairs of hex digits.
+            #[test]
+            fn hex_is_strict(bytes in prop::collection::vec(any::<u8>(), 0..40), text in "[0-9a-fA-F+ -]{0,8}") {
+                prop_assert_eq!(from_hex(&to_hex(&bytes)), Some(bytes));
+                let valid = text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit());
+                prop_assert_eq!(from_hex(&text).is_some(), valid, "{:?}", text);
+            }
+
+            /// Lifetimes parse without a panic; `<n><unit>` gives `n` times the unit.
+            #[test]
+            fn ttls_parse(text in any::<String>(), n in 1..=i64::MAX, unit in prop::sample::select(vec![("", 1), ("s", 1), ("m", 60), ("h", 3_600), ("d", 86_400)])) {
+                let _ = parse_ttl(&text);
+                let (suffix, seconds) = unit;
+                prop_assert_eq!(parse_ttl(&format!("{n}{suffix}")).ok(), n.checked_mul(seconds));
+            }
+        }
     }
 }

@@ -316,4 +316,188 @@ mod tests {
         );
         assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::InvalidRoom);
     }
+
+    mod props {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value, json};
+
+        use super::*;
+
+        const FIELDS: [&str; 13] = [
+            "type",
+            "room",
+            "body",
+            "message",
+            "mensagem",
+            "client_id",
+            "since",
+            "active",
+            "seq",
+            "before",
+            "after",
+            "limit",
+            "other",
+        ];
+
+        /// Any JSON value, objects keyed mostly by the fields a frame has.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                any::<String>().prop_map(Value::from),
+                prop::sample::select(
+                    &[
+                        "message", "join", "leave", "typing", "read", "history", "ping", "lobby",
+                        "dm_1_2", "dm_2_1"
+                    ][..]
+                )
+                .prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::vec(
+                        (
+                            prop_oneof![
+                                prop::sample::select(&FIELDS[..]).prop_map(String::from),
+                                any::<String>()
+                            ],
+                            inner
+                        ),
+                        0..6,
+                    )
+                    .prop_map(|fields| Value::Object(fields.into_iter().collect::<Map<_, _>>())),
+                ]
+            })
+        }
+
+        fn room() -> impl Strategy<Value = RoomName> + Clone {
+            prop_oneof![
+                "[A-Za-z0-9_-]{1,64}",
+                (1..1000i64, 1..1000i64).prop_map(|(a, b)| format!("dm_{}_{}", a.min(b), a.max(b))),
+            ]
+            .prop_filter_map("a valid room name", |s| RoomName::parse(&s).ok())
+        }
+
+        /// Every frame a client can send, built from valid parts.
+        fn frame() -> impl Strategy<Value = ClientFrame> {
+            let room_opt = prop::option::of(room());
+            prop_oneof![
+                (
+                    room_opt.clone(),
+                    any::<String>(),
+                    prop::option::of(any::<String>())
+                )
+                    .prop_map(|(room, body, client_id)| ClientFrame::Message {
+                        room,
+                        body,
+                        client_id
+                    }),
+                (room(), prop::option::of(any::<Seq>()))
+                    .prop_map(|(room, since)| ClientFrame::Join { room, since }),
+                room().prop_map(|room| ClientFrame::Leave { room }),
+                (room_opt.clone(), any::<bool>())
+                    .prop_map(|(room, active)| ClientFrame::Typing { room, active }),
+                (room_opt.clone(), any::<Seq>())
+                    .prop_map(|(room, seq)| ClientFrame::Read { room, seq }),
+                (
+                    room_opt,
+                    prop::option::of(any::<Seq>()),
+                    prop::option::of(any::<Seq>()),
+                    prop::option::of(any::<u32>())
+                )
+                    .prop_map(|(room, before, after, limit)| {
+                        ClientFrame::History {
+                            room,
+                            before,
+                            after,
+                            limit,
+                        }
+                    }),
+                Just(ClientFrame::Ping),
+            ]
+        }
+
+        /// The JSON a client writes for a frame (absent options are left out).
+        fn to_json(frame: &ClientFrame) -> Value {
+            let mut v = match frame {
+                ClientFrame::Message {
+                    room,
+                    body,
+                    client_id,
+                } => {
+                    json!({"type": "message", "room": room, "body": body, "client_id": client_id})
+                }
+                ClientFrame::Join { room, since } => {
+                    json!({"type": "join", "room": room, "since": since})
+                }
+                ClientFrame::Leave { room } => json!({"type": "leave", "room": room}),
+                ClientFrame::Typing { room, active } => {
+                    json!({"type": "typing", "room": room, "active": active})
+                }
+                ClientFrame::Read { room, seq } => {
+                    json!({"type": "read", "room": room, "seq": seq})
+                }
+                ClientFrame::History {
+                    room,
+                    before,
+                    after,
+                    limit,
+                } => {
+                    json!({"type": "history", "room": room, "before": before, "after": after, "limit": limit})
+                }
+                ClientFrame::Ping => json!({"type": "ping"}),
+            };
+            if let Value::Object(map) = &mut v {
+                map.retain(|_, v| !v.is_null());
+            }
+            v
+        }
+
+        proptest! {
+            /// No text makes the parser panic.
+            #[test]
+            fn any_text_parses_or_errs(s in any::<String>()) {
+                let _ = ClientFrame::parse(&s);
+            }
+
+            /// No JSON makes the parser panic; a frame it accepts names only valid rooms, and
+            /// an error names only a valid room.
+            #[test]
+            fn any_json_parses_or_errs(v in json_value()) {
+                match ClientFrame::parse(&v.to_string()) {
+                    Ok(frame) => {
+                        if let Some(room) = frame.room() {
+                            prop_assert!(RoomName::parse(room.as_str()).is_ok());
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(room) = &e.room {
+                            prop_assert!(RoomName::parse(room.as_str()).is_ok());
+                        }
+                    }
+                }
+            }
+
+            /// A frame written as JSON parses back to the same frame.
+            #[test]
+            fn frames_round_trip(frame in frame()) {
+                let text = to_json(&frame).to_string();
+                prop_assert_eq!(ClientFrame::parse(&text), Ok(frame));
+            }
+
+            /// The seed tutorials' `{"message": ...}` (no type) is a message with that body.
+            #[test]
+            fn untyped_messages_are_messages(body in any::<String>(), field in prop::sample::select(&["message", "mensagem"][..])) {
+                let text = json!({ field: body }).to_string();
+                prop_assert_eq!(
+                    ClientFrame::parse(&text),
+                    Ok(ClientFrame::Message { room: None, body, client_id: None })
+                );
+            }
+        }
+    }
 }

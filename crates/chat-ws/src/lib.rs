@@ -61,6 +61,7 @@ mod rooms;
 mod session;
 mod socket;
 pub mod socketio;
+mod sweeper;
 mod tutorial;
 mod upgrade;
 
@@ -80,6 +81,7 @@ pub use rooms::{AccessCheck, MAX_ROOMS_PER_SOCKET, RoomAccess};
 pub use session::{SESSION_ENDED, SESSION_ENDED_CODE, SessionBound};
 pub use socket::websocket_config;
 pub use socketio::SocketIoConsumer;
+pub use sweeper::{announce_departures, spawn_presence_sweeper};
 pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub use tutorial::TutorialConsumer;
 pub use upgrade::{detach_head, is_websocket_request, upgrade};

@@ -337,10 +337,10 @@ impl RoomSession {
         let msg = appended.message;
         // Sending ends typing, for everyone watching.
         self.stop_typing(cx, s).await;
-        if !appended.duplicate {
-            self.broadcast(cx, CHAT_MESSAGE, &ServerFrame::Message(msg.clone()))
-                .await;
-        }
+        // A duplicate is a retry, and its first try may have been stored by a node that died
+        // before broadcasting it: broadcast it again. Members already holding that seq skip it.
+        self.broadcast(cx, CHAT_MESSAGE, &ServerFrame::Message(msg.clone()))
+            .await;
         Ok(msg)
     }
 

@@ -158,6 +158,42 @@ async fn repeated_client_id_is_stored_once() {
     assert_eq!(room.store.last_seq(&Room::lobby()).await.unwrap(), 1);
 }
 
+/// The node that stored a message died before it could broadcast it: the sender's retry
+/// (same `client_id`) is acked with the stored seq and reaches the room at last.
+#[tokio::test]
+async fn a_retry_broadcasts_a_stored_message_the_room_never_heard() {
+    let room = Room::new();
+    let mut ana = room.join("ana").await;
+    let mut bruno = room.join("bruno").await;
+    room.store
+        .append(NewMessage {
+            room: Room::lobby(),
+            sender: Sender::guest("ana"),
+            body: "lost in transit".into(),
+            client_id: Some("c-9".into()),
+        })
+        .await
+        .unwrap();
+    ana.send_json(json!({"type": "message", "body": "lost in transit", "client_id": "c-9"}))
+        .await;
+    let got = bruno.receive_json().await;
+    assert_eq!(
+        (got["seq"].as_u64(), got["body"].as_str()),
+        (Some(1), Some("lost in transit"))
+    );
+    let mut frames = Vec::new();
+    for _ in 0..2 {
+        let v = ana.receive_json().await;
+        frames.push((v["type"].as_str().unwrap().to_owned(), v["seq"].as_u64()));
+    }
+    frames.sort();
+    assert_eq!(
+        frames,
+        vec![("ack".into(), Some(1)), ("message".into(), Some(1))]
+    );
+    assert_eq!(room.store.last_seq(&Room::lobby()).await.unwrap(), 1);
+}
+
 #[tokio::test]
 async fn since_replays_exactly_the_missed_messages_then_live_ones() {
     let room = Room::new();

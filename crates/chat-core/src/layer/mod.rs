@@ -13,6 +13,8 @@ mod redis;
 pub mod conformance;
 
 #[cfg(feature = "redis")]
+pub(crate) use self::redis::node_id;
+#[cfg(feature = "redis")]
 pub use self::redis::{RedisChannelLayer, RedisLayerConfig};
 pub use memory::InMemoryChannelLayer;
 pub use message::LayerMessage;

@@ -45,13 +45,21 @@ pub trait Presence: Send + Sync + 'static {
 
     /// The users online in `room`, each once.
     async fn online(&self, room: &RoomName) -> Result<Vec<Sender>, PresenceError>;
+
+    /// Forgets the connections of server nodes that died (they could not leave by themselves)
+    /// and returns who thereby left which room, for the caller to announce. Each departure is
+    /// returned once, to one caller, across every node. Call it periodically (every third of
+    /// the presence TTL); a presence that lives in one process has nothing to sweep.
+    async fn sweep(&self) -> Result<Vec<(RoomName, Sender)>, PresenceError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Presence shared by many connections.
 pub type SharedPresence = Arc<dyn Presence>;
 
-/// The key that identifies a user for presence: the same as for idempotency (`u:<id>`,
-/// `g:<name>`).
+/// The key that identifies a user for presence: the same as for idempotency (`u:<id>` for
+/// users, `g:<guest id>` for guests, `n:<name>` for a guest known by name only).
 pub(crate) fn user_key(user: &Sender) -> String {
     user.idempotency_key()
 }

@@ -91,7 +91,7 @@ fn backend(e: impl std::fmt::Display) -> LayerError {
 }
 
 /// A random id for this node (process), hex.
-fn node_id() -> String {
+pub(crate) fn node_id() -> String {
     let random = std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish();

@@ -104,6 +104,9 @@ pub(crate) async fn run(
                     _ => "timed out".to_owned(),
                 };
                 tracing::warn!(error = %why, retry_in = ?backoff, "redis pub/sub unavailable");
+                // Even before the first connection: what other nodes publish while this one
+                // waits is lost to its channels, which must hear so once it connects.
+                first = false;
                 // Keep serving control requests while waiting, so nobody blocks on Redis.
                 let wake = tokio::time::sleep(backoff);
                 tokio::pin!(wake);
@@ -152,5 +155,56 @@ pub(crate) async fn run(
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Redis is not there when the subscriber first tries (it went away right after the
+    /// node's start-up check): once it connects, local channels are told they may have missed
+    /// messages, as after any reconnect.
+    #[tokio::test]
+    async fn a_late_first_connection_tells_channels_they_missed_messages() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let local = InMemoryChannelLayer::default();
+        let channel = local.new_channel().await.unwrap();
+        let connected = Arc::new(AtomicBool::new(false));
+        let routing = Routing {
+            node: "n1".into(),
+            node_topic: "t:n1".into(),
+            group_prefix: "t:g:".into(),
+            local: local.clone(),
+            connected: connected.clone(),
+        };
+        let (_control, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(client, routing, rx));
+
+        let mut redis = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed on this machine");
+        let marker = tokio::time::timeout(Duration::from_secs(20), local.receive(&channel)).await;
+        let _ = redis.kill();
+        let _ = redis.wait();
+        task.abort();
+        assert!(
+            connected.load(Ordering::Acquire),
+            "the subscriber connected"
+        );
+        let marker = marker.expect("told within the back-off").unwrap();
+        assert!(marker.is_missed());
     }
 }

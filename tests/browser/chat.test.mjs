@@ -100,6 +100,25 @@ test("typing shows an indicator to the others", async () => {
   await bruno.context().close();
 });
 
+test("two guests with one name are two people: both online, and one leaving leaves the other", async () => {
+  // Two browsers (two contexts, two chat_guest cookies), both called ana.
+  const one = await openRoom("ana", "twins");
+  const two = await openRoom("ana", "twins");
+  const watcher = await openRoom("watcher", "twins");
+  const anasOnline = (n) =>
+    watcher.waitForFunction(
+      (n) => [...document.querySelectorAll("#online-list li")].filter((li) => li.textContent === "ana").length === n,
+      n,
+      { timeout: 10000 },
+    );
+  await anasOnline(2);
+  await one.context().close();
+  await anasOnline(1);
+  await two.context().close();
+  await anasOnline(0);
+  await watcher.context().close();
+});
+
 test("an invalid room URL answers 400 with the reason", async () => {
   const page = await guestPage(browser, server.url, "ana");
   const res = await page.goto(`${server.url}/chat/no%20spaces/`);

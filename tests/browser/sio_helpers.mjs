@@ -351,7 +351,7 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})
 
 /// Checks a `new_message` payload speaks both vocabularies consistently, then the expected
 /// fields: `room`, `seq`, `body`, `client_id`, and `sender` (compared field by field: `name`,
-/// and `id`/`role` when given; `guest: true` means no id).
+/// and `id`/`role` when given; `guest: true` means no user id and a guest id).
 export function assertNewMessage(m, expect = {}) {
   const show = short(m);
   assert.ok(m && typeof m === "object", `new_message payload is not an object: ${show}`);
@@ -379,7 +379,10 @@ export function assertNewMessage(m, expect = {}) {
     else if ("name" in s) assert.equal(m.sender.name, s.name, `sender.name: ${show}`);
     if ("id" in s) assert.equal(m.sender.id, s.id, `sender.id: ${show}`);
     if ("role" in s) assert.equal(m.sender.role, s.role, `sender.role: ${show}`);
-    if (s.guest) assert.equal(m.sender.id ?? null, null, `a guest has no id: ${show}`);
+    if (s.guest) {
+      assert.equal(m.sender.id ?? null, null, `a guest has no id: ${show}`);
+      assert.match(String(m.sender.guest), /^[0-9a-f]{16}$/, `a guest has a guest id: ${show}`);
+    }
   }
 }
 

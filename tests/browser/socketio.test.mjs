@@ -230,7 +230,7 @@ socket.on('connect_error', (e) => window.serverErrors.push({ connect_error: Stri
   assertNewMessage(a1, { room: String(chatId), body });
   assertNewMessage(a2, { room: String(chatId), body, seq: a1.seq + 1 });
   assert.deepEqual(b1, a2, "B's message is the same for A and B");
-  assert.match(a1.sender.name, /^guest-\d{4}$/, "a browser without a name is a guest");
+  assert.match(a1.sender.name, /^guest-[0-9a-f]{6}$/, "a browser without a name is a guest");
 
   // A answers through the seed's own socket; B receives it.
   await a.page.evaluate((chatId) => window.seedSocket.emit("send_message", { chat_id: chatId, conteudo: "resposta de A" }), chatId);
@@ -424,7 +424,7 @@ test("auth: cookie, session_key, session, token (query and auth), guests; pair r
     ["query.session_key over polling only", { transports: ["polling"], query: { session_key: brunoLogin.session } }, BRUNO()],
     ["guest by auth.name", { auth: { name: "visitante" } }, { name: "visitante", guest: true }],
     ["guest by query.name", { query: { name: "visita-q" } }, { name: "visita-q", guest: true }],
-    ["guest without a name", {}, { name: /^guest-\d{4}$/, guest: true }],
+    ["guest without a name", {}, { name: /^guest-[0-9a-f]{6}$/, guest: true }],
   ];
   const clients = {};
   for (const [label, opts, sender] of cases) {

@@ -491,11 +491,14 @@ test("seed 002: a logged-in user and a guest chat in a named room; ?user= is ign
   }
 
   const stored = await history(g.page.request, room);
+  // A guest is known by a guest id (from the browser's chat_guest cookie), not by the name.
+  const guestId = stored.messages[1]?.sender?.guest;
+  assert.match(String(guestId), /^[0-9a-f]{16}$/, "the guest has a guest id");
   assert.deepEqual(
     stored.messages.map((m) => ({ body: m.body, sender: m.sender })),
     [
       { body: m1, sender: { id: ids.ana, name: "Ana", role: "tutor" } },
-      { body: m2, sender: { name: guestName } },
+      { body: m2, sender: { name: guestName, guest: guestId } },
     ],
   );
   assertQuiet(a.w, "ana");

@@ -185,12 +185,15 @@ pub async fn start(kind: Kind, protocol: Protocol, args: &TargetArgs) -> Result<
                 .arg("--data-dir")
                 .arg(dir.path())
                 .args(["--database-url", &database_url, "--secret-key", &secret])
-                // The benchmark measures throughput, not the per-connection send limit.
+                // The benchmark measures throughput, not the per-connection send limit, and
+                // opens all its sockets (up to 10,000) from one address.
                 .args([
                     "--messages-per-second",
                     "1000000",
                     "--message-burst",
                     "1000000",
+                    "--max-sockets-per-ip",
+                    "0",
                 ])
                 .env_remove("REDIS_URL")
                 .stdout(Stdio::piped())

@@ -3,8 +3,7 @@
 use std::net::IpAddr;
 
 use chat_core::{
-    ChannelLayer, ErrorCode, HistoryQuery, LayerMessage, NewMessage, RoomName, Sender, Seq,
-    ServerFrame,
+    ChannelLayer, ErrorCode, HistoryQuery, LayerMessage, NewMessage, RoomName, Seq, ServerFrame,
 };
 use http::{Request, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -127,6 +126,7 @@ where
         .await
         .map_err(|e| ApiError::store(&e))?;
     let access = room_access(app, &identity, &room).await?;
+    let guest = app.guests.guest(req.headers());
     if !crate::origin::allowed(req.headers(), &app.config.settings.allowed_origins) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -151,8 +151,8 @@ where
         )
     })?;
     limits.check_message(&body.body, body.client_id.as_deref())?;
-    let sender = match access {
-        Access::User(u) => sender_of(&u),
+    let sender = match &access {
+        Access::User(u) => sender_of(u),
         Access::Guest => {
             let name = body.name.as_deref().ok_or_else(|| {
                 ApiError::new(
@@ -161,16 +161,13 @@ where
                     "a guest post needs a \"name\"",
                 )
             })?;
-            let name = limits.check_guest_name(name).map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::InvalidJson,
-                    format!("invalid name: {e}"),
-                )
-            })?;
-            Sender::guest(name)
+            crate::auth::guest::sender(limits, &guest, Some(name))
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, e))?
         }
     };
+    // A guest without the guest cookie is a new guest for this post; the cookie keeps a
+    // client with a cookie jar that guest for its retries.
+    let guest = matches!(access, Access::Guest).then_some(guest);
     let appended = app
         .messages
         .append(NewMessage {
@@ -189,8 +186,15 @@ where
             )
         })?;
     let frame = ServerFrame::Message(appended.message);
+    let answer = |status| {
+        let mut res = json(status, &frame);
+        if let Some(g) = &guest {
+            crate::auth::guest::set_cookie(res.headers_mut(), g);
+        }
+        res
+    };
     if appended.duplicate {
-        return Ok(json(StatusCode::OK, &frame));
+        return Ok(answer(StatusCode::OK));
     }
     match LayerMessage::json(chat_ws::CHAT_MESSAGE, &frame) {
         Ok(lm) => {
@@ -200,7 +204,7 @@ where
         }
         Err(e) => tracing::error!(error = %e, "could not encode a message"),
     }
-    Ok(json(StatusCode::CREATED, &frame))
+    Ok(answer(StatusCode::CREATED))
 }
 
 /// Longest long-poll wait, in seconds.
@@ -243,9 +247,15 @@ async fn long_poll<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp, A
             "try again",
         )
     })?;
-    let group = room.group();
+    let mailbox = PollMailbox {
+        layer: layer.clone(),
+        group: room.group(),
+        channel,
+        open: true,
+    };
+    let (group, channel) = (&mailbox.group, &mailbox.channel);
     let result = async {
-        if let Err(e) = layer.group_add(&group, &channel).await {
+        if let Err(e) = layer.group_add(group, channel).await {
             tracing::warn!(error = %e, "poll: group_add failed; answering after the timeout");
         }
         let read = || async {
@@ -266,7 +276,7 @@ async fn long_poll<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp, A
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => return Ok(page(Vec::new(), false)),
                 () = app.connections.shutdown.cancelled() => return Ok(page(Vec::new(), false)),
-                got = layer.receive(&channel) => {
+                got = layer.receive(channel) => {
                     if got.is_err() {
                         return Ok(page(Vec::new(), false));
                     }
@@ -279,9 +289,61 @@ async fn long_poll<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp, A
         }
     }
     .await;
-    let _ = layer.group_discard(&group, &channel).await;
-    let _ = layer.discard_channel(&channel).await;
+    mailbox.close().await;
     result
+}
+
+/// A long-poll's layer channel and its membership of the room's group, discarded when the
+/// poll ends, however it ends. When the client goes away mid-poll, hyper drops the handler
+/// where it waits, so cleanup at the end of the handler would never run and every abandoned
+/// poll would leave a mailbox in the layer, collecting the room's messages.
+struct PollMailbox {
+    layer: chat_core::SharedLayer,
+    group: chat_core::GroupName,
+    channel: chat_core::ChannelName,
+    /// Whether the channel still needs discarding.
+    open: bool,
+}
+
+impl PollMailbox {
+    /// Discards the channel before the poll answers (the normal end). Should this be dropped
+    /// halfway, `Drop` discards again, which is harmless.
+    async fn close(mut self) {
+        discard_mailbox(&self.layer, &self.group, &self.channel).await;
+        self.open = false;
+    }
+}
+
+impl Drop for PollMailbox {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        // Drop cannot wait: the layer's calls are async (a Redis round trip), so they run on
+        // a task of their own.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(channel = %self.channel, "poll dropped outside the runtime: mailbox kept");
+            return;
+        };
+        let layer = self.layer.clone();
+        let group = self.group.clone();
+        let channel = self.channel.clone();
+        runtime.spawn(async move { discard_mailbox(&layer, &group, &channel).await });
+    }
+}
+
+/// Leaves the group, then discards the channel (errors are logged: nothing else to do).
+async fn discard_mailbox(
+    layer: &chat_core::SharedLayer,
+    group: &chat_core::GroupName,
+    channel: &chat_core::ChannelName,
+) {
+    if let Err(e) = layer.group_discard(group, channel).await {
+        tracing::debug!(error = %e, "poll: group_discard failed");
+    }
+    if let Err(e) = layer.discard_channel(channel).await {
+        tracing::debug!(error = %e, "poll: discard_channel failed");
+    }
 }
 
 /// `GET /api/rooms/{room}/online`: who is online in the room, across nodes.
@@ -304,4 +366,78 @@ pub async fn online<B>(app: &App, room: &str, req: &Request<B>) -> Resp {
         }
         .await,
     )
+}
+
+#[cfg(test)]
+mod poll_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chat_core::{InMemoryChannelLayer, MemoryPresence};
+    use clap::Parser;
+
+    use super::*;
+
+    /// The server's state on a SQLite store in `dir` and the in-memory `layer`.
+    async fn app(dir: &std::path::Path, layer: &InMemoryChannelLayer) -> App {
+        let cli =
+            crate::cli::Cli::try_parse_from(["chat-server", "--data-dir", dir.to_str().unwrap()])
+                .unwrap();
+        let config = crate::config::ServerConfig::resolve(cli.settings, time::UtcOffset::UTC)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let url = format!("sqlite://{}", dir.join("chat.db").display());
+        let store = chat_store::Store::open(chat_store::StoreConfig::new(&url))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        App::new(
+            store,
+            Arc::new(layer.clone()),
+            Arc::new(MemoryPresence::new()),
+            config,
+        )
+    }
+
+    fn poll_request(timeout: u64) -> Request<()> {
+        Request::get(format!("/api/rooms/quiet/poll?after=0&timeout={timeout}"))
+            .body(())
+            .unwrap()
+    }
+
+    /// Waits (at most 5 s) until the layer holds `channels` channels and `groups` groups.
+    async fn until_layer_holds(layer: &InMemoryChannelLayer, channels: usize, groups: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while (layer.channel_count(), layer.group_count()) != (channels, groups) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the layer holds {} channels and {} groups, expected {channels} and {groups}",
+                layer.channel_count(),
+                layer.group_count()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_poll_leaves_no_mailbox_in_the_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = InMemoryChannelLayer::default();
+        let app = app(dir.path(), &layer).await;
+
+        // A poll waiting for a message, dropped as hyper drops a handler whose client left.
+        let held = tokio::spawn({
+            let app = app.clone();
+            async move { poll(&app, "quiet", &poll_request(30)).await }
+        });
+        until_layer_holds(&layer, 1, 1).await;
+        held.abort();
+        assert!(held.await.unwrap_err().is_cancelled());
+        until_layer_holds(&layer, 0, 0).await;
+
+        // A poll that ends normally cleans up before it answers.
+        let res = poll(&app, "quiet", &poll_request(0)).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!((layer.channel_count(), layer.group_count()), (0, 0));
+    }
 }

@@ -7,9 +7,10 @@ use chat_core::{MessageStore, PairPolicy, SharedLayer, SharedPresence};
 use chat_store::Store;
 use chat_ws::ConnectionConfig;
 
-use crate::auth::SessionKeys;
+use crate::auth::{GuestKeys, SessionKeys};
 use crate::config::ServerConfig;
 use crate::ratelimit::KeyedLimiter;
+use crate::sockets::SocketLimiter;
 
 /// Everything a request handler needs. Cheap to clone.
 #[derive(Clone)]
@@ -30,12 +31,16 @@ pub struct App {
     pub policy: Arc<dyn PairPolicy>,
     /// Session cookie signing.
     pub sessions: SessionKeys,
+    /// Guest ids from guest cookies.
+    pub guests: GuestKeys,
     /// Per-client-IP rate limit of HTTP message posts.
     pub post_limiter: Arc<KeyedLimiter>,
     /// Failed logins per client IP.
     pub login_by_ip: Arc<KeyedLimiter>,
     /// Failed logins per username.
     pub login_by_user: Arc<KeyedLimiter<String>>,
+    /// Open sockets and held long-polls per client IP (`--max-sockets-per-ip`).
+    pub sockets: Arc<SocketLimiter>,
     /// The Socket.IO endpoint (mounted once the state exists: its handlers use it).
     pub socketio: Option<crate::socketio::Endpoint>,
 }
@@ -67,6 +72,7 @@ impl App {
             },
             policy: config.pair_policy.clone(),
             sessions: SessionKeys::new(&config.secret_key, config.settings.secure_cookies),
+            guests: GuestKeys::new(&config.secret_key, config.settings.secure_cookies),
             post_limiter: Arc::new(KeyedLimiter::new(
                 f64::from(limits.messages_per_second),
                 limits.message_burst,
@@ -75,6 +81,7 @@ impl App {
             login_by_ip: Arc::new(KeyedLimiter::<IpAddr>::new(1.0 / 6.0, 10)),
             // … and five per username, then one a minute, whoever tries.
             login_by_user: Arc::new(KeyedLimiter::new(1.0 / 60.0, 5)),
+            sockets: SocketLimiter::new(config.settings.max_sockets_per_ip),
             socketio: None,
             config: Arc::new(config),
         }

@@ -93,7 +93,7 @@ pub struct Settings {
     #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = "chat", global = true)]
     pub redis_prefix: String,
     /// Seconds after which the users of a node that stopped (crashed) no longer count as
-    /// online, with Redis.
+    /// online, with Redis; the other nodes announce their departure within this time.
     #[arg(long, env = "CHAT_PRESENCE_TTL", default_value_t = 30, global = true)]
     pub presence_ttl: u64,
     /// Secret key for signing; default: generated once and kept in the data directory.
@@ -146,6 +146,23 @@ pub struct Settings {
     /// the client is closed (1013) and its task, socket and queue are freed.
     #[arg(long, env = "CHAT_WRITE_TIMEOUT", default_value_t = 10, global = true)]
     pub write_timeout: u64,
+    /// Seconds a client has to send the whole body of a request once the server starts
+    /// reading it. A body that stalls or trickles is answered 408 and its connection closed:
+    /// without this, a client could hold a connection and a task forever (the request head
+    /// has its own 30 s).
+    #[arg(long, env = "CHAT_BODY_TIMEOUT", default_value_t = 30, global = true)]
+    pub body_timeout: u64,
+    /// Sockets one client address may hold at once: WebSockets on every route (Socket.IO's
+    /// included) and held long-polls. Beyond it a handshake gets 429, so one address cannot
+    /// take all of the server's connections. 0: no cap. The address is the peer's, or with
+    /// `--trust-proxy` the one the proxy put in `X-Forwarded-For`.
+    #[arg(
+        long,
+        env = "CHAT_MAX_SOCKETS_PER_IP",
+        default_value_t = 256,
+        global = true
+    )]
+    pub max_sockets_per_ip: usize,
     /// Messages a connection may send at once above the sustained rate.
     #[arg(long, env = "CHAT_MESSAGE_BURST", default_value_t = 40, global = true)]
     pub message_burst: u32,

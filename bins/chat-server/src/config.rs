@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub utc_offset: time::UtcOffset,
     /// Who may open a pair room with whom.
     pub pair_policy: Arc<dyn PairPolicy>,
+    /// How long a request's body may take to arrive once it is read (`--body-timeout`).
+    pub body_timeout: std::time::Duration,
 }
 
 /// Parses `--pair-policy`: `any`, or `roles:a=b,c=d`.
@@ -113,6 +115,8 @@ impl ServerConfig {
             write_timeout: std::time::Duration::from_secs(settings.write_timeout.max(1)),
             ..Limits::default()
         };
+        // 0 would refuse every body: the shortest timeout is one second.
+        let body_timeout = std::time::Duration::from_secs(settings.body_timeout.max(1));
         let allow_registration = settings
             .allow_registration
             .unwrap_or(set(&settings.database_url).is_none());
@@ -125,6 +129,7 @@ impl ServerConfig {
             limits,
             utc_offset,
             pair_policy,
+            body_timeout,
         })
     }
 }

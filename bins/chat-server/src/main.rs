@@ -5,6 +5,7 @@ mod accounts;
 mod api;
 mod app;
 mod auth;
+mod body;
 mod cli;
 mod cli_accounts;
 mod config;
@@ -16,6 +17,7 @@ mod respond;
 mod routes;
 mod server;
 mod socketio;
+mod sockets;
 mod tutorials;
 mod ws;
 
@@ -149,6 +151,16 @@ async fn serve(
         }
     };
     let app = App::new(store, layer, presence, config).with_socketio();
+    if app.config.redis_url.is_some() {
+        // Other nodes die without a goodbye: announce their users' departures.
+        let ttl = std::time::Duration::from_secs(app.config.settings.presence_ttl.max(1));
+        chat_ws::spawn_presence_sweeper(
+            app.presence.clone(),
+            app.layer.clone(),
+            ttl / 3,
+            app.connections.shutdown.clone(),
+        );
+    }
     tracing::info!(
         %addr,
         database = %redact_url(&app.config.database_url),

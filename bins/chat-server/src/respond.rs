@@ -136,7 +136,9 @@ pub fn respond(result: Result<Resp, ApiError>) -> Resp {
     result.unwrap_or_else(ApiError::into_response)
 }
 
-/// Reads a request body of at most `limit` bytes.
+/// Reads a request body of at most `limit` bytes: over it, 413; when it does not arrive
+/// within `--body-timeout` (a [`crate::body::TimedBody`]), 408; when the connection fails,
+/// 400.
 pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
 where
     B: hyper::body::Body + Send,
@@ -147,11 +149,19 @@ where
         .collect()
         .await
         .map(|b| b.to_bytes())
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::TooLarge,
-                format!("the request body is over {limit} bytes"),
-            )
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::TooLarge,
+                    format!("the request body is over {limit} bytes"),
+                );
+            }
+            let status = match e.downcast_ref::<crate::body::BodyError>() {
+                Some(crate::body::BodyError::TimedOut(_)) => StatusCode::REQUEST_TIMEOUT,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            // The body is incomplete, so it is not the JSON (or form) that was expected.
+            ApiError::new(status, ErrorCode::InvalidJson, e.to_string())
         })
 }

@@ -10,8 +10,10 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::app::App;
 use crate::auth::authenticate;
+use crate::body::TimedBody;
 use crate::cli::Compat;
 use crate::respond::{Resp, error, redirect, text};
+use crate::sockets::ConnectionSlot;
 use crate::{accounts, api, pages, socketio, tutorials, ws};
 
 /// Decodes `%XX` escapes in one path segment (no `+` rule in paths), with the
@@ -43,10 +45,27 @@ fn method_not_allowed() -> Resp {
     text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
 }
 
-/// Handles one request.
+/// The answer to a socket or long-poll over its address's cap (`--max-sockets-per-ip`).
+fn too_many_sockets(max: usize, api: bool) -> Resp {
+    let message = format!(
+        "too many sockets from this address (at most {max} at once); close one and try again"
+    );
+    if api {
+        error(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            message,
+        )
+    } else {
+        text(StatusCode::TOO_MANY_REQUESTS, message)
+    }
+}
+
+/// Handles one request of the connection whose socket slot is `conn` (see `crate::sockets`).
 pub async fn handle(
     app: App,
     peer: SocketAddr,
+    conn: ConnectionSlot,
     req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
     let path = req.uri().path().to_owned();
@@ -58,46 +77,100 @@ pub async fn handle(
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
     let ip = client_ip(&app, peer, &req);
+    // Sockets (any WebSocket handshake, Socket.IO's included) and held long-polls (ours and
+    // Socket.IO's polling GET) count against the address's cap, before anything else runs.
+    let upgrade = chat_ws::is_websocket_request(&req);
+    let our_poll = get && matches!(segs.as_slice(), ["api", "rooms", _, "poll"]);
+    let socketio_poll = get && !upgrade && segs.first() == Some(&"socket.io");
+    let slot = if upgrade || our_poll || socketio_poll {
+        match app.sockets.acquire(ip) {
+            Some(slot) => Some(slot),
+            None => return Ok(too_many_sockets(app.sockets.max(), our_poll)),
+        }
+    } else {
+        None
+    };
+    let res = route(&app, &path, &segs, ip, req).await;
+    if let Some(slot) = slot
+        && upgrade
+        && res.status() == StatusCode::SWITCHING_PROTOCOLS
+    {
+        // Kept by the connection until the socket ends. A refused handshake or an answered
+        // poll gives its slot back here, as `slot` goes out of scope.
+        let _ = conn.set(slot);
+    }
+    Ok(res)
+}
+
+/// Routes one request to its handler.
+async fn route(
+    app: &App,
+    path: &str,
+    segs: &[&str],
+    ip: std::net::IpAddr,
+    req: Request<Incoming>,
+) -> Resp {
+    if let ["socket.io", ..] = segs {
+        let timeout = app.config.body_timeout;
+        if req.method() != Method::POST {
+            return socketio::handle(app, req).await;
+        }
+        // socketioxide reads polling POST bodies itself, without a deadline, and does
+        // nothing else before it answers: bounding the whole POST bounds its body.
+        return tokio::time::timeout(timeout, socketio::handle(app, req))
+            .await
+            .unwrap_or_else(|_| {
+                text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        timeout.as_secs()
+                    ),
+                )
+            });
+    }
+    let get = req.method() == Method::GET || req.method() == Method::HEAD;
     // With `--compat tutorials`, the tutorials' URLs speak their frames to every client but
     // ours (which asks for our subprotocol).
     let tutorial =
         app.config.settings.compat == Some(Compat::Tutorials) && !ws::offers_native(&req);
+    // Every body a handler reads must arrive within `--body-timeout` (see `crate::body`).
+    let req = req.map(|body| TimedBody::new(body, app.config.body_timeout));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let res = match segs.as_slice() {
-        [""] if get => pages::index(),
-        ["chat", room, ""] if get => pages::room(room),
+    match segs {
+        [""] if get => guest_page(app, &req, pages::index()),
+        ["chat", room, ""] if get => guest_page(app, &req, pages::room(room)),
         ["chat", _room] if get => redirect(StatusCode::MOVED_PERMANENTLY, &format!("{path}/")),
         ["static", file] if get => {
             pages::asset(file).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found"))
         }
         ["login"] if get => pages::login(),
-        ["login"] if req.method() == Method::POST => accounts::login(&app, ip, req).await,
-        ["logout"] if req.method() == Method::POST => accounts::logout(&app, req).await,
-        ["register"] if req.method() == Method::POST => accounts::register(&app, ip, req).await,
-        ["dm", user, ""] if get => pair_page(&app, user, &req).await,
+        ["login"] if req.method() == Method::POST => accounts::login(app, ip, req).await,
+        ["logout"] if req.method() == Method::POST => accounts::logout(app, req).await,
+        ["register"] if req.method() == Method::POST => accounts::register(app, ip, req).await,
+        ["dm", user, ""] if get => pair_page(app, user, &req).await,
         ["dm", _user] if get => redirect(StatusCode::MOVED_PERMANENTLY, &format!("{path}/")),
-        ["ws"] | ["ws", ""] => ws::multiplexed(&app, req).await,
-        ["socket.io", ..] => socketio::handle(&app, req).await,
+        ["ws"] | ["ws", ""] => ws::multiplexed(app, req).await,
         ["ws", "chat", user, ""] if tutorial && digits(user) => {
-            tutorials::pair_chat(&app, user, req).await
+            tutorials::pair_chat(app, user, req).await
         }
         ["ws", "chat", room, ""] | ["ws", "chat", room] if tutorial => {
-            tutorials::public_room(&app, chat_ws::Tutorial::NamedRoom, room, req).await
+            tutorials::public_room(app, chat_ws::Tutorial::NamedRoom, room, req).await
         }
         ["ws", "socket-server", ""] | ["ws", "socket-server"] if tutorial => {
-            tutorials::public_room(&app, chat_ws::Tutorial::SocketServer, "test", req).await
+            tutorials::public_room(app, chat_ws::Tutorial::SocketServer, "test", req).await
         }
-        ["ws", "chat", room, ""] | ["ws", "chat", room] => ws::chat_room(&app, room, req).await,
-        ["ws", "dm", user, ""] | ["ws", "dm", user] => ws::pair_room(&app, user, req).await,
-        ["api", "rooms", room, "online"] if get => api::online(&app, room, &req).await,
-        ["api", "rooms", room, "poll"] if get => api::poll(&app, room, &req).await,
-        ["api", "me"] if get => accounts::me(&app, &req).await,
-        ["api", "contacts"] if get => accounts::contacts(&app, &req).await,
-        ["api", "unread"] if get => accounts::unread(&app, &req).await,
-        ["api", "config"] if get => accounts::config(&app),
+        ["ws", "chat", room, ""] | ["ws", "chat", room] => ws::chat_room(app, room, req).await,
+        ["ws", "dm", user, ""] | ["ws", "dm", user] => ws::pair_room(app, user, req).await,
+        ["api", "rooms", room, "online"] if get => api::online(app, room, &req).await,
+        ["api", "rooms", room, "poll"] if get => api::poll(app, room, &req).await,
+        ["api", "me"] if get => accounts::me(app, &req).await,
+        ["api", "contacts"] if get => accounts::contacts(app, &req).await,
+        ["api", "unread"] if get => accounts::unread(app, &req).await,
+        ["api", "config"] if get => accounts::config(app),
         ["api", "rooms", room, "messages"] => match *req.method() {
-            Method::GET => api::history(&app, room, &req).await,
-            Method::POST => api::post(&app, room, ip, req).await,
+            Method::GET => api::history(app, room, &req).await,
+            Method::POST => api::post(app, room, ip, req).await,
             _ => method_not_allowed(),
         },
         ["healthz"] => text(StatusCode::OK, "ok"),
@@ -112,8 +185,15 @@ pub async fn handle(
         ),
         _ if !get => method_not_allowed(),
         _ => pages::error_page(StatusCode::NOT_FOUND, "There is no page here."),
-    };
-    Ok(res)
+    }
+}
+
+/// A page where guests chat: a browser without the guest cookie gets one here, before it
+/// opens any socket, so all its sockets and posts are one guest.
+fn guest_page<B>(app: &App, req: &Request<B>, mut page: Resp) -> Resp {
+    let guest = app.guests.guest(req.headers());
+    crate::auth::guest::set_cookie(page.headers_mut(), &guest);
+    page
 }
 
 /// `GET /dm/{user_id}/`: log in first, then the pair must be allowed.

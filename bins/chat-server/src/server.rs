@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::routes;
+use crate::sockets::{ConnectionSlot, SlotIo};
 
 /// The largest request head (request line and headers) the server reads: 16 KiB.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
@@ -42,13 +43,18 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
         };
         let _ = stream.set_nodelay(true);
         let app_for_conn = app.clone();
-        let service = service_fn(move |req| routes::handle(app_for_conn.clone(), peer, req));
+        // The slot of the socket this connection may become lives in its I/O object, which
+        // the socket's task owns after the upgrade: the slot goes when the socket goes.
+        let slot = ConnectionSlot::default();
+        let io = SlotIo::new(stream, slot.clone());
+        let service =
+            service_fn(move |req| routes::handle(app_for_conn.clone(), peer, slot.clone(), req));
         let conn = http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             // A request head over this is answered 431 (hyper's default takes ~400 KiB).
             .max_buf_size(MAX_REQUEST_HEAD)
             .header_read_timeout(Duration::from_secs(30))
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
         let stop = app.connections.shutdown.clone();
         http.spawn(async move {

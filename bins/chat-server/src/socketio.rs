@@ -39,7 +39,9 @@ use tokio::sync::mpsc;
 
 use crate::access::ServerAccess;
 use crate::app::App;
-use crate::auth::{Credential, Identity, SessionKeys, bind, identify_with, sender_of};
+use crate::auth::{
+    Credential, Guest, Identity, SessionKeys, bind, guest, identify_with, sender_of,
+};
 use crate::respond::{Resp, text};
 
 /// The Socket.IO endpoint: the service mounted at `/socket.io/`, and the handle that closes
@@ -127,8 +129,8 @@ fn query(s: &SocketRef, key: &str) -> Option<String> {
 }
 
 /// Who connects: the session cookie, `query.session_key` (or `session`), then a bearer
-/// token (`query.token`, `auth.token`, or the `Authorization` header); otherwise a guest
-/// named by `query.name` or `auth.name`.
+/// token (`query.token`, `auth.token`, or the `Authorization` header); otherwise the guest of
+/// the handshake's `chat_guest` cookie (or a new one), named by `query.name` or `auth.name`.
 async fn caller(app: &App, s: &SocketRef, auth: &Value) -> Result<(Sender, Credential), Refused> {
     let headers = &s.req_parts().headers;
     let session = SessionKeys::from_cookie_header(headers)
@@ -147,18 +149,17 @@ async fn caller(app: &App, s: &SocketRef, auth: &Value) -> Result<(Sender, Crede
         Identity::Anonymous if !app.config.settings.allow_guests => {
             Err(Refused("log in to chat".into()))
         }
-        Identity::Anonymous => match query(s, "name").or_else(|| auth_str("name")) {
-            Some(n) => app
-                .config
-                .limits
-                .check_guest_name(&n)
-                .map(Sender::guest)
-                .map_err(|e| Refused(format!("invalid name: {e}"))),
-            None => Ok(Sender::guest(format!(
-                "guest-{:04}",
-                rand::random::<u16>() % 10_000
-            ))),
-        },
+        Identity::Anonymous => {
+            // `handle` put the handshake's guest there; without it, a guest of one connection.
+            let guest = s
+                .req_parts()
+                .extensions
+                .get::<Guest>()
+                .cloned()
+                .unwrap_or_else(|| app.guests.guest(&http::HeaderMap::new()));
+            let name = query(s, "name").or_else(|| auth_str("name"));
+            guest::sender(&app.config.limits, &guest, name.as_deref()).map_err(Refused)
+        }
     }?;
     Ok((user, credential))
 }
@@ -401,7 +402,12 @@ fn raw(text: &Utf8Bytes, data: &str) -> Option<Rc<RawValue>> {
 
 /// `/socket.io/…`: the Origin rule of our WebSockets applies to both transports (a
 /// cross-site page gets 403); allowed cross-origin pages get CORS headers for polling.
-pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
+///
+/// An Engine.IO handshake (a request without `sid`) carries its guest, from the
+/// `chat_guest` cookie or new, in its extensions, which socketioxide keeps with the socket
+/// for [`caller`]; a new guest's cookie is set on the handshake's answer, so a browser that
+/// reconnects is the same guest.
+pub async fn handle(app: &App, mut req: Request<Incoming>) -> Resp {
     let Some(Endpoint { service, .. }) = app.socketio.clone() else {
         return text(StatusCode::NOT_FOUND, "Socket.IO is not mounted");
     };
@@ -413,6 +419,14 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
         );
     }
     let origin = req.headers().get(header::ORIGIN).cloned();
+    let handshake = req.method() == Method::GET
+        && !form_decode(req.uri().query().unwrap_or_default())
+            .iter()
+            .any(|(k, _)| k == "sid");
+    let guest = handshake.then(|| app.guests.guest(req.headers()));
+    if let Some(g) = &guest {
+        req.extensions_mut().insert(g.clone());
+    }
     let mut res = if req.method() == Method::OPTIONS {
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::NO_CONTENT;
@@ -439,6 +453,11 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
             Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "socket.io failed"),
         }
     };
+    if let Some(g) = &guest {
+        if res.status().is_success() || res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            guest::set_cookie(res.headers_mut(), g);
+        }
+    }
     if let Some(origin) = origin {
         res.headers_mut()
             .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);

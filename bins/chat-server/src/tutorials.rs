@@ -10,7 +10,7 @@ use crate::access::{Access, pair_with, room_access};
 use crate::app::App;
 use crate::auth::{Credential, bind, sender_of};
 use crate::respond::{Resp, text};
-use crate::ws::{guest_name, handshake, refuse};
+use crate::ws::{guest_sender, handshake, refuse, with_guest_cookie};
 
 async fn run<B: Send + 'static>(
     app: &App,
@@ -55,8 +55,8 @@ pub async fn pair_chat<B: Send + 'static>(app: &App, other: &str, req: Request<B
 
 /// `GET /ws/chat/{room}` and `/ws/chat/{room}/` (seeds 002 and 004), or `/ws/socket-server/`
 /// (seed 003, the room `test`): a public room for users and guests. The tutorials' `?user=`
-/// identifies nobody: identity comes from the session, and a guest gets a name (`?name=`, or
-/// a generated one).
+/// identifies nobody: identity comes from the session, and a guest is their `chat_guest`
+/// cookie's guest (or a new one) with a name (`?name=`, or one generated from their id).
 pub async fn public_room<B: Send + 'static>(
     app: &App,
     tutorial: Tutorial,
@@ -77,13 +77,14 @@ pub async fn public_room<B: Send + 'static>(
         Ok(i) => i,
         Err(res) => return res,
     };
-    let user = match room_access(app, &identity, &room).await {
-        Ok(Access::User(u)) => sender_of(&u),
-        Ok(Access::Guest) => match guest_name(app, &req) {
-            Ok(n) => Sender::guest(n),
+    let (user, guest) = match room_access(app, &identity, &room).await {
+        Ok(Access::User(u)) => (sender_of(&u), None),
+        Ok(Access::Guest) => match guest_sender(app, &req) {
+            Ok((s, g)) => (s, Some(g)),
             Err(e) => return text(StatusCode::BAD_REQUEST, e),
         },
         Err(e) => return refuse(e),
     };
-    run(app, tutorial, (room, user, credential), req).await
+    let res = run(app, tutorial, (room, user, credential), req).await;
+    with_guest_cookie(res, guest.as_ref())
 }

@@ -9,7 +9,7 @@ use http::{HeaderValue, Request, StatusCode, header};
 
 use crate::access::{Access, ServerAccess, pair_with, room_access};
 use crate::app::App;
-use crate::auth::{Credential, Identity, authenticate_with, bind, sender_of};
+use crate::auth::{Credential, Guest, Identity, authenticate_with, bind, guest, sender_of};
 use crate::respond::{ApiError, Resp, text};
 
 /// The WebSocket subprotocol of our own protocol. Our clients ask for it, so that with
@@ -67,17 +67,30 @@ pub async fn handshake<B>(app: &App, req: &Request<B>) -> Result<(Identity, Cred
         .map_err(|e| refuse(ApiError::store(&e)))
 }
 
-/// The guest's `?name=`, checked (the error says what to fix), or a generated one.
-pub fn guest_name<B>(app: &App, req: &Request<B>) -> Result<String, String> {
+/// The guest of a handshake: their id from the `chat_guest` cookie (a new one, with the
+/// cookie to set, without it) and their `?name=`, checked (the error says what to fix), or the
+/// name generated from their id.
+pub fn guest_sender<B>(app: &App, req: &Request<B>) -> Result<(Sender, Guest), String> {
+    let guest = app.guests.guest(req.headers());
     let query = req.uri().query().map(form_decode).unwrap_or_default();
-    match query.iter().rev().find(|(k, _)| k == "name") {
-        Some((_, n)) => app
-            .config
-            .limits
-            .check_guest_name(n)
-            .map_err(|e| format!("invalid name: {e}")),
-        None => Ok(format!("guest-{:04}", rand::random::<u16>() % 10_000)),
+    let name = query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "name")
+        .map(|(_, n)| n.as_str());
+    Ok((guest::sender(&app.config.limits, &guest, name)?, guest))
+}
+
+/// Gives a guest who came without the guest cookie the one their id was derived from, on the
+/// answer that opened their socket, so a browser that keeps it stays the same guest when it
+/// reconnects.
+pub fn with_guest_cookie(mut res: Resp, guest: Option<&Guest>) -> Resp {
+    if let Some(g) = guest {
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            guest::set_cookie(res.headers_mut(), g);
+        }
     }
+    res
 }
 
 /// `GET /ws/chat/{room}/`: a socket bound to one public room, for users and (when allowed)
@@ -97,10 +110,10 @@ pub async fn chat_room<B: Send + 'static>(app: &App, room: &str, req: Request<B>
         Ok(i) => i,
         Err(res) => return res,
     };
-    let sender = match room_access(app, &identity, &room).await {
-        Ok(Access::User(u)) => sender_of(&u),
-        Ok(Access::Guest) => match guest_name(app, &req) {
-            Ok(n) => Sender::guest(n),
+    let (sender, guest) = match room_access(app, &identity, &room).await {
+        Ok(Access::User(u)) => (sender_of(&u), None),
+        Ok(Access::Guest) => match guest_sender(app, &req) {
+            Ok((s, g)) => (s, Some(g)),
             Err(e) => return text(StatusCode::BAD_REQUEST, e),
         },
         Err(e) => return refuse(e),
@@ -112,7 +125,8 @@ pub async fn chat_room<B: Send + 'static>(app: &App, room: &str, req: Request<B>
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
-    upgrade_native(req, bind(consumer, &credential), app).await
+    let res = upgrade_native(req, bind(consumer, &credential), app).await;
+    with_guest_cookie(res, guest.as_ref())
 }
 
 /// `GET /ws/dm/{user_id}/`: the pair room of the logged-in user and `user_id`.
@@ -147,10 +161,10 @@ pub async fn multiplexed<B: Send + 'static>(app: &App, req: Request<B>) -> Resp 
         Ok(i) => i,
         Err(res) => return res,
     };
-    let user = match identity.user() {
-        Some(u) => sender_of(u),
-        None if app.config.settings.allow_guests => match guest_name(app, &req) {
-            Ok(n) => Sender::guest(n),
+    let (user, guest) = match identity.user() {
+        Some(u) => (sender_of(u), None),
+        None if app.config.settings.allow_guests => match guest_sender(app, &req) {
+            Ok((s, g)) => (s, Some(g)),
             Err(e) => return text(StatusCode::BAD_REQUEST, e),
         },
         None => return text(StatusCode::UNAUTHORIZED, "log in to chat"),
@@ -163,5 +177,6 @@ pub async fn multiplexed<B: Send + 'static>(app: &App, req: Request<B>) -> Resp 
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
-    upgrade_native(req, bind(consumer, &credential), app).await
+    let res = upgrade_native(req, bind(consumer, &credential), app).await;
+    with_guest_cookie(res, guest.as_ref())
 }

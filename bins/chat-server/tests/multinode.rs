@@ -119,8 +119,21 @@ async fn presence_spans_nodes_and_forgets_a_dead_node() {
     ];
     let a = Server::start(dir.path(), &flags);
     let b = Server::start(dir.path(), &flags);
+    // A third node sweeps for dead nodes too: a departure is still announced once.
+    let _c = Server::start(dir.path(), &flags);
 
-    let mut ana = Client::connect(&a.ws_url("/ws/chat/lobby/?name=ana")).await;
+    // ana is one browser: its guest cookie (set by the index page) makes her tabs one guest,
+    // on every node.
+    let page = common::request(&a.addr, "GET", "/", &[], None).await;
+    let ana_cookie = page
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("the index page sets the guest cookie")
+        .to_owned();
+    let ana_browser = [("cookie", ana_cookie.as_str())];
+    let mut ana = Client::try_connect_with(&a.ws_url("/ws/chat/lobby/?name=ana"), &ana_browser)
+        .await
+        .unwrap();
     let joined = ana.recv_type("joined").await;
     assert_eq!(online_names(&joined), vec!["ana"]);
     let mut bruno = Client::connect(&b.ws_url("/ws/chat/lobby/?name=bruno")).await;
@@ -137,7 +150,9 @@ async fn presence_spans_nodes_and_forgets_a_dead_node() {
     );
 
     // A second tab of ana on node B: no new join.
-    let mut ana2 = Client::connect(&b.ws_url("/ws/chat/lobby/?name=ana")).await;
+    let mut ana2 = Client::try_connect_with(&b.ws_url("/ws/chat/lobby/?name=ana"), &ana_browser)
+        .await
+        .unwrap();
     assert_eq!(
         online_names(&ana2.recv_type("joined").await),
         vec!["ana", "bruno"]
@@ -164,4 +179,20 @@ async fn presence_spans_nodes_and_forgets_a_dead_node() {
     }
     ana2.send(json!({"type": "ping"})).await;
     assert_eq!(ana2.recv().await["type"], "pong");
+
+    // The live nodes said goodbye for carol, once, and not for ana (still here on B).
+    let p = bruno.recv_type("presence").await;
+    assert_eq!(
+        (p["event"].as_str(), p["user"]["name"].as_str()),
+        (Some("join"), Some("carol"))
+    );
+    let p = bruno.recv_type("presence").await;
+    assert_eq!(
+        (p["event"].as_str(), p["user"]["name"].as_str()),
+        (Some("leave"), Some("carol"))
+    );
+    assert!(
+        bruno.silent(std::time::Duration::from_secs(2)).await,
+        "one goodbye, from one node"
+    );
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Server, http, http_json};
+use common::{Client, Server, http, http_json, request};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -177,31 +177,35 @@ async fn http_api_posts_reach_sockets_and_history_pages() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let mut watcher = Client::connect(&server.ws_url("/ws/chat/api-room/?name=w")).await;
-    let post = json!({"body": "from http", "client_id": "h-1", "name": "svc"});
-    let (status, first) = http_json(
-        &server.addr,
-        "POST",
-        "/api/rooms/api-room/messages",
-        Some(post.clone()),
-    )
-    .await;
-    assert_eq!(status, 201, "{first}");
+    let post = json!({"body": "from http", "client_id": "h-1", "name": "svc"}).to_string();
+    let json_type = ("content-type", "application/json");
+    let path = "/api/rooms/api-room/messages";
+    let first = request(&server.addr, "POST", path, &[json_type], Some(&post)).await;
+    assert_eq!(first.status, 201, "{}", first.body);
     assert_eq!(
-        (first["type"].as_str(), first["seq"].as_u64()),
+        (first.json()["type"].as_str(), first.json()["seq"].as_u64()),
         (Some("message"), Some(1))
     );
-    let (status, again) = http_json(
+    // A guest is the guest of its `chat_guest` cookie: the retry sends back the one the first
+    // answer set.
+    let cookie = first
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a guest post without the guest cookie gets one")
+        .to_owned();
+    let again = request(
         &server.addr,
         "POST",
-        "/api/rooms/api-room/messages",
-        Some(post),
+        path,
+        &[json_type, ("cookie", &cookie)],
+        Some(&post),
     )
     .await;
     assert_eq!(
-        status, 200,
+        again.status, 200,
         "a repeated client_id answers the first message"
     );
-    assert_eq!(again["seq"], 1);
+    assert_eq!(again.json()["seq"], 1);
     let live = watcher.recv().await;
     assert_eq!(
         (live["body"].as_str(), live["sender"]["name"].as_str()),

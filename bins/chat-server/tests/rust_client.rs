@@ -70,6 +70,7 @@ async fn auto_reconnect_loses_and_duplicates_nothing_across_a_restart() {
     }
 
     let mut got = Vec::new();
+    let mut writers = std::collections::HashSet::new();
     let mut reconnected = false;
     while got.len() < 20 {
         match tokio::time::timeout(Duration::from_secs(10), reader.next_event())
@@ -77,7 +78,10 @@ async fn auto_reconnect_loses_and_duplicates_nothing_across_a_restart() {
             .unwrap()
             .unwrap()
         {
-            Event::Message(m) => got.push(m.seq),
+            Event::Message(m) => {
+                got.push(m.seq);
+                writers.insert(m.sender.guest);
+            }
             Event::Reconnected => reconnected = true,
             _ => {}
         }
@@ -88,6 +92,10 @@ async fn auto_reconnect_loses_and_duplicates_nothing_across_a_restart() {
         (1..=20).collect::<Vec<_>>(),
         "every message once, in order"
     );
+    // The guest cookie the server set on the writer's first handshake went back with every
+    // reconnect: one guest throughout, so a resend is recognised as that guest's retry.
+    assert_eq!(writers.len(), 1, "one guest id: {writers:?}");
+    assert!(writers.iter().all(Option::is_some), "{writers:?}");
     let extra = tokio::time::timeout(Duration::from_millis(300), reader.next_message()).await;
     assert!(extra.is_err(), "nothing duplicated: {extra:?}");
 }

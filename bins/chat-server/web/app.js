@@ -156,13 +156,29 @@ async function initLogin() {
   }
 }
 
+// A name to suggest: "guest-" and 6 random hex digits (16.7 million, so two guests rarely
+// share one). Names only help people tell guests apart; the server knows a guest by the
+// guest id of its cookie, which the page never sees.
+function randomGuestName() {
+  const bytes = new Uint8Array(3);
+  crypto.getRandomValues(bytes);
+  return "guest-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// Who a user object is: users by id, guests by their guest id (two guests may share a name).
+function userKey(u) {
+  if (u.id !== undefined && u.id !== null) return "u:" + u.id;
+  if (u.guest) return "g:" + u.guest;
+  return "n:" + u.name;
+}
+
 function initIndex() {
   showAccount();
   const form = $("room-form");
   const room = $("room-name");
   const name = $("display-name");
   const error = $("room-error");
-  name.value = savedName() || "guest-" + Math.floor(1000 + Math.random() * 9000);
+  name.value = savedName() || randomGuestName();
   room.addEventListener("input", () => {
     error.hidden = true;
   });
@@ -212,7 +228,8 @@ class RoomView {
     this.oldestSeq = null;
     this.ws = null;
     this.backoff = 1000;
-    this.typers = new Map(); // name -> timeout
+    this.typers = new Map(); // user key -> { name, timer }
+    this.guestId = null; // ours, learnt from the echo of our first message
     this.lastTypingSent = 0;
     this.online = new Map();
   }
@@ -309,12 +326,12 @@ class RoomView {
         this.onTyping(f);
         break;
       case "joined":
-        (f.online || []).forEach((u) => this.online.set(u.name, u));
+        (f.online || []).forEach((u) => this.online.set(userKey(u), u));
         this.renderOnline();
         break;
       case "presence":
-        if (f.event === "join") this.online.set(f.user.name, f.user);
-        else this.online.delete(f.user.name);
+        if (f.event === "join") this.online.set(userKey(f.user), f.user);
+        else this.online.delete(userKey(f.user));
         this.renderOnline();
         break;
       case "error":
@@ -359,6 +376,7 @@ class RoomView {
   isOwn(user) {
     if (!user) return false;
     if (this.me) return user.id === this.me.id;
+    if (this.guestId && user.guest) return user.guest === this.guestId;
     return user.id === undefined && user.name === this.name;
   }
 
@@ -379,6 +397,8 @@ class RoomView {
     let li = m.client_id ? this.pending.get(m.client_id) : null;
     if (li && this.isOwn(m.sender)) {
       this.pending.delete(m.client_id);
+      // Our own client id came back: this sender is us, whatever others share our name.
+      if (!this.me && m.sender.guest) this.guestId = m.sender.guest;
       li.replaceWith((li = this.messageElement(m)));
     } else {
       li = this.messageElement(m);
@@ -401,7 +421,7 @@ class RoomView {
     }
     if (m.seq > this.lastSeq) this.lastSeq = m.seq;
     if (this.oldestSeq === null || m.seq < this.oldestSeq) this.oldestSeq = m.seq;
-    const typer = m.sender && m.sender.name;
+    const typer = m.sender && userKey(m.sender);
     if (typer && this.typers.has(typer)) this.stopTyping(typer);
     if (atBottom || li.classList.contains("own")) this.list.scrollTop = this.list.scrollHeight;
     this.scheduleRead();
@@ -472,25 +492,27 @@ class RoomView {
   }
 
   onTyping(f) {
-    const who = f.user && f.user.name;
-    if (!who || this.isOwn(f.user)) return;
+    if (!f.user || !f.user.name || this.isOwn(f.user)) return;
+    const who = userKey(f.user);
     if (!f.active) {
       this.stopTyping(who);
       return;
     }
-    clearTimeout(this.typers.get(who));
-    this.typers.set(who, setTimeout(() => this.stopTyping(who), 6000));
+    const was = this.typers.get(who);
+    if (was) clearTimeout(was.timer);
+    this.typers.set(who, { name: f.user.name, timer: setTimeout(() => this.stopTyping(who), 6000) });
     this.renderTyping();
   }
 
   stopTyping(who) {
-    clearTimeout(this.typers.get(who));
+    const was = this.typers.get(who);
+    if (was) clearTimeout(was.timer);
     this.typers.delete(who);
     this.renderTyping();
   }
 
   renderTyping() {
-    const names = [...this.typers.keys()];
+    const names = [...this.typers.values()].map((t) => t.name);
     const el = $("typing");
     if (names.length === 0) el.textContent = "";
     else if (names.length === 1) el.textContent = names[0] + " is typing…";

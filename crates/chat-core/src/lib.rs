@@ -51,7 +51,7 @@ pub use layer::{
 };
 #[cfg(feature = "redis")]
 pub use layer::{RedisChannelLayer, RedisLayerConfig};
-pub use message::{NewMessage, Sender, Seq, StoredMessage, Timestamp};
+pub use message::{GuestId, NewMessage, Sender, Seq, StoredMessage, Timestamp};
 pub use names::{ChannelName, GroupName, InvalidName, RoomKind, RoomName};
 pub use pair::{PairError, PairRoom, UserId};
 pub use policy::{AnyPair, Member, PairPolicy, RolePairs};

@@ -60,7 +60,73 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-/// Who sent a message, typed or read: a user (with id and role) or a guest (a name only).
+/// A guest's public id: 16 lowercase hex digits (64 random bits), on the wire as `guest`.
+///
+/// Guests have no account, and their display name is theirs to choose, so two guests may both
+/// be "ana": the id is what tells them apart for presence and `client_id` de-duplication. The
+/// server derives it from a per-browser secret (a cookie) or draws it at random per
+/// connection; it is public (clients see it in `sender`, `user` and `online`), so it must
+/// never be the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub struct GuestId(String);
+
+impl GuestId {
+    /// Hex digits in an id.
+    pub const LEN: usize = 16;
+
+    /// Hex digits of the id in a generated display name (`guest-` and these).
+    const NAME_DIGITS: usize = 6;
+
+    /// The id of 64 bits (random ones: from a CSPRNG, or a keyed hash of a random secret).
+    pub fn from_bits(bits: u64) -> Self {
+        Self(format!("{bits:016x}"))
+    }
+
+    /// An id written as the protocol writes it (16 lowercase hex digits); anything else is
+    /// none, so an id has one spelling and one idempotency key.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == Self::LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Self(s.to_owned()))
+    }
+
+    /// The guest id inside a [`Sender::idempotency_key`] (`g:<id>`), for stores that keep
+    /// only the key; none for users, for guests known by name only, and for the name keys
+    /// (`g:<name>`) written before guests had ids.
+    pub fn from_idempotency_key(key: &str) -> Option<Self> {
+        key.strip_prefix("g:").and_then(Self::parse)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The display name of a guest who did not choose one: `guest-` and the id's first six
+    /// hex digits (16.7 million names, where `guest-NNNN` had 10,000). It follows the id, so
+    /// a browser keeps its generated name across connections; it only helps people tell
+    /// guests apart and identifies nobody (the id does).
+    pub fn default_name(&self) -> String {
+        format!("guest-{}", &self.0[..Self::NAME_DIGITS])
+    }
+}
+
+impl TryFrom<String> for GuestId {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s).ok_or_else(|| format!("a guest id is 16 lowercase hex digits, got {s:?}"))
+    }
+}
+
+impl std::fmt::Display for GuestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who sent a message, typed or read: a user (with id and role) or a guest (a guest id and a
+/// name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Sender {
     /// The user's id; `None` for a guest.
@@ -71,15 +137,34 @@ pub struct Sender {
     /// The user's role (`tutor`, `vet`, …); `None` for guests and users without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// The guest's id, which tells two guests of the same name apart; `None` for users and
+    /// for guests known by name only ([`Sender::guest`]). Additive on the wire: clients that
+    /// do not know it ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<GuestId>,
 }
 
 impl Sender {
-    /// A guest, known only by the name they gave.
+    /// A guest known only by the name they gave: every such guest of that name is the same
+    /// sender for presence and `client_id` de-duplication. For tests and for embedders that
+    /// vouch for names themselves; a server open to anyone gives each guest an id
+    /// ([`Sender::guest_with_id`]), since names are neither unique nor secret.
     pub fn guest(name: impl Into<String>) -> Self {
         Self {
             id: None,
             name: name.into(),
             role: None,
+            guest: None,
+        }
+    }
+
+    /// A guest identified by their guest id, whatever name they give.
+    pub fn guest_with_id(guest: GuestId, name: impl Into<String>) -> Self {
+        Self {
+            id: None,
+            name: name.into(),
+            role: None,
+            guest: Some(guest),
         }
     }
 
@@ -89,15 +174,18 @@ impl Sender {
             id: Some(id),
             name: name.into(),
             role,
+            guest: None,
         }
     }
 
-    /// The key that makes `client_id` idempotency per sender: `u:<id>` for users, `g:<name>`
-    /// for guests.
+    /// The key that identifies the sender for `client_id` idempotency and presence: `u:<id>`
+    /// for users, `g:<guest id>` for guests, and `n:<name>` for guests known by name only (a
+    /// prefix of its own, so no name can pose as a guest id).
     pub fn idempotency_key(&self) -> String {
-        match self.id {
-            Some(id) => format!("u:{id}"),
-            None => format!("g:{}", self.name),
+        match (self.id, &self.guest) {
+            (Some(id), _) => format!("u:{id}"),
+            (None, Some(guest)) => format!("g:{guest}"),
+            (None, None) => format!("n:{}", self.name),
         }
     }
 }
@@ -151,10 +239,76 @@ mod tests {
     fn guest_sender_has_no_id_on_the_wire() {
         let v = serde_json::to_value(Sender::guest("ana")).unwrap();
         assert_eq!(v, serde_json::json!({"name": "ana"}));
+        let g = GuestId::from_bits(0x0123_4567_89ab_cdef);
+        let v = serde_json::to_value(Sender::guest_with_id(g.clone(), "ana")).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"name": "ana", "guest": "0123456789abcdef"})
+        );
+        let back: Sender = serde_json::from_value(v).unwrap();
+        assert_eq!(back.guest, Some(g));
         let v = serde_json::to_value(Sender::user(3, "Ana", Some("tutor".into()))).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"id": 3, "name": "Ana", "role": "tutor"})
+        );
+    }
+
+    #[test]
+    fn guests_of_one_name_are_told_apart_by_their_ids() {
+        let one = Sender::guest_with_id(GuestId::from_bits(1), "ana");
+        let two = Sender::guest_with_id(GuestId::from_bits(2), "ana");
+        assert_ne!(one.idempotency_key(), two.idempotency_key());
+        assert_eq!(one.idempotency_key(), "g:0000000000000001");
+        let renamed = Sender::guest_with_id(GuestId::from_bits(1), "ana-2");
+        assert_eq!(one.idempotency_key(), renamed.idempotency_key());
+        assert_eq!(Sender::user(7, "ana", None).idempotency_key(), "u:7");
+        // A name that looks like a guest id is not that guest.
+        let named = Sender::guest("0000000000000001");
+        assert_ne!(named.idempotency_key(), one.idempotency_key());
+        assert_eq!(
+            GuestId::from_idempotency_key(&one.idempotency_key()),
+            one.guest
+        );
+        assert_eq!(GuestId::from_idempotency_key("g:ana"), None);
+        assert_eq!(GuestId::from_idempotency_key("u:7"), None);
+    }
+
+    #[test]
+    fn guest_ids_have_one_spelling() {
+        assert!(GuestId::parse("0123456789abcdef").is_some());
+        for bad in [
+            "",
+            "0123456789ABCDEF",
+            "0123456789abcde",
+            "0123456789abcdef0",
+            "+123456789abcdef",
+        ] {
+            assert_eq!(GuestId::parse(bad), None, "{bad:?}");
+        }
+        assert!(serde_json::from_str::<GuestId>("\"xyz\"").is_err());
+    }
+
+    #[test]
+    fn generated_guest_names_are_not_limited_to_ten_thousand() {
+        // Ids spread over the whole 64-bit space, as random ones do.
+        let names: std::collections::HashSet<String> = (0..50_000u64)
+            .map(|i| GuestId::from_bits(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).default_name())
+            .collect();
+        assert!(
+            names.len() > 49_000,
+            "{} distinct names for 50,000 guests",
+            names.len()
+        );
+        for n in &names {
+            assert!(n.starts_with("guest-"), "{n}");
+        }
+        let g = GuestId::from_bits(0xabcd_ef01_2345_6789);
+        assert_eq!(g.default_name(), "guest-abcdef");
+        assert_eq!(
+            g.default_name(),
+            g.clone().default_name(),
+            "it follows the id"
         );
     }
 }

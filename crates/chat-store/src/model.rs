@@ -1,6 +1,6 @@
 //! Rows as diesel reads and writes them, and their conversion to chat-core types.
 
-use chat_core::{HistoryPage, RoomName, Sender, Seq, StoredMessage, Timestamp};
+use chat_core::{GuestId, HistoryPage, RoomName, Sender, Seq, StoredMessage, Timestamp};
 use diesel::prelude::*;
 
 use crate::schema::messages;
@@ -15,6 +15,9 @@ pub(crate) struct MessageRow {
     pub sender_id: Option<i64>,
     pub sender_name: String,
     pub sender_role: Option<String>,
+    /// The sender's idempotency key: a guest's id is kept only here (`g:<guest id>`), so the
+    /// schema needs no column of its own for it.
+    pub sender_key: String,
     pub body: String,
     pub client_id: Option<String>,
     pub created_at: i64,
@@ -27,6 +30,10 @@ impl MessageRow {
             // Seqs are written by this crate from 1 upwards; a negative one cannot exist.
             seq: Seq::try_from(self.seq).unwrap_or_default(),
             sender: Sender {
+                guest: match self.sender_id {
+                    Some(_) => None,
+                    None => GuestId::from_idempotency_key(&self.sender_key),
+                },
                 id: self.sender_id,
                 name: self.sender_name,
                 role: self.sender_role,

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chat_core::{HistoryPage, HistoryQuery, MessageStore, NewMessage, RoomName, Sender};
+use chat_core::{GuestId, HistoryPage, HistoryQuery, MessageStore, NewMessage, RoomName, Sender};
 use chat_store::{Store, StoreConfig};
 
 mod common;
@@ -184,6 +184,61 @@ async fn client_id_is_idempotent(store: impl MessageStore) {
     assert_eq!(store.last_seq(&room("r")).await.unwrap(), 4);
 }
 
+/// Guests are keyed by their guest id (kept in the sender key), never by their name.
+async fn guests_are_told_apart_by_their_ids(store: impl MessageStore) {
+    let one = GuestId::from_bits(0x1111_2222_3333_4444);
+    let two = GuestId::from_bits(0x5555_6666_7777_8888);
+    let first = store
+        .append(msg(
+            "g",
+            Sender::guest_with_id(one.clone(), "ana"),
+            "1",
+            Some("c-1"),
+        ))
+        .await
+        .unwrap();
+    let other = store
+        .append(msg(
+            "g",
+            Sender::guest_with_id(two.clone(), "ana"),
+            "2",
+            Some("c-1"),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        !other.duplicate,
+        "another guest of the same name is another sender"
+    );
+    assert_ne!(other.message.seq, first.message.seq);
+    let renamed = store
+        .append(msg(
+            "g",
+            Sender::guest_with_id(one.clone(), "ana-2"),
+            "1",
+            Some("c-1"),
+        ))
+        .await
+        .unwrap();
+    assert!(renamed.duplicate, "the same guest under a new name retries");
+    assert_eq!(
+        renamed.message, first.message,
+        "read back with its guest id"
+    );
+    let page = store
+        .history(&room("g"), HistoryQuery::latest(10))
+        .await
+        .unwrap();
+    let senders: Vec<&Sender> = page.messages.iter().map(|m| &m.sender).collect();
+    assert_eq!(
+        senders,
+        [
+            &Sender::guest_with_id(one, "ana"),
+            &Sender::guest_with_id(two, "ana")
+        ]
+    );
+}
+
 async fn history_pages_both_ways(store: impl MessageStore) {
     let r = room("h");
     assert_eq!(
@@ -263,6 +318,7 @@ suite!(
     seqs_start_at_one_per_room,
     concurrent_appends_are_gap_free,
     client_id_is_idempotent,
+    guests_are_told_apart_by_their_ids,
     history_pages_both_ways,
     read_state_never_moves_back,
 );
@@ -272,6 +328,7 @@ suite!(
     seqs_start_at_one_per_room,
     concurrent_appends_are_gap_free,
     client_id_is_idempotent,
+    guests_are_told_apart_by_their_ids,
     history_pages_both_ways,
     read_state_never_moves_back,
 );

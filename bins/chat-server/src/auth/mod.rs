@@ -2,6 +2,7 @@
 //! an `Authorization: Bearer` token, in that order. Anything else is anonymous (a guest, where
 //! guests are allowed).
 
+pub mod guest;
 pub mod password;
 pub mod session;
 pub mod token;
@@ -11,6 +12,7 @@ use chat_store::User;
 use http::header;
 
 use crate::app::App;
+pub use guest::{Guest, GuestKeys};
 pub use session::SessionKeys;
 
 /// The caller of a request.

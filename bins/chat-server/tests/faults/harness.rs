@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::block_in_place;
 use tokio::time::Instant;
 
-use crate::common::{Client, Event, add_user_in, login};
+use crate::common::{Client, Event, add_user_in, login, request};
 
 /// Messages each peer sends.
 pub const MESSAGES: usize = 80;
@@ -34,6 +34,10 @@ pub const NO_RATE_LIMIT: [&str; 4] = ["--messages-per-second", "1000", "--messag
 pub struct Users {
     pub ana_cookie: String,
     pub bruno_cookie: String,
+    /// The guests' `chat_guest` cookies: a guest is the guest of its cookie, which its
+    /// reconnects keep (as a browser's do), so its resends are recognised as its retries.
+    pub gina_cookie: String,
+    pub gus_cookie: String,
     pub bruno_id: i64,
     /// The pair room of ana and bruno.
     pub pair: String,
@@ -51,6 +55,8 @@ impl Users {
         Self {
             ana_cookie,
             bruno_cookie,
+            gina_cookie: guest_cookie(addr).await,
+            gus_cookie: guest_cookie(addr).await,
             bruno_id,
             pair: format!("dm_{}_{}", ana_id.min(bruno_id), ana_id.max(bruno_id)),
         }
@@ -69,14 +75,32 @@ impl Users {
                 spec("ana", Some(self.ana_cookie.clone()), ["lobby", pair]),
                 a.clone(),
             ),
-            (spec("gina", None, ["lobby", "games"]), a.clone()),
+            (
+                spec("gina", Some(self.gina_cookie.clone()), ["lobby", "games"]),
+                a.clone(),
+            ),
             (
                 spec("bruno", Some(self.bruno_cookie.clone()), [pair, "games"]),
                 b.clone(),
             ),
-            (spec("gus", None, ["games", "lobby"]), b.clone()),
+            (
+                spec("gus", Some(self.gus_cookie.clone()), ["games", "lobby"]),
+                b.clone(),
+            ),
         ]
     }
+}
+
+/// A new browser's guest cookie (`chat_guest=…`), as the web client's index page sets it.
+async fn guest_cookie(addr: &str) -> String {
+    let page = request(addr, "GET", "/", &[], None).await;
+    page.headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .filter_map(|(_, v)| v.split(';').next())
+        .find(|c| c.starts_with("chat_guest="))
+        .expect("the index page sets the guest cookie")
+        .to_owned()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -89,7 +113,7 @@ type Route = watch::Receiver<(u32, String)>;
 #[derive(Clone)]
 pub struct Spec {
     pub name: String,
-    /// Logged-in users send their session cookie; guests go by their name.
+    /// Logged-in users send their session cookie, guests their guest cookie.
     pub cookie: Option<String>,
     pub rooms: Vec<String>,
 }

@@ -220,6 +220,17 @@ impl InMemoryChannelLayer {
         &self.inner.config
     }
 
+    /// How many channels exist (not yet discarded). A channel nobody discards is a leak:
+    /// tests of code that owns channels check this comes back to zero.
+    pub fn channel_count(&self) -> usize {
+        self.inner.channels.len()
+    }
+
+    /// How many groups have at least one member (an emptied group is forgotten).
+    pub fn group_count(&self) -> usize {
+        self.inner.groups.len()
+    }
+
     /// Tells every channel that messages may have been lost from here on (a layer built on
     /// this one lost its feed, for example Redis pub/sub while it reconnected): each receives
     /// a [`LayerMessage::MISSED`] marker after what it holds.

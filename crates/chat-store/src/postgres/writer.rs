@@ -143,12 +143,11 @@ async fn create_rooms(
     Ok(())
 }
 
-/// A stored message found again by its client id.
+/// A stored message found again by its client id (its sender key is the message's).
 #[derive(QueryableByName)]
 #[diesel(table_name = messages)]
 struct KnownRow {
     room_id: i32,
-    sender_key: String,
     #[diesel(embed)]
     message: MessageRow,
 }
@@ -184,7 +183,10 @@ async fn known_client_ids(
         .into_iter()
         .filter_map(|r| {
             let client_id = r.message.client_id.clone()?;
-            Some(((r.room_id, r.sender_key, client_id), r.message))
+            Some((
+                (r.room_id, r.message.sender_key.clone(), client_id),
+                r.message,
+            ))
         })
         .collect())
 }
@@ -321,6 +323,7 @@ fn stored(p: &Pending, now: i64) -> chat_core::StoredMessage {
         sender_id: p.msg.sender.id,
         sender_name: p.msg.sender.name.clone(),
         sender_role: p.msg.sender.role.clone(),
+        sender_key: p.sender_key.clone(),
         body: p.msg.body.clone(),
         client_id: p.msg.client_id.clone(),
         created_at: now,

@@ -105,6 +105,7 @@ fn append(
         sender_id: msg.sender.id,
         sender_name: msg.sender.name,
         sender_role: msg.sender.role,
+        sender_key: key,
         body: msg.body,
         client_id: msg.client_id,
         created_at: now,

@@ -111,12 +111,13 @@ pub struct ChatClient {
 impl ChatClient {
     /// Connects (the first attempt must succeed; later drops are retried forever).
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
-        let socket = task::open(&config)
+        let mut cookies = task::Cookies::default();
+        let socket = task::open(&config, &mut cookies)
             .await
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         let (commands, rx) = mpsc::unbounded_channel();
         let (tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(task::run(config, socket, rx, tx));
+        tokio::spawn(task::run(config, cookies, socket, rx, tx));
         Ok(Self { commands, events })
     }
 

@@ -41,8 +41,54 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// Opens one connection with the configured credentials.
-pub(super) async fn open(config: &ClientConfig) -> Result<Socket, tungstenite::Error> {
+/// The cookies the server set on this client's handshakes (`name=value`, attributes
+/// dropped), sent back on every later one, as a browser would. This is how a guest stays the
+/// same guest across reconnects: the server knows guests by a cookie it sets, not by their
+/// name, so without it a message resent after a reconnect would come from a new guest and be
+/// stored twice.
+#[derive(Debug, Default)]
+pub(super) struct Cookies(Vec<(String, String)>);
+
+impl Cookies {
+    /// The `Cookie` header to send, if any cookie was set.
+    fn header(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| {
+            self.0
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    /// Keeps the cookies of a handshake's `Set-Cookie` headers; an empty value removes one.
+    fn take_from(&mut self, headers: &tungstenite::http::HeaderMap) {
+        let set = headers
+            .get_all(tungstenite::http::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        for line in set {
+            let pair = line.split(';').next().unwrap_or_default();
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let (name, value) = (name.trim(), value.trim());
+            if name.is_empty() {
+                continue;
+            }
+            self.0.retain(|(k, _)| k != name);
+            if !value.is_empty() {
+                self.0.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+}
+
+/// Opens one connection with the configured credentials and the cookies the server set.
+pub(super) async fn open(
+    config: &ClientConfig,
+    cookies: &mut Cookies,
+) -> Result<Socket, tungstenite::Error> {
     let sep = if config.url.contains('?') { '&' } else { '?' };
     let url = match &config.auth {
         Auth::Guest(name) => format!("{}{sep}name={}", config.url, encode(name)),
@@ -55,7 +101,11 @@ pub(super) async fn open(config: &ClientConfig) -> Result<Socket, tungstenite::E
             req.headers_mut().insert("authorization", v);
         }
     }
-    let (socket, _) = tokio_tungstenite::connect_async(req).await?;
+    if let Some(v) = cookies.header().and_then(|c| c.parse().ok()) {
+        req.headers_mut().insert("cookie", v);
+    }
+    let (socket, res) = tokio_tungstenite::connect_async(req).await?;
+    cookies.take_from(res.headers());
     Ok(socket)
 }
 
@@ -176,6 +226,7 @@ fn message_frame(room: &RoomName, body: &str, client_id: &str) -> Message {
 /// Runs until the client is closed or dropped.
 pub(super) async fn run(
     config: ClientConfig,
+    mut cookies: Cookies,
     mut socket: Socket,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<Event>,
@@ -233,7 +284,7 @@ pub(super) async fn run(
             if state.events.is_closed() {
                 return;
             }
-            match open(&config).await {
+            match open(&config, &mut cookies).await {
                 Ok(s) => break s,
                 Err(e) => {
                     tracing::debug!(error = %e, retry_in = ?backoff, "reconnect failed");
@@ -256,5 +307,38 @@ pub(super) async fn run(
         if ok {
             state.emit(Event::Reconnected);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue, header};
+
+    use super::Cookies;
+
+    fn set(lines: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(header::SET_COOKIE, HeaderValue::from_str(l).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn set_cookies_come_back_without_their_attributes() {
+        let mut jar = Cookies::default();
+        assert_eq!(jar.header(), None);
+        jar.take_from(&set(&[
+            "chat_guest=abc; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000",
+            "other=1",
+            "broken",
+        ]));
+        assert_eq!(jar.header().as_deref(), Some("chat_guest=abc; other=1"));
+        jar.take_from(&set(&["chat_guest=def; Path=/", "other=; Max-Age=0"]));
+        assert_eq!(jar.header().as_deref(), Some("chat_guest=def"));
+        jar.take_from(&HeaderMap::new());
+        assert_eq!(jar.header().as_deref(), Some("chat_guest=def"), "kept");
     }
 }

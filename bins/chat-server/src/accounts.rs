@@ -171,6 +171,8 @@ where
     let creds = read_credentials(req).await?;
     let username = creds.username.trim().to_lowercase();
     if !app.login_by_ip.allows(&peer) || !app.login_by_user.allows(&username) {
+        crate::prometheus::rate_limited("logins");
+        crate::prometheus::login("rate_limited");
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RateLimited,
@@ -189,8 +191,12 @@ where
     // Verified against a dummy hash when the user does not exist: same time, same answer.
     let ok = password::verify(creds.password, hash).await;
     match user {
-        Some(user) if ok => start_session(app, &user, json_reply, creds.next.as_deref()).await,
+        Some(user) if ok => {
+            crate::prometheus::login("ok");
+            start_session(app, &user, json_reply, creds.next.as_deref()).await
+        }
         _ => {
+            crate::prometheus::login("failed");
             app.login_by_ip.check(&peer);
             app.login_by_user.check(&username);
             tracing::info!(%peer, "failed login");

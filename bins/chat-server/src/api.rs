@@ -54,6 +54,10 @@ async fn readable_room<B>(
         .await
         .map_err(|e| ApiError::store(&e))?;
     room_access(app, &identity, &room).await?;
+    if let Some(user) = identity.user() {
+        // On a long-poll's connection span (a no-op on spans without a `user` field).
+        crate::trace::record_user(user.id);
+    }
     let query = req
         .uri()
         .query()
@@ -135,6 +139,7 @@ where
         ));
     }
     if !app.post_limiter.check(&peer) {
+        crate::prometheus::rate_limited("http_posts");
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RateLimited,
@@ -247,6 +252,8 @@ async fn long_poll<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp, A
             "try again",
         )
     })?;
+    // Counted as an open connection while it waits, however the poll ends.
+    let _open = crate::prometheus::long_poll();
     let mailbox = PollMailbox {
         layer: layer.clone(),
         group: room.group(),

@@ -43,6 +43,12 @@ pub struct App {
     pub sockets: Arc<SocketLimiter>,
     /// The Socket.IO endpoint (mounted once the state exists: its handlers use it).
     pub socketio: Option<crate::socketio::Endpoint>,
+    /// What `GET /metrics` renders on the main listener; `None` there (404) when no recorder
+    /// is installed or `--metrics-bind` serves it on its own listener.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The Redis channel layer (the same as `layer`) when the server runs with Redis, for
+    /// `/readyz` to report its connection; `None` with the in-memory layer.
+    pub redis: Option<chat_core::RedisChannelLayer>,
 }
 
 impl App {
@@ -83,6 +89,8 @@ impl App {
             login_by_user: Arc::new(KeyedLimiter::new(1.0 / 60.0, 5)),
             sockets: SocketLimiter::new(config.settings.max_sockets_per_ip),
             socketio: None,
+            metrics: None,
+            redis: None,
             config: Arc::new(config),
         }
     }

@@ -172,9 +172,43 @@ pub struct Settings {
     /// asking for the `chat.v1` subprotocol.
     #[arg(long, env = "CHAT_COMPAT", value_enum, global = true)]
     pub compat: Option<Compat>,
+    /// Serve `GET /metrics` (Prometheus) on this address, on a listener of its own (port 0
+    /// picks a free port), instead of on the main listener to local requests only.
+    #[arg(long, env = "CHAT_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<SocketAddr>,
+    /// Record no metrics and serve no `/metrics` (every recording call is then a no-op): to
+    /// measure what metrics cost, or where another system collects them.
+    #[arg(
+        long,
+        env = "CHAT_NO_METRICS",
+        global = true,
+        conflicts_with = "metrics_bind"
+    )]
+    pub no_metrics: bool,
     /// Log filter (`info`, `debug`, `chat_ws=debug,info`…).
     #[arg(long, env = "CHAT_LOG", default_value = "info", global = true)]
     pub log: String,
+    /// How log lines are written (to standard error): `text` for people, `json` for log
+    /// collectors (one JSON object per line, with the fields of the request's or
+    /// connection's span).
+    #[arg(
+        long,
+        env = "CHAT_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// The format of log lines (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `fields` (with `message`), `target`,
+    /// `span` and `spans`.
+    Json,
 }
 
 /// Other clients' frames the server can speak (`--compat`).

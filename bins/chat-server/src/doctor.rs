@@ -77,7 +77,7 @@ async fn check_redis(config: &ServerConfig) -> Check {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             return Check::Fail(
-                e.to_string(),
+                format!("Redis at {shown}: {e}"),
                 "start Redis, or correct REDIS_URL (redis://[:password@]host:6379[/db]); unset it to run a single node without Redis".into(),
             );
         }

@@ -10,14 +10,17 @@ mod cli;
 mod cli_accounts;
 mod config;
 mod doctor;
+mod health;
 mod origin;
 mod pages;
+mod prometheus;
 mod ratelimit;
 mod respond;
 mod routes;
 mod server;
 mod socketio;
 mod sockets;
+mod trace;
 mod tutorials;
 mod ws;
 
@@ -38,13 +41,7 @@ use crate::config::ServerConfig;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.settings.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&cli.settings);
     // The local offset can only be read soundly while the process has one thread: now.
     let utc_offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -63,6 +60,25 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to standard error, filtered by `--log`, as text or JSON (`--log-format`).
+fn init_logging(settings: &cli::Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log_format {
+        cli::LogFormat::Text => logs.init(),
+        // The current span (a request's id, a connection's id, kind, room and user) and its
+        // parents go with every line, so one request's or one client's lines can be selected.
+        cli::LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 
@@ -112,6 +128,12 @@ async fn serve(
     config: ServerConfig,
     store: chat_store::Store,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    // Before anything records: the crates keep their hot-path handles from their first use.
+    let metrics = if config.settings.no_metrics {
+        None
+    } else {
+        Some(prometheus::install()?)
+    };
     // Every connection is a file descriptor: allow as many as the system lets this process.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::debug!(limit, "open files limit"),
@@ -120,11 +142,18 @@ async fn serve(
     let listener = listen(config.settings.bind)
         .map_err(|e| format!("cannot listen on {}: {e}", config.settings.bind))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.settings.metrics_bind {
+        Some(bind) => {
+            Some(listen(bind).map_err(|e| format!("cannot listen for metrics on {bind}: {e}"))?)
+        }
+        None => None,
+    };
     let layer_config = LayerConfig {
         // A connection's layer mailbox holds as much as its outbound queue.
         capacity: config.limits.outbound_queue,
         ..LayerConfig::default()
     };
+    let mut redis = None;
     let (layer, presence): (SharedLayer, SharedPresence) = match &config.redis_url {
         None => (
             Arc::new(InMemoryChannelLayer::new(layer_config)),
@@ -147,10 +176,28 @@ async fn serve(
             let ttl = std::time::Duration::from_secs(config.settings.presence_ttl.max(1));
             let presence = RedisPresence::connect(url, prefix, ttl)
                 .map_err(|e| format!("cannot start Redis presence ({}): {e}", redact_url(url)))?;
+            redis = Some(layer.clone());
             (Arc::new(layer), Arc::new(presence))
         }
     };
-    let app = App::new(store, layer, presence, config).with_socketio();
+    let mut app = App::new(store, layer, presence, config).with_socketio();
+    app.redis = redis;
+    if let Some(metrics) = &metrics {
+        prometheus::spawn_upkeep(metrics.clone(), app.connections.shutdown.clone());
+    }
+    let metrics_addr = match (metrics_listener, metrics) {
+        // `/metrics` on its own listener; the main one answers 404 for it.
+        (Some(listener), Some(metrics)) => {
+            let metrics_addr = listener.local_addr()?;
+            let shutdown = app.connections.shutdown.clone();
+            tokio::spawn(prometheus::serve_listener(listener, metrics, shutdown));
+            Some(metrics_addr)
+        }
+        (_, metrics) => {
+            app.metrics = metrics;
+            None
+        }
+    };
     if app.config.redis_url.is_some() {
         // Other nodes die without a goodbye: announce their users' departures.
         let ttl = std::time::Duration::from_secs(app.config.settings.presence_ttl.max(1));
@@ -167,7 +214,10 @@ async fn serve(
         layer = if app.config.redis_url.is_some() { "redis" } else { "memory" },
         "chat-server started"
     );
-    // Scripts and tests read this line to learn the port when binding to :0.
+    // Scripts and tests read these lines to learn the ports when binding to :0.
+    if let Some(metrics_addr) = metrics_addr {
+        println!("metrics on http://{metrics_addr}/metrics");
+    }
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
     server::serve(app, listener, server::shutdown_signal()).await;

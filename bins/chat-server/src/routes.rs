@@ -7,6 +7,7 @@ use chat_core::ErrorCode;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::auth::authenticate;
@@ -14,7 +15,7 @@ use crate::body::TimedBody;
 use crate::cli::Compat;
 use crate::respond::{Resp, error, redirect, text};
 use crate::sockets::ConnectionSlot;
-use crate::{accounts, api, pages, socketio, tutorials, ws};
+use crate::{accounts, api, pages, socketio, trace, tutorials, ws};
 
 /// Decodes `%XX` escapes in one path segment (no `+` rule in paths), with the
 /// `percent-encoding` crate: a `%` not followed by two hex digits stays as it is, and bytes
@@ -61,14 +62,34 @@ fn too_many_sockets(max: usize, api: bool) -> Resp {
     }
 }
 
-/// Handles one request of the connection whose socket slot is `conn` (see `crate::sockets`).
+/// Handles one request of the connection whose socket slot is `conn` (see `crate::sockets`),
+/// in a span with the request's id (see `crate::trace`), which the answer echoes in
+/// `X-Request-Id`.
 pub async fn handle(
     app: App,
     peer: SocketAddr,
     conn: ConnectionSlot,
     req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
+    let request_id = trace::request_id(req.headers());
+    let span = trace::request_span(&request_id, req.method(), req.uri().path());
+    let Ok(mut res) = handle_request(app, peer, conn, req).instrument(span).await;
+    if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(trace::REQUEST_ID, v);
+    }
+    Ok(res)
+}
+
+async fn handle_request(
+    app: App,
+    peer: SocketAddr,
+    conn: ConnectionSlot,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
     let path = req.uri().path().to_owned();
+    if path == "/metrics" {
+        return Ok(crate::prometheus::on_main_listener(&app, peer, &req));
+    }
     let segments: Vec<String> = path
         .trim_start_matches('/')
         .split('/')
@@ -85,12 +106,21 @@ pub async fn handle(
     let slot = if upgrade || our_poll || socketio_poll {
         match app.sockets.acquire(ip) {
             Some(slot) => Some(slot),
-            None => return Ok(too_many_sockets(app.sockets.max(), our_poll)),
+            None => {
+                crate::prometheus::rate_limited("sockets_per_ip");
+                if upgrade {
+                    crate::prometheus::handshake_refused(StatusCode::TOO_MANY_REQUESTS);
+                }
+                return Ok(too_many_sockets(app.sockets.max(), our_poll));
+            }
         }
     } else {
         None
     };
     let res = route(&app, &path, &segs, ip, req).await;
+    if upgrade && res.status() != StatusCode::SWITCHING_PROTOCOLS {
+        crate::prometheus::handshake_refused(res.status());
+    }
     if let Some(slot) = slot
         && upgrade
         && res.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -163,7 +193,10 @@ async fn route(
         ["ws", "chat", room, ""] | ["ws", "chat", room] => ws::chat_room(app, room, req).await,
         ["ws", "dm", user, ""] | ["ws", "dm", user] => ws::pair_room(app, user, req).await,
         ["api", "rooms", room, "online"] if get => api::online(app, room, &req).await,
-        ["api", "rooms", room, "poll"] if get => api::poll(app, room, &req).await,
+        ["api", "rooms", room, "poll"] if get => {
+            let span = trace::connection_span(trace::Kind::LongPoll, Some(room), None);
+            api::poll(app, room, &req).instrument(span).await
+        }
         ["api", "me"] if get => accounts::me(app, &req).await,
         ["api", "contacts"] if get => accounts::contacts(app, &req).await,
         ["api", "unread"] if get => accounts::unread(app, &req).await,
@@ -174,10 +207,7 @@ async fn route(
             _ => method_not_allowed(),
         },
         ["healthz"] => text(StatusCode::OK, "ok"),
-        ["readyz"] => match chat_core::MessageStore::ping(&app.store).await {
-            Ok(()) => text(StatusCode::OK, "ready"),
-            Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
-        },
+        ["readyz"] => crate::health::readyz(app).await,
         ["api", ..] => error(
             StatusCode::NOT_FOUND,
             ErrorCode::UnknownType,

@@ -36,6 +36,7 @@ use socketioxide::service::SocketIoService;
 use socketioxide::socket::Socket;
 use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::access::ServerAccess;
 use crate::app::App;
@@ -168,6 +169,7 @@ async fn caller(app: &App, s: &SocketRef, auth: &Value) -> Result<(Sender, Crede
 /// handlers, all before socketioxide answers the connect, so no event can arrive first.
 async fn start(app: App, s: SocketRef, auth: Value) -> Result<(), Refused> {
     let (user, credential) = caller(&app, &s, &auth).await?;
+    let span = crate::trace::connection_span(crate::trace::Kind::SocketIo, None, Some(&user));
     let access = Arc::new(ServerAccess::new(&app));
     let consumer = SocketIoConsumer::new(
         user,
@@ -194,6 +196,7 @@ async fn start(app: App, s: SocketRef, auth: Value) -> Result<(), Refused> {
         &app.connections,
         sink.clone(),
     )
+    .instrument(span)
     .await;
     let bridge = match bridged {
         Ok(Bridged::Accepted(b)) => b,

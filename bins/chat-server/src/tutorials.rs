@@ -5,11 +5,13 @@
 use chat_core::{RoomName, Sender};
 use chat_ws::{Tutorial, TutorialConsumer};
 use http::{Request, StatusCode};
+use tracing::Instrument;
 
 use crate::access::{Access, pair_with, room_access};
 use crate::app::App;
 use crate::auth::{Credential, bind, sender_of};
 use crate::respond::{Resp, text};
+use crate::trace::{Kind, connection_span};
 use crate::ws::{guest_sender, handshake, refuse, with_guest_cookie};
 
 async fn run<B: Send + 'static>(
@@ -18,6 +20,7 @@ async fn run<B: Send + 'static>(
     (room, user, credential): (RoomName, Sender, Credential),
     req: Request<B>,
 ) -> Resp {
+    let span = connection_span(Kind::Tutorial, Some(room.as_str()), Some(&user));
     let consumer = TutorialConsumer::new(
         tutorial,
         room,
@@ -28,7 +31,9 @@ async fn run<B: Send + 'static>(
     .with_utc_offset(app.config.utc_offset)
     .with_presence(app.presence.clone());
     let consumer = bind(consumer, &credential);
-    chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone()).await
+    chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone())
+        .instrument(span)
+        .await
 }
 
 /// `GET /ws/chat/{user_id}/` (seed 000): the logged-in user's pair room with `user_id`, the

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use chat_core::{RoomName, Sender};
 use chat_ws::{ChatConsumer, MuxConsumer, form_decode, is_websocket_request};
 use http::{HeaderValue, Request, StatusCode, header};
+use tracing::Instrument;
 
 use crate::access::{Access, ServerAccess, pair_with, room_access};
 use crate::app::App;
 use crate::auth::{Credential, Guest, Identity, authenticate_with, bind, guest, sender_of};
 use crate::respond::{ApiError, Resp, text};
+use crate::trace::{Kind, connection_span};
 
 /// The WebSocket subprotocol of our own protocol. Our clients ask for it, so that with
 /// `--compat tutorials` the tutorials' URLs still speak our frames to them.
@@ -118,6 +120,7 @@ pub async fn chat_room<B: Send + 'static>(app: &App, room: &str, req: Request<B>
         },
         Err(e) => return refuse(e),
     };
+    let span = connection_span(Kind::Room, Some(room.as_str()), Some(&sender));
     let consumer = ChatConsumer::new(
         room,
         sender,
@@ -125,7 +128,9 @@ pub async fn chat_room<B: Send + 'static>(app: &App, room: &str, req: Request<B>
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
-    let res = upgrade_native(req, bind(consumer, &credential), app).await;
+    let res = upgrade_native(req, bind(consumer, &credential), app)
+        .instrument(span)
+        .await;
     with_guest_cookie(res, guest.as_ref())
 }
 
@@ -145,14 +150,18 @@ pub async fn pair_room<B: Send + 'static>(app: &App, other: &str, req: Request<B
         Ok(p) => p,
         Err(e) => return refuse(e),
     };
+    let (room, sender) = (pair.name(), sender_of(me));
+    let span = connection_span(Kind::Room, Some(room.as_str()), Some(&sender));
     let consumer = ChatConsumer::new(
-        pair.name(),
-        sender_of(me),
+        room,
+        sender,
         app.messages.clone(),
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
-    upgrade_native(req, bind(consumer, &credential), app).await
+    upgrade_native(req, bind(consumer, &credential), app)
+        .instrument(span)
+        .await
 }
 
 /// `GET /ws`: the multiplexed socket; rooms are joined with `join` frames.
@@ -170,6 +179,7 @@ pub async fn multiplexed<B: Send + 'static>(app: &App, req: Request<B>) -> Resp 
         None => return text(StatusCode::UNAUTHORIZED, "log in to chat"),
     };
     let access = Arc::new(ServerAccess::new(app));
+    let span = connection_span(Kind::Ws, None, Some(&user));
     let consumer = MuxConsumer::new(
         user,
         access,
@@ -177,6 +187,8 @@ pub async fn multiplexed<B: Send + 'static>(app: &App, req: Request<B>) -> Resp 
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
-    let res = upgrade_native(req, bind(consumer, &credential), app).await;
+    let res = upgrade_native(req, bind(consumer, &credential), app)
+        .instrument(span)
+        .await;
     with_guest_cookie(res, guest.as_ref())
 }

@@ -194,6 +194,7 @@ async fn a_postgres_restart_under_traffic_loses_nothing() {
     for node in [&a, &b] {
         let (status, body) = common::http(&node.addr, "GET", "/readyz", None).await;
         assert_eq!(status, 503, "not ready while PostgreSQL is down: {body}");
+        assert!(body.contains(r#""store":"down""#), "{body}");
     }
     block_in_place(|| pg.restart());
     println!(

@@ -38,6 +38,7 @@
 
 pub mod layer;
 pub mod message;
+pub mod metrics;
 pub mod names;
 pub mod pair;
 pub mod policy;

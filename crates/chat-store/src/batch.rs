@@ -54,6 +54,34 @@ pub(crate) fn room_kind(room: &RoomName) -> &'static str {
     }
 }
 
+/// Records a batch that ran on `backend` (`sqlite`, `postgres`): how long its commit took,
+/// how many writes it held, the messages it stored (see [`chat_core::metrics`]). Once per
+/// batch, so its cost is shared by every write of the batch.
+pub(crate) fn record_commit(
+    backend: &'static str,
+    started: std::time::Instant,
+    ops: usize,
+    result: &Result<Vec<Done>, String>,
+) {
+    use chat_core::metrics as m;
+    metrics::histogram!(m::STORE_COMMIT_SECONDS, "backend" => backend)
+        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!(m::STORE_BATCH_SIZE, "backend" => backend).record(ops as f64);
+    match result {
+        Ok(done) => {
+            let stored = done
+                .iter()
+                .filter(|d| matches!(d, Done::Appended(a) if !a.duplicate))
+                .count();
+            if stored > 0 {
+                metrics::counter!(m::MESSAGES_STORED, "backend" => backend)
+                    .increment(stored as u64);
+            }
+        }
+        Err(_) => metrics::counter!(m::STORE_COMMIT_ERRORS, "backend" => backend).increment(1),
+    }
+}
+
 /// Answers every caller of a batch: with its result once the transaction committed, or —
 /// when anything failed and the whole batch rolled back — with [`StoreError::Unavailable`]
 /// and the reason. Nothing is ever acknowledged before its commit.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chat_core::SharedLayer;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::connection::{
     Accepted, ClientEvent, ConnectionConfig, Decided, Ending, Started, connect, run, start,
@@ -46,7 +47,9 @@ pub enum Bridged {
 
 impl Bridge {
     /// Runs `connect`, and when the consumer accepts, the connection on a task spawned on
-    /// `config.tracker` (so a server's shutdown waits for it like for its WebSockets).
+    /// `config.tracker` (so a server's shutdown waits for it like for its WebSockets). The
+    /// task runs in the tracing span current when this is called, as with
+    /// [`upgrade`](crate::upgrade).
     pub async fn start<C: Consumer>(
         consumer: C,
         layer: SharedLayer,
@@ -118,12 +121,17 @@ fn spawn<C: Consumer>(
         rx.recv().await.map(|e| (e, rx))
     }));
     let config = config.clone();
-    let task = config.tracker.clone().spawn(async move {
-        let ending = run(consumer, cx, incoming, &config).await;
-        if ending.by_server {
-            closing(&ending);
+    let task = config.tracker.clone().spawn(
+        async move {
+            tracing::debug!("connection opened");
+            let ending = run(consumer, cx, incoming, &config).await;
+            tracing::debug!(code = ?ending.code, by_server = ending.by_server, "connection ended");
+            if ending.by_server {
+                closing(&ending);
+            }
+            ending
         }
-        ending
-    });
+        .in_current_span(),
+    );
     (events, task)
 }

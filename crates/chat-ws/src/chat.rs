@@ -13,6 +13,7 @@ use chat_core::{
 use crate::consumer::{Consumer, ConsumerError};
 use crate::context::Context;
 use crate::dialect::Render;
+use crate::observe;
 use crate::room::{CHAT_MESSAGE, CHAT_PRESENCE, Meta, RoomSession, Shared};
 
 /// The rate limits of one connection, and what to do with refused frames.
@@ -43,6 +44,7 @@ impl Limiter {
         if self.frames.try_take() {
             Ok(())
         } else {
+            observe::rate_limited("frames");
             Err(FrameError::new(
                 ErrorCode::RateLimited,
                 "too many frames per second",
@@ -55,6 +57,7 @@ impl Limiter {
         if self.messages.try_take() {
             Ok(())
         } else {
+            observe::rate_limited("messages");
             Err(FrameError::new(
                 ErrorCode::RateLimited,
                 format!(
@@ -65,9 +68,10 @@ impl Limiter {
         }
     }
 
-    /// Answers a refused frame with `answer` (the error in the client's dialect); repeated
-    /// refusals close the connection.
-    pub fn refuse(&mut self, cx: &mut Context, answer: String) {
+    /// Answers a refused frame with `answer` (the error `code` in the client's dialect);
+    /// repeated refusals close the connection.
+    pub fn refuse(&mut self, cx: &mut Context, code: ErrorCode, answer: String) {
+        observe::error_sent(code);
         cx.send_text(answer);
         if !self.abuse.try_take() {
             cx.close(close::POLICY, "too many refused frames");
@@ -173,6 +177,10 @@ impl ChatConsumer {
 }
 
 impl Consumer for ChatConsumer {
+    fn kind(&self) -> &'static str {
+        "room"
+    }
+
     async fn connect(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
         match cx.request().query("since") {
             None | Some("") => {}
@@ -207,16 +215,23 @@ impl Consumer for ChatConsumer {
 
     async fn receive_text(&mut self, cx: &mut Context, text: &str) -> Result<(), ConsumerError> {
         let result = match self.limiter.frame() {
-            Ok(()) => match ClientFrame::parse(text) {
-                Ok(frame) => self.on_frame(cx, frame).await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
+            Ok(()) => {
+                let parsed = ClientFrame::parse(text);
+                observe::frame(&parsed);
+                match parsed {
+                    Ok(frame) => self.on_frame(cx, frame).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => {
+                observe::frame_unread();
+                Err(e)
+            }
         };
         if let Err(e) = result {
             let room = Some(self.room().clone());
             self.limiter
-                .refuse(cx, Render::Native.error(&e.in_room(room)));
+                .refuse(cx, e.code, Render::Native.error(&e.in_room(room)));
         }
         Ok(())
     }
@@ -230,9 +245,10 @@ impl Consumer for ChatConsumer {
             ErrorCode::InvalidJson,
             "binary frames are not supported; send JSON text frames",
         );
+        observe::frame_unread();
         let room = Some(self.room().clone());
         self.limiter
-            .refuse(cx, Render::Native.error(&e.in_room(room)));
+            .refuse(cx, e.code, Render::Native.error(&e.in_room(room)));
         Ok(())
     }
 

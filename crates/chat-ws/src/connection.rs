@@ -206,6 +206,7 @@ where
     S: Stream<Item = ClientEvent> + Unpin + Send,
 {
     let limits = &config.limits;
+    let _open = crate::observe::connection(consumer.kind());
     let shared_layer = cx.layer().clone();
     // Called on the trait object itself: through the `Arc` impl every call would box twice.
     let layer: &dyn ChannelLayer = shared_layer.as_ref();
@@ -319,6 +320,7 @@ where
                     continue;
                 }
                 cx.push(Outbound::Ping);
+                layer.compact(&channel);
                 Ok(())
             }
         };
@@ -329,6 +331,7 @@ where
     }
     drop(mailbox);
     let ending = ending.unwrap_or_else(|| Ending::client(None));
+    crate::observe::closed(ending.code, ending.by_server);
     Box::pin(async {
         if let Err(e) = consumer.disconnect(&mut cx, ending.code).await {
             tracing::warn!(error = %e, "disconnect failed");

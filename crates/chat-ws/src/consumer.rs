@@ -111,6 +111,13 @@ pub trait Consumer: Send + 'static {
         async { Ok(()) }
     }
 
+    /// What kind of connection this is, for the open-connections gauge
+    /// ([`chat_core::metrics::CONNECTIONS`]'s `kind` label): one of a few fixed words, such
+    /// as `room`, `mux`, `tutorial` or `socketio`. Default: `custom`.
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+
     /// When the consumer next wants [`Consumer::on_timer`] called, if ever (for example to
     /// expire a typing indicator). Asked again after every callback.
     fn next_timer(&self) -> Option<tokio::time::Instant> {

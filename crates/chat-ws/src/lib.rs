@@ -56,6 +56,7 @@ mod consumer;
 mod context;
 mod dialect;
 mod mux;
+mod observe;
 mod room;
 mod rooms;
 mod session;

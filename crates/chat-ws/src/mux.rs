@@ -13,6 +13,7 @@ use chat_core::{
 use crate::consumer::{Consumer, ConsumerError};
 use crate::context::Context;
 use crate::dialect::Render;
+use crate::observe;
 use crate::room::Shared;
 use crate::rooms::{Reply, RoomAccess, Rooms};
 
@@ -80,18 +81,31 @@ impl MuxConsumer {
     }
 
     fn refuse(&mut self, cx: &mut Context, e: &FrameError) {
-        self.rooms.limiter.refuse(cx, Render::Native.error(e));
+        self.rooms
+            .limiter
+            .refuse(cx, e.code, Render::Native.error(e));
     }
 }
 
 impl Consumer for MuxConsumer {
+    fn kind(&self) -> &'static str {
+        "mux"
+    }
+
     async fn receive_text(&mut self, cx: &mut Context, text: &str) -> Result<(), ConsumerError> {
         let result = match self.rooms.limiter.frame() {
-            Ok(()) => match ClientFrame::parse(text) {
-                Ok(frame) => self.rooms.apply(cx, frame).await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
+            Ok(()) => {
+                let parsed = ClientFrame::parse(text);
+                observe::frame(&parsed);
+                match parsed {
+                    Ok(frame) => self.rooms.apply(cx, frame).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => {
+                observe::frame_unread();
+                Err(e)
+            }
         };
         match result {
             Ok(reply) => self.answer(cx, reply).await,
@@ -109,6 +123,7 @@ impl Consumer for MuxConsumer {
             ErrorCode::InvalidJson,
             "binary frames are not supported; send JSON text frames",
         );
+        observe::frame_unread();
         self.refuse(cx, &e);
         Ok(())
     }

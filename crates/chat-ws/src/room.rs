@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use crate::consumer::ConsumerError;
 use crate::context::Context;
 use crate::dialect::Render;
+use crate::observe;
 
 mod meta;
 pub(crate) use meta::Meta;
@@ -80,10 +81,13 @@ pub(crate) struct RoomSession {
     /// Since when the oldest gap has been waited for.
     ahead_since: Option<Instant>,
     presence_conn: Option<String>,
+    /// Counts this subscription in the rooms-joined gauge while the socket is in the room.
+    joined: Option<chat_core::metrics::GaugeGuard>,
 }
 
 /// Sends a live message as the socket's client reads it.
 fn emit_live(cx: &mut Context, render: Render, msg: LayerMessage) {
+    observe::delivered();
     match render.live(&msg) {
         None => cx.forward(msg),
         Some(Ok(text)) => cx.send_text(text),
@@ -101,6 +105,7 @@ impl RoomSession {
             ahead: BTreeMap::new(),
             ahead_since: None,
             presence_conn: None,
+            joined: None,
         }
     }
 
@@ -114,6 +119,7 @@ impl RoomSession {
         since: Option<Seq>,
     ) -> Result<(), ConsumerError> {
         cx.group_add(&self.group).await?;
+        self.joined.get_or_insert_with(observe::room_joined);
         self.delivered = match since {
             Some(since) => Some(since),
             None => match s.store.last_seq(&self.room).await {
@@ -137,6 +143,7 @@ impl RoomSession {
                 Ok(first) => {
                     self.presence_conn = Some(conn);
                     if first {
+                        observe::users_online(1.0);
                         let frame = ServerFrame::Presence {
                             room: self.room.clone(),
                             user: s.user.clone(),
@@ -166,12 +173,13 @@ impl RoomSession {
     /// Replays what was stored after `since`, pacing itself to the client; an error tells the
     /// client when the store could not be read.
     pub async fn replay(&mut self, cx: &mut Context, s: &Shared) {
-        if !self.fill_gap(cx, s, None, true).await {
+        if !self.fill_gap(cx, s, None, true, "replay").await {
             let e = FrameError::new(
                 ErrorCode::StoreUnavailable,
                 "could not replay the messages after since; they will be sent when the store is back",
             )
             .in_room(Some(self.room.clone()));
+            observe::error_sent(e.code);
             cx.send_text(s.render.error(&e));
         }
     }
@@ -182,6 +190,7 @@ impl RoomSession {
         if let (Some(presence), Some(conn)) = (s.presence.clone(), self.presence_conn.take()) {
             match presence.leave(&self.room, &s.user, &conn).await {
                 Ok(true) => {
+                    observe::users_online(-1.0);
                     let frame = ServerFrame::Presence {
                         room: self.room.clone(),
                         user: s.user.clone(),
@@ -196,17 +205,20 @@ impl RoomSession {
     }
 
     /// Leaves the room's group (multiplexed sockets leaving one room).
-    pub async fn unsubscribe(&self, cx: &mut Context) -> Result<(), ConsumerError> {
+    pub async fn unsubscribe(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
+        self.joined = None;
         cx.group_discard(&self.group).await
     }
 
     /// Reads and sends every stored message after the delivered seq and before `before`.
+    /// `reason` says why, for [`chat_core::metrics::CATCH_UP_READS`].
     async fn fill_gap(
         &mut self,
         cx: &mut Context,
         s: &Shared,
         before: Option<Seq>,
         wait: bool,
+        reason: &'static str,
     ) -> bool {
         let Some(mut after) = self.delivered else {
             return true;
@@ -217,6 +229,7 @@ impl RoomSession {
                 before,
                 limit: HistoryQuery::MAX_LIMIT,
             };
+            observe::catch_up_read(reason);
             let page = match s.store.history(&self.room, query).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -225,6 +238,7 @@ impl RoomSession {
                 }
             };
             for m in &page.messages {
+                observe::delivered();
                 if wait {
                     cx.send_text_wait(s.render.message(m)).await;
                 } else {
@@ -266,7 +280,7 @@ impl RoomSession {
     /// The layer lost live messages for this socket (its mailbox was full): sends everything
     /// stored after the delivered seq, then what was held. Paced to the client, like a replay.
     pub async fn catch_up(&mut self, cx: &mut Context, s: &Shared) {
-        if !self.fill_gap(cx, s, None, true).await {
+        if !self.fill_gap(cx, s, None, true, "missed").await {
             tracing::warn!(room = %self.room, "could not read the messages this socket missed");
         }
         self.release_ahead(cx, s.render);
@@ -296,7 +310,7 @@ impl RoomSession {
     /// anyway, and the client can resume with `since` later.
     async fn resolve_gaps(&mut self, cx: &mut Context, s: &Shared) {
         while let Some(first) = self.ahead.keys().next().copied() {
-            if !self.fill_gap(cx, s, Some(first), false).await {
+            if !self.fill_gap(cx, s, Some(first), false, "gap").await {
                 tracing::debug!(room = %self.room, "delivering past a gap");
             }
             // Past whatever the store could not give, so every turn makes progress.
@@ -317,6 +331,7 @@ impl RoomSession {
         body: String,
         client_id: Option<String>,
     ) -> Result<StoredMessage, FrameError> {
+        let received = std::time::Instant::now();
         s.limits.check_message(&body, client_id.as_deref())?;
         let appended = s
             .store
@@ -341,6 +356,7 @@ impl RoomSession {
         // before broadcasting it: broadcast it again. Members already holding that seq skip it.
         self.broadcast(cx, CHAT_MESSAGE, &ServerFrame::Message(msg.clone()))
             .await;
+        observe::send_ack(received.elapsed());
         Ok(msg)
     }
 

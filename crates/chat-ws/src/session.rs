@@ -78,6 +78,10 @@ impl<C: Consumer> Consumer for SessionBound<C> {
         self.inner.handle(cx, msg).await
     }
 
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
     fn next_timer(&self) -> Option<Instant> {
         match (self.inner.next_timer(), self.expires) {
             (Some(a), Some(b)) => Some(a.min(b)),

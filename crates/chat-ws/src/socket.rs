@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::connection::{Accepted, ClientEvent, ConnectionConfig, Ending, run};
 use crate::consumer::Consumer;
@@ -183,13 +184,16 @@ where
     } = accepted;
     let kill = CancellationToken::new();
     let stalled = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(
-        sink,
-        outbound,
-        kill.clone(),
-        stalled.clone(),
-        config.limits.write_timeout,
-    ));
+    let writer = tokio::spawn(
+        write_loop(
+            sink,
+            outbound,
+            kill.clone(),
+            stalled.clone(),
+            config.limits.write_timeout,
+        )
+        .in_current_span(),
+    );
     // A writer that gave up on a client that does not read ends the connection too.
     let stall = stalled.clone();
     let stall = Box::pin(
@@ -202,7 +206,10 @@ where
         ClientEvent::Closed(None),
     )));
     let incoming = futures_util::stream::select(read, stall);
+    // In the caller's connection span (see `upgrade`): one client's story, start to end.
+    tracing::debug!("connection opened");
     let ending: Ending = run(consumer, cx, incoming, &config).await;
+    tracing::debug!(code = ?ending.code, by_server = ending.by_server, "connection ended");
     if ending.by_server {
         let code = ending.code.unwrap_or(chat_core::close::NORMAL);
         if ending.overflow

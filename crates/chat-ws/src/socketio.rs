@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use crate::consumer::{Consumer, ConsumerError};
 use crate::context::Context;
 use crate::dialect::Render;
+use crate::observe;
 use crate::room::Shared;
 use crate::rooms::{Reply, RoomAccess, Rooms};
 
@@ -278,7 +279,7 @@ impl SocketIoConsumer {
             Some(id) => ack(id, &json!({ "error": error(e) })),
             None => event("error", &error(e)),
         };
-        self.rooms.limiter.refuse(cx, text);
+        self.rooms.limiter.refuse(cx, e.code, text);
     }
 
     /// The room's typing, presence and read receipts, as seed 001's events.
@@ -309,18 +310,30 @@ impl SocketIoConsumer {
 }
 
 impl Consumer for SocketIoConsumer {
+    fn kind(&self) -> &'static str {
+        "socketio"
+    }
+
     async fn receive_text(&mut self, cx: &mut Context, text: &str) -> Result<(), ConsumerError> {
         let Ok(envelope) = serde_json::from_str::<Envelope>(text) else {
             tracing::error!("a Socket.IO event in an unknown envelope");
+            observe::frame_of("invalid");
             return Ok(());
         };
         let id = envelope.ack;
         let result = match self.rooms.limiter.frame() {
-            Ok(()) => match request(&envelope.event, envelope.data) {
-                Ok(frame) => self.rooms.apply(cx, frame).await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
+            Ok(()) => {
+                let parsed = request(&envelope.event, envelope.data);
+                observe::frame(&parsed);
+                match parsed {
+                    Ok(frame) => self.rooms.apply(cx, frame).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => {
+                observe::frame_unread();
+                Err(e)
+            }
         };
         match result {
             Ok(reply) => self.answer(cx, id, reply).await,
@@ -335,6 +348,7 @@ impl Consumer for SocketIoConsumer {
         _data: Bytes,
     ) -> Result<(), ConsumerError> {
         let e = invalid("binary attachments are not supported; send JSON");
+        observe::frame_unread();
         self.refuse(cx, None, &e);
         Ok(())
     }

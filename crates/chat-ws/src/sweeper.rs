@@ -21,6 +21,9 @@ pub async fn announce_departures(
     let left = presence.sweep().await?;
     for (room, user) in &left {
         tracing::info!(%room, user = %user.name, "presence: left with a node that died");
+        // Announced here, for a user another node announced online: the sum over nodes of
+        // the users-online gauge stays right.
+        crate::observe::users_online(-1.0);
         let frame = ServerFrame::Presence {
             room: room.clone(),
             user: user.clone(),

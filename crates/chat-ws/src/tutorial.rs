@@ -18,6 +18,7 @@ use crate::chat::Limiter;
 use crate::consumer::{Consumer, ConsumerError};
 use crate::context::Context;
 use crate::dialect::{MESSAGE2_SEPARATOR, Render, Tutorial};
+use crate::observe;
 use crate::room::{CHAT_MESSAGE, Meta, RoomSession, Shared};
 
 /// The consumer of a tutorial page's socket.
@@ -91,8 +92,13 @@ impl TutorialConsumer {
     }
 
     async fn on_text(&mut self, cx: &mut Context, text: &str) -> Result<(), FrameError> {
-        self.limiter.frame()?;
-        let body = self.body(text)?;
+        if let Err(e) = self.limiter.frame() {
+            observe::frame_unread();
+            return Err(e);
+        }
+        let body = self.body(text);
+        observe::frame_of(if body.is_ok() { "message" } else { "invalid" });
+        let body = body?;
         self.limiter.message()?;
         // The sender sees its message when the room's broadcast reaches it, as in the
         // tutorials' group_send: no ack.
@@ -102,6 +108,10 @@ impl TutorialConsumer {
 }
 
 impl Consumer for TutorialConsumer {
+    fn kind(&self) -> &'static str {
+        "tutorial"
+    }
+
     async fn connect(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
         self.session.subscribe(cx, &self.shared, None).await?;
         cx.accept();
@@ -116,7 +126,7 @@ impl Consumer for TutorialConsumer {
     async fn receive_text(&mut self, cx: &mut Context, text: &str) -> Result<(), ConsumerError> {
         if let Err(e) = self.on_text(cx, text).await {
             let answer = self.shared.render.error(&e);
-            self.limiter.refuse(cx, answer);
+            self.limiter.refuse(cx, e.code, answer);
         }
         Ok(())
     }
@@ -127,8 +137,9 @@ impl Consumer for TutorialConsumer {
         _data: Bytes,
     ) -> Result<(), ConsumerError> {
         let e = FrameError::new(ErrorCode::InvalidJson, "send JSON text frames");
+        observe::frame_unread();
         let answer = self.shared.render.error(&e);
-        self.limiter.refuse(cx, answer);
+        self.limiter.refuse(cx, e.code, answer);
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tracing::Instrument;
 
 use crate::connection::{ConnectionConfig, Started, start};
 use crate::consumer::Consumer;
@@ -94,6 +95,10 @@ pub fn is_websocket_request<B>(req: &Request<B>) -> bool {
 /// client gets that HTTP status (403 by default) and no socket. If it accepts, the response is
 /// `101 Switching Protocols` and the connection runs on a task spawned on
 /// `config.tracker`.
+///
+/// The connection's task runs in the tracing span current when this is called (as does
+/// `connect`): call it inside a span naming the connection (an id, the room, the user) and
+/// every line the connection logs, until it ends, carries those fields.
 pub async fn upgrade<C, B>(
     mut req: Request<B>,
     consumer: C,
@@ -141,15 +146,18 @@ where
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let tracker = config.tracker.clone();
-    tracker.spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => serve(accepted, TokioIo::new(upgraded), config).await,
-            Err(e) => {
-                tracing::debug!(error = %e, "websocket upgrade failed");
-                accepted.abandon().await;
+    tracker.spawn(
+        async move {
+            match on_upgrade.await {
+                Ok(upgraded) => serve(accepted, TokioIo::new(upgraded), config).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "websocket upgrade failed");
+                    accepted.abandon().await;
+                }
             }
         }
-    });
+        .in_current_span(),
+    );
     let mut res = Response::new(Full::new(Bytes::new()));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();

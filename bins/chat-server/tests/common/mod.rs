@@ -63,6 +63,47 @@ impl Server {
         Self { child, addr }
     }
 
+    /// Starts the server with the log filter `log` (`CHAT_LOG`) and extra flags, collecting
+    /// its standard error (where it logs) instead of passing it through, and waits for its
+    /// `listening on` line.
+    pub fn start_logged(data_dir: &Path, log: &str, extra: &[&str]) -> (Self, Logs) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("CHAT_LOG", log)
+            .env_remove("CHAT_LOG_FORMAT")
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chat-server");
+        let logs = Logs::default();
+        let stderr = child.stderr.take().expect("stderr");
+        let collected = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                collected.0.lock().unwrap().push(line);
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| {
+                    panic!("chat-server exited before listening: {:?}", logs.lines())
+                })
+                .expect("read stdout");
+            if let Some(rest) = line.strip_prefix("listening on http://") {
+                break rest.trim().to_owned();
+            }
+        };
+        (Self { child, addr }, logs)
+    }
+
     /// A `ws://` URL on this server.
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://{}{path}", self.addr)
@@ -462,6 +503,55 @@ pub fn urlencode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The lines a server wrote to its standard error (its logs), collected as they come
+/// ([`Server::start_logged`]).
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Logs {
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Every line so far, parsed as JSON (`--log-format json`); panics on a line that is not.
+    pub fn json(&self) -> Vec<Value> {
+        self.lines()
+            .iter()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("log line not JSON ({e}): {l}"))
+            })
+            .collect()
+    }
+
+    /// Waits (up to `within`) until the JSON lines satisfy `done`, and returns them.
+    pub async fn wait_json(
+        &self,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let lines = self.json();
+            if done(&lines) {
+                return lines;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within {within:?}; logs:\n{}",
+                self.lines().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The message of a JSON log line (`fields.message`), or "".
+pub fn log_message(line: &Value) -> &str {
+    line["fields"]["message"].as_str().unwrap_or("")
 }
 
 /// A `redis-server` of the test's own on a spare port (never the shared one on 6379).

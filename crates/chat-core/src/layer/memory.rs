@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -19,11 +20,39 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{ChannelLayer, LayerConfig, LayerError, LayerMessage};
+use crate::metrics::{self as m, cached_counter};
 use crate::names::{ChannelName, GroupName};
+
+/// The layer's hot-path series, resolved once (see [`crate::metrics`]).
+fn dropped_full() -> &'static metrics::Counter {
+    static C: OnceLock<metrics::Counter> = OnceLock::new();
+    C.get_or_init(|| metrics::counter!(m::LAYER_DROPPED, "reason" => "full"))
+}
+
+fn dropped_expired() -> &'static metrics::Counter {
+    static C: OnceLock<metrics::Counter> = OnceLock::new();
+    C.get_or_init(|| metrics::counter!(m::LAYER_DROPPED, "reason" => "expired"))
+}
+
+fn missed_markers() -> &'static metrics::Counter {
+    static C: OnceLock<metrics::Counter> = OnceLock::new();
+    cached_counter(&C, m::MISSED_MARKERS)
+}
+
+fn fan_out() -> &'static metrics::Histogram {
+    static H: OnceLock<metrics::Histogram> = OnceLock::new();
+    H.get_or_init(|| metrics::histogram!(m::GROUP_SEND_MEMBERS))
+}
 
 /// One channel's mailbox.
 /// Messages a drained channel keeps room for.
 const IDLE_CAPACITY: usize = 4;
+
+/// How many times a channel gives back a burst's memory as soon as it drained it. The first
+/// bursts (a room's presence when the socket joins) are what an idle socket would otherwise
+/// keep for good; a busy channel that kept shrinking would only grow again, once per burst,
+/// so after these it is left to [`ChannelLayer::compact`] on the keep-alive tick.
+const EAGER_SHRINKS: u8 = 2;
 
 struct Queue {
     mailbox: Mutex<Mailbox>,
@@ -40,6 +69,8 @@ struct Mailbox {
     /// Where messages were silently lost, if since the last marker: the receiver gets a
     /// [`LayerMessage::missed`] marker there, so it can recover them (from a store).
     missed_at: Option<u64>,
+    /// Bursts given back as soon as they were drained, so far (see [`EAGER_SHRINKS`]).
+    eager_shrinks: u8,
 }
 
 impl Mailbox {
@@ -57,6 +88,7 @@ impl Mailbox {
             self.items.pop_front();
             self.taken += 1;
             self.note_missed(self.taken);
+            dropped_expired().increment(1);
         }
     }
 
@@ -64,6 +96,7 @@ impl Mailbox {
     fn next(&mut self) -> Option<LayerMessage> {
         if self.missed_at.is_some_and(|at| at <= self.taken) {
             self.missed_at = None;
+            missed_markers().increment(1);
             return Some(LayerMessage::missed());
         }
         let (_, msg) = self.items.pop_front()?;
@@ -112,6 +145,8 @@ impl Queue {
             if refusal == Refusal::Receiver {
                 let at = mailbox.taken + mailbox.items.len() as u64;
                 mailbox.note_missed(at);
+                drop(mailbox);
+                dropped_full().increment(1);
             }
             return false;
         }
@@ -140,9 +175,11 @@ impl Queue {
                 None => break,
             }
         }
-        // A burst (a room's presence at join, a flood) grows the queue; an idle channel keeps
-        // only room for a few messages, as most channels are idle most of the time.
-        if mailbox.items.is_empty() && mailbox.items.capacity() > IDLE_CAPACITY {
+        if mailbox.items.is_empty()
+            && mailbox.items.capacity() > IDLE_CAPACITY
+            && mailbox.eager_shrinks < EAGER_SHRINKS
+        {
+            mailbox.eager_shrinks += 1;
             mailbox.items.shrink_to(IDLE_CAPACITY);
         }
         batch
@@ -370,6 +407,17 @@ impl ChannelLayer for InMemoryChannelLayer {
         Some(self.inner.config.group_expiry)
     }
 
+    fn compact(&self, channel: &ChannelName) {
+        if let Some(queue) = self.inner.channels.get(channel) {
+            let mut mailbox = queue.mailbox.lock();
+            // A burst (a room's presence at join, a flood) grew the queue; an idle channel
+            // keeps room for a few messages.
+            if mailbox.items.is_empty() && mailbox.items.capacity() > IDLE_CAPACITY {
+                mailbox.items.shrink_to(IDLE_CAPACITY);
+            }
+        }
+    }
+
     async fn group_add(&self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError> {
         self.check_open()?;
         let queue = self.queue(channel);
@@ -415,6 +463,7 @@ impl ChannelLayer for InMemoryChannelLayer {
             return Ok(());
         };
         let targets = self.snapshot(&g);
+        fan_out().record(targets.len() as f64);
         let now = Instant::now();
         let config = &self.inner.config;
         let mut stale = false;
@@ -478,17 +527,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_drained_channel_gives_back_what_a_burst_took() {
+    async fn a_channel_gives_back_its_first_bursts_then_waits_to_be_compacted() {
         let layer = InMemoryChannelLayer::default();
         let a = layer.new_channel().await.unwrap();
         for i in 0..40 {
             let m = LayerMessage::new("t", serde_json::json!(i));
             layer.send(&a, m).await.unwrap();
         }
-        assert!(layer.queue(&a).mailbox.lock().items.capacity() >= 40);
-        let got = layer.receive_many(&a, 64).await.unwrap();
-        assert_eq!(got.len(), 40);
-        assert!(layer.queue(&a).mailbox.lock().items.capacity() <= IDLE_CAPACITY);
+        let capacity = || layer.queue(&a).mailbox.lock().items.capacity();
+        let burst = async |n: usize| {
+            for i in 0..n {
+                let m = LayerMessage::new("t", serde_json::json!(i));
+                layer.send(&a, m).await.unwrap();
+            }
+            assert_eq!(layer.receive_many(&a, 64).await.unwrap().len(), n);
+        };
+        // The first bursts are given back at once (they are the join's, on an idle socket).
+        assert!(capacity() >= 40);
+        assert_eq!(layer.receive_many(&a, 64).await.unwrap().len(), 40);
+        assert!(capacity() <= IDLE_CAPACITY);
+        burst(40).await;
+        assert!(capacity() <= IDLE_CAPACITY);
+        // Then a busy channel keeps its room between bursts, until it is compacted.
+        burst(40).await;
+        assert!(capacity() >= 40);
+        layer.compact(&a);
+        assert!(capacity() <= IDLE_CAPACITY);
     }
 
     #[tokio::test(start_paused = true)]

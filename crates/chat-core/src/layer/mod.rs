@@ -123,6 +123,12 @@ pub trait ChannelLayer: Send + Sync + 'static {
         None
     }
 
+    /// Gives back the memory a channel's mailbox kept from a burst, if it is empty now. Most
+    /// connections are idle most of the time: the connection runtime calls this on each
+    /// keep-alive tick, rather than after every burst, where a busy channel would give the
+    /// memory back only to take it again.
+    fn compact(&self, _channel: &ChannelName) {}
+
     /// Removes a channel from a group; a no-op when it is not a member.
     async fn group_discard(
         &self,
@@ -183,6 +189,9 @@ impl<T: ChannelLayer + ?Sized> ChannelLayer for Arc<T> {
     }
     fn membership_expiry(&self) -> Option<Duration> {
         (**self).membership_expiry()
+    }
+    fn compact(&self, channel: &ChannelName) {
+        (**self).compact(channel)
     }
     async fn group_discard(
         &self,

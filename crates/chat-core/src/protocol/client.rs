@@ -208,6 +208,20 @@ impl ClientFrame {
         Ok(frame)
     }
 
+    /// The frame's `type` on the wire (`message`, `join`, `leave`, `typing`, `read`,
+    /// `history`, `ping`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Message { .. } => "message",
+            Self::Join { .. } => "join",
+            Self::Leave { .. } => "leave",
+            Self::Typing { .. } => "typing",
+            Self::Read { .. } => "read",
+            Self::History { .. } => "history",
+            Self::Ping => "ping",
+        }
+    }
+
     /// The room the frame names, if any.
     pub fn room(&self) -> Option<&RoomName> {
         match self {

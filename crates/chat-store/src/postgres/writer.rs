@@ -19,7 +19,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tokio::sync::mpsc;
 
 use super::connect;
-use crate::batch::{Done, Op, Reply, WriteOp, answer, room_kind, split};
+use crate::batch::{Done, Op, Reply, WriteOp, answer, record_commit, room_kind, split};
 use crate::model::{MessageRow, NewMessageRow, db_seq};
 use crate::schema::{messages, rooms};
 
@@ -37,6 +37,8 @@ pub(crate) struct Writer {
     /// Ids of rooms known to exist. Rooms are never deleted by the chat, so an id stays right;
     /// the cache is dropped on any error anyway.
     room_ids: HashMap<RoomName, i32>,
+    /// Whether a connection was ever made: the next one is a reconnect.
+    connected_before: bool,
 }
 
 impl Writer {
@@ -46,12 +48,21 @@ impl Writer {
             timeout,
             conn: None,
             room_ids: HashMap::new(),
+            connected_before: false,
         }
     }
 
     /// Commits one batch within the timeout. On any failure the connection is dropped (its
     /// transaction state is unknown) and the next batch connects afresh.
     async fn commit(&mut self, ops: Vec<Op>) -> Result<Vec<Done>, String> {
+        let started = std::time::Instant::now();
+        let count = ops.len();
+        let result = self.commit_batch(ops).await;
+        record_commit("postgres", started, count, &result);
+        result
+    }
+
+    async fn commit_batch(&mut self, ops: Vec<Op>) -> Result<Vec<Done>, String> {
         let timeout = self.timeout;
         let result = match tokio::time::timeout(timeout, self.try_commit(ops)).await {
             Ok(result) => result,
@@ -67,11 +78,16 @@ impl Writer {
     async fn try_commit(&mut self, ops: Vec<Op>) -> Result<Vec<Done>, String> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            slot => slot.insert(
-                connect(&self.url, self.timeout)
+            slot => {
+                let conn = connect(&self.url, self.timeout)
                     .await
-                    .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?,
-            ),
+                    .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
+                if self.connected_before {
+                    metrics::counter!(chat_core::metrics::POSTGRES_RECONNECTS).increment(1);
+                }
+                self.connected_before = true;
+                slot.insert(conn)
+            }
         };
         if self.room_ids.len() > ROOM_CACHE {
             self.room_ids.clear();

@@ -8,7 +8,7 @@ use chat_core::{Appended, NewMessage, RoomName, Seq, Timestamp};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer};
 
-use crate::batch::{Done, Op, Reply, WriteOp, answer, room_kind, split};
+use crate::batch::{Done, Op, Reply, WriteOp, answer, record_commit, room_kind, split};
 use crate::model::{MessageRow, db_seq};
 use crate::schema::{messages, rooms};
 
@@ -147,6 +147,16 @@ pub(super) enum Attempt {
 
 /// Runs one batch in one transaction, unless the write lock cannot be taken.
 pub(super) fn try_commit(conn: &mut SqliteConnection, batch: Vec<WriteOp>) -> Attempt {
+    let started = std::time::Instant::now();
+    let ops = batch.len();
+    let attempt = try_commit_batch(conn, batch);
+    if let Attempt::Ran(_, result) = &attempt {
+        record_commit("sqlite", started, ops, result);
+    }
+    attempt
+}
+
+fn try_commit_batch(conn: &mut SqliteConnection, batch: Vec<WriteOp>) -> Attempt {
     let now = Timestamp::now().unix_millis();
     // Taken inside the transaction: still here afterwards only if BEGIN itself failed.
     let mut batch = Some(batch);

@@ -74,6 +74,9 @@ pub(crate) async fn run(
     let mut topics: HashSet<String> = HashSet::from([routing.node_topic.clone()]);
     let mut backoff = MIN_BACKOFF;
     let mut first = true;
+    // Whether the outage in progress was logged: one warning when the connection goes down,
+    // one info line when it is back, and only debug lines for the retries in between.
+    let mut down = false;
     loop {
         // Connect and subscribe to everything this node should hear.
         let connected = async {
@@ -87,12 +90,14 @@ pub(crate) async fn run(
                 routing
                     .connected
                     .store(true, std::sync::atomic::Ordering::Release);
-                if backoff > MIN_BACKOFF {
+                metrics::gauge!(crate::metrics::REDIS_CONNECTED).set(1.0);
+                if std::mem::take(&mut down) {
                     tracing::info!("redis channel layer reconnected");
                 }
                 if !first {
                     // Whatever was published while the feed was down never arrives.
                     routing.local.note_missed_everywhere();
+                    metrics::counter!(crate::metrics::REDIS_RECONNECTS).increment(1);
                 }
                 first = false;
                 backoff = MIN_BACKOFF;
@@ -103,7 +108,13 @@ pub(crate) async fn run(
                     Ok(Err(e)) => e.to_string(),
                     _ => "timed out".to_owned(),
                 };
-                tracing::warn!(error = %why, retry_in = ?backoff, "redis pub/sub unavailable");
+                metrics::gauge!(crate::metrics::REDIS_CONNECTED).set(0.0);
+                if down {
+                    tracing::debug!(error = %why, retry_in = ?backoff, "redis pub/sub still unavailable");
+                } else {
+                    tracing::warn!(error = %why, retry_in = ?backoff, "redis pub/sub unavailable; retrying");
+                    down = true;
+                }
                 // Even before the first connection: what other nodes publish while this one
                 // waits is lost to its channels, which must hear so once it connects.
                 first = false;
@@ -149,7 +160,9 @@ pub(crate) async fn run(
                     Some(msg) => routing.deliver(msg.get_channel_name(), msg.get_payload_bytes()).await,
                     None => {
                         routing.connected.store(false, std::sync::atomic::Ordering::Release);
+                        metrics::gauge!(crate::metrics::REDIS_CONNECTED).set(0.0);
                         tracing::warn!("redis pub/sub connection lost; reconnecting");
+                        down = true;
                         break;
                     }
                 },

@@ -1,0 +1,208 @@
+//! `GET /metrics`: the Prometheus text format of every series the crates record (see
+//! `chat_core::metrics` for the catalogue).
+//!
+//! Why the `metrics` facade with `metrics-exporter-prometheus`: the library crates record
+//! through the facade and know no exporter, so whoever embeds them plugs in the recorder of
+//! their choice; this binary is the one place that picks Prometheus. The exporter is built
+//! without its HTTP listener: `/metrics` is served here, by our own hyper stack, either on the
+//! main listener (to loopback peers only) or on `--metrics-bind`'s own listener.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use chat_core::metrics::{self as m, GaugeGuard};
+use http::{Method, Request, StatusCode};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::respond::{Resp, text, with_body};
+
+/// The content type of the Prometheus text format.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How often histograms are folded in when nobody scrapes (their samples wait in buffers until
+/// then).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Buckets of the `_seconds` histograms: 0.5 ms to 10 s.
+const SECONDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets of the store's batch sizes.
+const BATCH: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+/// Buckets of `group_send` fan-outs.
+const MEMBERS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+/// Installs the Prometheus recorder as the process's `metrics` recorder. Call once, before
+/// anything records (the crates keep hot-path handles from their first use).
+pub fn install() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(m::STORE_BATCH_SIZE.into()), BATCH))
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(m::GROUP_SEND_MEMBERS.into()), MEMBERS)
+        })
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    m::describe();
+    Ok(handle)
+}
+
+/// Folds histogram samples in every few seconds until `shutdown`, so they never pile up
+/// between scrapes.
+pub fn spawn_upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP_EVERY);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => handle.run_upkeep(),
+            }
+        }
+    });
+}
+
+/// The scrape itself.
+fn render(handle: &PrometheusHandle) -> Resp {
+    with_body(StatusCode::OK, CONTENT_TYPE, handle.render())
+}
+
+/// Whether a request on the main listener may read `/metrics`: only from this machine, and
+/// never through a proxy. A reverse proxy on the same machine connects from loopback too, for
+/// whoever its client is: a request that carries a forwarding header came through one.
+pub fn may_scrape(peer: IpAddr, headers: &http::HeaderMap) -> bool {
+    let forwarded = ["x-forwarded-for", "forwarded", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    peer.to_canonical().is_loopback() && !forwarded
+}
+
+/// `/metrics` on the main listener: 404 when it is served on its own listener
+/// (`--metrics-bind`), 403 to anyone but a local, unproxied peer.
+pub fn on_main_listener<B>(app: &App, peer: SocketAddr, req: &Request<B>) -> Resp {
+    let Some(handle) = &app.metrics else {
+        return text(StatusCode::NOT_FOUND, "not found");
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    if !may_scrape(peer.ip(), req.headers()) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "/metrics answers local requests only; use --metrics-bind to serve it elsewhere",
+        );
+    }
+    render(handle)
+}
+
+/// Serves `GET /metrics` (and nothing else) on `listener` until `shutdown`: the
+/// `--metrics-bind` listener, for a scraper on a private network.
+pub async fn serve_listener(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = shutdown.cancelled() => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let handle = handle.clone();
+        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+            let res = match (req.method(), req.uri().path()) {
+                (&Method::GET | &Method::HEAD, "/metrics") => render(&handle),
+                (_, "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+                _ => text(StatusCode::NOT_FOUND, "only /metrics is served here"),
+            };
+            std::future::ready(Ok::<_, Infallible>(res))
+        });
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "metrics connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Counts a WebSocket handshake answered with something else than 101.
+pub fn handshake_refused(status: StatusCode) {
+    metrics::counter!(m::HANDSHAKES_REFUSED, "status" => m::status_label(status.as_u16()))
+        .increment(1);
+}
+
+/// Counts a request refused by one of the server's rate limits (`http_posts`, `logins`,
+/// `sockets_per_ip`).
+pub fn rate_limited(limit: &'static str) {
+    metrics::counter!(m::RATE_LIMITED, "limit" => limit).increment(1);
+}
+
+/// Counts a password login by result (`ok`, `failed`, `rate_limited`).
+pub fn login(result: &'static str) {
+    metrics::counter!(m::LOGINS, "result" => result).increment(1);
+}
+
+/// One held long-poll while the guard lives.
+pub fn long_poll() -> GaugeGuard {
+    GaugeGuard::new(metrics::gauge!(m::CONNECTIONS, "kind" => "longpoll"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_unproxied_peers_may_scrape() {
+        let none = http::HeaderMap::new();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert!(may_scrape(ip("127.0.0.1"), &none));
+        assert!(may_scrape(ip("127.0.0.2"), &none));
+        assert!(may_scrape(ip("::1"), &none));
+        assert!(may_scrape(ip("::ffff:127.0.0.1"), &none));
+        assert!(!may_scrape(ip("10.0.0.5"), &none));
+        assert!(!may_scrape(ip("192.168.1.20"), &none));
+        assert!(!may_scrape(ip("2001:db8::1"), &none));
+        let mut proxied = http::HeaderMap::new();
+        proxied.insert(
+            "x-forwarded-for",
+            http::HeaderValue::from_static("203.0.113.9"),
+        );
+        assert!(!may_scrape(ip("127.0.0.1"), &proxied));
+        let mut forwarded = http::HeaderMap::new();
+        forwarded.insert(
+            http::header::FORWARDED,
+            http::HeaderValue::from_static("for=1.2.3.4"),
+        );
+        assert!(!may_scrape(ip("127.0.0.1"), &forwarded));
+    }
+}

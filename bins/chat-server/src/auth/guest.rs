@@ -109,17 +109,9 @@ fn new_secret() -> String {
 /// (64 lowercase hex digits). Anything else is no cookie: the request gets a new guest and a
 /// cookie that replaces it, so a hand-made short value cannot become a guessable identity.
 fn cookie_secret(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| Cookie::parse(c.trim().to_owned()).ok())
-        .find(|c| c.name() == COOKIE_NAME)
-        .map(|c| c.value().to_owned())
-        .filter(|v| {
-            v.len() == SECRET_HEX && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        })
+    super::session::request_cookie(headers, COOKIE_NAME).filter(|v| {
+        v.len() == SECRET_HEX && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// A guest as the protocol shows them: their id and the name they asked for (checked; the

@@ -86,15 +86,21 @@ impl SessionKeys {
 
     /// The signed session value from a `Cookie` request header, if present.
     pub fn from_cookie_header(headers: &http::HeaderMap) -> Option<String> {
-        headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| Cookie::parse(c.trim().to_owned()).ok())
-            .find(|c| c.name() == COOKIE_NAME)
-            .map(|c| c.value().to_owned())
+        request_cookie(headers, COOKIE_NAME)
     }
+}
+
+/// The value of the cookie `name` in a request's `Cookie` headers (however many there are, and
+/// wherever in them it comes), if it has one.
+pub(crate) fn request_cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| Cookie::parse(c.trim().to_owned()).ok())
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
 }
 
 #[cfg(test)]

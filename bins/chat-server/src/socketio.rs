@@ -77,6 +77,24 @@ impl<B> Service<Request<B>> for NoRoute {
     }
 }
 
+/// The request headers socketioxide gets (and keeps with each socket): what Engine.IO reads
+/// (the WebSocket key and version, a polling POST's content type) and what identifies the
+/// client when it connects to a namespace (its cookie, bearer token, origin, address and
+/// agent). The rest of a client's handshake, up to the 16 KiB head limit, is dropped.
+const KEPT_HEADERS: [header::HeaderName; 11] = [
+    header::COOKIE,
+    header::AUTHORIZATION,
+    header::ORIGIN,
+    header::HOST,
+    header::USER_AGENT,
+    header::HeaderName::from_static("x-forwarded-for"),
+    header::CONTENT_TYPE,
+    header::CONNECTION,
+    header::UPGRADE,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+];
+
 /// Acks the client asked for and the consumer has not answered yet.
 type Acks = Arc<Mutex<HashMap<i64, AckSender>>>;
 
@@ -444,7 +462,7 @@ pub async fn handle(app: &App, mut req: Request<Incoming>) -> Resp {
         r
     } else {
         // socketioxide keeps the handshake request of every socket for its lifetime.
-        match service.call(chat_ws::detach_head(req)).await {
+        match service.call(chat_ws::detach_head(req, &KEPT_HEADERS)).await {
             Ok(res) => {
                 let (parts, body) = res.into_parts();
                 let bytes = match body.collect().await {

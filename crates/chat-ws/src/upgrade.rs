@@ -48,14 +48,17 @@ fn detached_headers(headers: &http::HeaderMap) -> http::HeaderMap {
         header::SEC_WEBSOCKET_VERSION,
         header::SEC_WEBSOCKET_EXTENSIONS,
     ];
-    copy_headers(headers, &HANDSHAKE)
+    copy_headers(headers, |name| !HANDSHAKE.contains(name))
 }
 
-/// Owned copies of `headers`, but those named in `skip`.
-fn copy_headers(headers: &http::HeaderMap, skip: &[header::HeaderName]) -> http::HeaderMap {
-    let mut copy = http::HeaderMap::with_capacity(headers.len());
+/// Owned copies of the `headers` that `include` names.
+fn copy_headers(
+    headers: &http::HeaderMap,
+    include: impl Fn(&header::HeaderName) -> bool,
+) -> http::HeaderMap {
+    let mut copy = http::HeaderMap::new();
     for (name, value) in headers {
-        if skip.contains(name) {
+        if !include(name) {
             continue;
         }
         let Ok(name) = header::HeaderName::from_bytes(name.as_str().as_bytes()) else {
@@ -70,13 +73,15 @@ fn copy_headers(headers: &http::HeaderMap, skip: &[header::HeaderName]) -> http:
     copy
 }
 
-/// The request with its URI and headers copied out of hyper's read buffer. For a transport
-/// that keeps the handshake request for a connection's lifetime (socketioxide keeps it for
-/// every Socket.IO socket): as slices of hyper's 8 KiB read buffer they would keep that
-/// buffer alive, per connection.
-pub fn detach_head<B>(req: Request<B>) -> Request<B> {
+/// The request with its URI and the headers named in `keep` copied out of hyper's read
+/// buffer, and no other header. For a transport that keeps the handshake request for a
+/// connection's lifetime (socketioxide keeps it for every Socket.IO socket): as slices of
+/// hyper's 8 KiB read buffer they would keep that buffer alive, per connection, and a socket
+/// should keep only what it needs of its handshake (credentials, origin, a few named
+/// headers), not whatever a client chose to send.
+pub fn detach_head<B>(req: Request<B>, keep: &[header::HeaderName]) -> Request<B> {
     let (mut parts, body) = req.into_parts();
-    parts.headers = copy_headers(&parts.headers, &[]);
+    parts.headers = copy_headers(&parts.headers, |name| keep.contains(name));
     if let Ok(uri) = parts.uri.to_string().parse::<http::Uri>() {
         parts.uri = uri;
     }
@@ -196,5 +201,26 @@ mod tests {
         let inside = buffer.as_ptr_range();
         assert!(!inside.contains(&copy[header::COOKIE].as_bytes().as_ptr()));
         assert!(!inside.contains(&copy[header::ORIGIN].as_bytes().as_ptr()));
+    }
+
+    #[test]
+    fn a_detached_head_keeps_only_the_named_headers_as_copies() {
+        let buffer = Bytes::from_static(b"session=abc/socket.io/?EIO=4&transport=polling");
+        let mut req = Request::new(());
+        *req.uri_mut() = http::Uri::from_maybe_shared(buffer.slice(11..)).unwrap();
+        let cookie = HeaderValue::from_maybe_shared(buffer.slice(0..11)).unwrap();
+        req.headers_mut().insert(header::COOKIE, cookie);
+        req.headers_mut()
+            .insert("x-huge", HeaderValue::from_static("lots of bytes"));
+        req.headers_mut()
+            .insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("pt-BR"));
+
+        let req = detach_head(req, &[header::COOKIE, header::AUTHORIZATION]);
+
+        assert_eq!(req.headers().len(), 1);
+        assert_eq!(req.headers()[header::COOKIE], "session=abc");
+        assert_eq!(req.uri(), "/socket.io/?EIO=4&transport=polling");
+        let inside = buffer.as_ptr_range();
+        assert!(!inside.contains(&req.headers()[header::COOKIE].as_bytes().as_ptr()));
     }
 }

@@ -329,6 +329,57 @@ async fn the_main_listener_serves_metrics_only_to_local_unproxied_requests() {
     assert!(server.stop());
 }
 
+/// One live delivery in 64 per server thread is timed from its commit: 600 deliveries
+/// (300 messages, two members) give at least one sample on any server of up to 9 threads.
+#[tokio::test]
+async fn commit_to_delivery_is_sampled() {
+    let dir = tempfile::tempdir().unwrap();
+    let unlimited = [
+        "--messages-per-second",
+        "100000",
+        "--message-burst",
+        "100000",
+    ];
+    let server = Server::start(dir.path(), &unlimited);
+    let mut a = Client::connect(&server.ws_url("/ws/chat/lobby/?name=Ana")).await;
+    let mut b = Client::connect(&server.ws_url("/ws/chat/lobby/?name=Bruno")).await;
+    const N: u64 = 300;
+    for i in 0..N {
+        a.send(json!({"type": "message", "body": format!("m{i}"), "client_id": format!("c{i}")}))
+            .await;
+    }
+    let mut last = 0;
+    while last < N {
+        let m = b.recv_type("message").await;
+        last = m["seq"].as_u64().unwrap();
+    }
+    let (mut acks, mut echoes) = (0, 0);
+    while acks < N || echoes < N {
+        match a.recv().await["type"].as_str() {
+            Some("ack") => acks += 1,
+            Some("message") => echoes += 1,
+            _ => {}
+        }
+    }
+    let scrape = scrape(&server.addr).await;
+    let samples = scrape
+        .value("chat_commit_to_delivery_seconds_count", &[])
+        .unwrap_or(0.0);
+    assert!(samples >= 1.0, "no delivery was timed");
+    assert!(
+        samples <= (2 * N / 64 + 9) as f64,
+        "sampled, not every delivery: {samples}"
+    );
+    let sum = scrape
+        .value("chat_commit_to_delivery_seconds_sum", &[])
+        .unwrap();
+    assert!(
+        sum / samples < 10.0,
+        "delays in seconds: {sum} over {samples}"
+    );
+    assert!(server.stop());
+}
+
 #[tokio::test]
 async fn no_metrics_serves_none_and_the_server_still_works() {
     let dir = tempfile::tempdir().unwrap();

@@ -74,6 +74,14 @@ pub const SEND_ACK_SECONDS: &str = "chat_send_ack_seconds";
 pub const STORE_COMMIT_SECONDS: &str = "chat_store_commit_seconds";
 /// Histogram, label `backend`: writes (appends and read receipts) in one store batch.
 pub const STORE_BATCH_SIZE: &str = "chat_store_batch_size";
+/// Histogram: seconds from a message's commit (its `sent_at`, set in the store's
+/// transaction) to its live delivery to a socket, sampled one delivery in
+/// [`DELIVERY_SAMPLE`] on each thread. Its high quantiles are the last local deliveries of a
+/// message; clocks of different nodes add their skew.
+pub const COMMIT_TO_DELIVERY_SECONDS: &str = "chat_commit_to_delivery_seconds";
+/// One delivery in this many is timed for [`COMMIT_TO_DELIVERY_SECONDS`]: every delivery
+/// would cost a histogram sample per member of every room.
+pub const DELIVERY_SAMPLE: u32 = 64;
 /// Histogram: members of the group a local `group_send` fanned out to (a message arriving
 /// from another node through Redis is one local fan-out too).
 pub const GROUP_SEND_MEMBERS: &str = "chat_group_send_members";
@@ -101,6 +109,7 @@ pub const ALL: &[&str] = &[
     SEND_ACK_SECONDS,
     STORE_COMMIT_SECONDS,
     STORE_BATCH_SIZE,
+    COMMIT_TO_DELIVERY_SECONDS,
     GROUP_SEND_MEMBERS,
 ];
 
@@ -154,6 +163,11 @@ pub fn describe() {
         "Store batch commit time"
     );
     describe_histogram!(STORE_BATCH_SIZE, "Writes per store batch");
+    describe_histogram!(
+        COMMIT_TO_DELIVERY_SECONDS,
+        ::metrics::Unit::Seconds,
+        "Commit to live delivery, sampled"
+    );
     describe_histogram!(
         GROUP_SEND_MEMBERS,
         "Members reached by one local group_send"

@@ -66,6 +66,34 @@ pub(crate) fn delivered() {
     cached_counter(&C, m::DELIVERIES).increment(1);
 }
 
+/// Times one live delivery in [`m::DELIVERY_SAMPLE`] from the message's commit (its
+/// `sent_at`): the payload is parsed only for those.
+pub(crate) fn delivery_delay(msg: &chat_core::LayerMessage) {
+    use std::cell::Cell;
+    thread_local! {
+        static COUNT: Cell<u32> = const { Cell::new(0) };
+    }
+    let sampled = COUNT.with(|c| {
+        let n = c.get().wrapping_add(1);
+        c.set(n);
+        n % m::DELIVERY_SAMPLE == 0
+    });
+    if !sampled {
+        return;
+    }
+    #[derive(serde::Deserialize)]
+    struct SentAt {
+        sent_at: chat_core::Timestamp,
+    }
+    let Ok(SentAt { sent_at }) = serde_json::from_slice::<SentAt>(msg.payload()) else {
+        return;
+    };
+    let ms = chat_core::Timestamp::now().unix_millis() - sent_at.unix_millis();
+    static H: OnceLock<Histogram> = OnceLock::new();
+    H.get_or_init(|| metrics::histogram!(m::COMMIT_TO_DELIVERY_SECONDS))
+        .record(ms.max(0) as f64 / 1000.0);
+}
+
 /// Counts a page read from the store to catch a socket up (`replay`, `missed`, `gap`).
 pub(crate) fn catch_up_read(reason: &'static str) {
     metrics::counter!(m::CATCH_UP_READS, "reason" => reason).increment(1);

@@ -88,6 +88,7 @@ pub(crate) struct RoomSession {
 /// Sends a live message as the socket's client reads it.
 fn emit_live(cx: &mut Context, render: Render, msg: LayerMessage) {
     observe::delivered();
+    observe::delivery_delay(&msg);
     match render.live(&msg) {
         None => cx.forward(msg),
         Some(Ok(text)) => cx.send_text(text),

@@ -105,10 +105,24 @@ struct Inbox {
     acks: Acks,
 }
 
-/// Why a Socket.IO connection was refused (the client's `connect_error` message).
+/// Why a Socket.IO connection was refused (the client's `connect_error` message), and the
+/// HTTP status a WebSocket handshake would have got for it (for the refused-handshakes
+/// metric: a Socket.IO refusal comes after its HTTP handshake succeeded).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Refused(String);
+#[error("{reason}")]
+struct Refused {
+    status: StatusCode,
+    reason: String,
+}
+
+impl Refused {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
 
 /// Builds the endpoint. Its handlers use `app` (auth, store, layer, limits).
 pub fn endpoint(app: &App) -> Endpoint {
@@ -130,7 +144,11 @@ pub fn endpoint(app: &App) -> Endpoint {
     for ns in ["/chat", "/"] {
         let app = app.clone();
         let connect = async move |s: SocketRef, TryData(auth): TryData<Value>| {
-            start(app, s, auth.unwrap_or(Value::Null)).await
+            let started = start(app, s, auth.unwrap_or(Value::Null)).await;
+            if let Err(refused) = &started {
+                crate::prometheus::handshake_refused(refused.status);
+            }
+            started
         };
         io.ns(ns, (async |_: SocketRef| {}).with(connect));
     }
@@ -162,11 +180,16 @@ async fn caller(app: &App, s: &SocketRef, auth: &Value) -> Result<(Sender, Crede
     });
     let (identity, credential) = identify_with(app, session.as_deref(), bearer.as_deref())
         .await
-        .map_err(|e| Refused(format!("the store is unavailable: {e}")))?;
+        .map_err(|e| {
+            Refused::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the store is unavailable: {e}"),
+            )
+        })?;
     let user = match identity {
         Identity::User(u) => Ok(sender_of(&u)),
         Identity::Anonymous if !app.config.settings.allow_guests => {
-            Err(Refused("log in to chat".into()))
+            Err(Refused::new(StatusCode::UNAUTHORIZED, "log in to chat"))
         }
         Identity::Anonymous => {
             // `handle` put the handshake's guest there; without it, a guest of one connection.
@@ -177,7 +200,8 @@ async fn caller(app: &App, s: &SocketRef, auth: &Value) -> Result<(Sender, Crede
                 .cloned()
                 .unwrap_or_else(|| app.guests.guest(&http::HeaderMap::new()));
             let name = query(s, "name").or_else(|| auth_str("name"));
-            guest::sender(&app.config.limits, &guest, name.as_deref()).map_err(Refused)
+            guest::sender(&app.config.limits, &guest, name.as_deref())
+                .map_err(|e| Refused::new(StatusCode::BAD_REQUEST, e))
         }
     }?;
     Ok((user, credential))
@@ -218,8 +242,16 @@ async fn start(app: App, s: SocketRef, auth: Value) -> Result<(), Refused> {
     .await;
     let bridge = match bridged {
         Ok(Bridged::Accepted(b)) => b,
-        Ok(Bridged::Rejected { reason, .. }) => return Err(Refused(reason)),
-        Err(e) => return Err(Refused(format!("could not start the connection: {e}"))),
+        Ok(Bridged::Rejected { status, reason }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+            return Err(Refused::new(status, reason));
+        }
+        Err(e) => {
+            return Err(Refused::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("could not start the connection: {e}"),
+            ));
+        }
     };
     let inbox = Inbox {
         events: bridge.events,

@@ -329,6 +329,51 @@ async fn the_main_listener_serves_metrics_only_to_local_unproxied_requests() {
     assert!(server.stop());
 }
 
+/// A Socket.IO connection refused at its namespace (after its HTTP handshake succeeded) counts
+/// as a refused handshake, with the status a WebSocket handshake would have got.
+#[tokio::test]
+async fn a_socketio_refusal_counts_as_a_refused_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--allow-guests", "false"]);
+    let open = request(
+        &server.addr,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(open.status, 200, "{}", open.body);
+    let handshake: serde_json::Value = serde_json::from_str(&open.body[1..]).unwrap();
+    let sid = handshake["sid"].as_str().unwrap().to_owned();
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let posted = request(
+        &server.addr,
+        "POST",
+        &path,
+        &[("content-type", "text/plain")],
+        Some("40/chat,"),
+    )
+    .await;
+    assert_eq!(posted.status, 200, "{}", posted.body);
+    let answer = request(&server.addr, "GET", &path, &[], None).await;
+    // Engine.IO may batch a ping before it, packets separated by U+001E.
+    assert!(
+        answer
+            .body
+            .split('\u{1e}')
+            .any(|p| p.starts_with("44/chat,") && p.contains("log in to chat")),
+        "a connect_error: {}",
+        answer.body
+    );
+    let scrape = scrape(&server.addr).await;
+    assert_eq!(
+        scrape.value("chat_handshakes_refused_total", &[("status", "401")]),
+        Some(1.0)
+    );
+    assert!(server.stop());
+}
+
 /// One live delivery in 64 per server thread is timed from its commit: 600 deliveries
 /// (300 messages, two members) give at least one sample on any server of up to 9 threads.
 #[tokio::test]

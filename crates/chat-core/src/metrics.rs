@@ -43,7 +43,8 @@ pub const RATE_LIMITED: &str = "chat_rate_limited_total";
 /// `4001`, `none`, `other`) and `by` (`server`, `client`): connections closed.
 pub const CLOSES: &str = "chat_closes_total";
 /// Counter, label `status` (`400`, `401`, `403`, `404`, `426`, `429`, `500`, `503`,
-/// `other`): WebSocket handshakes answered with something else than 101.
+/// `other`): WebSocket handshakes answered with something else than 101, and Socket.IO
+/// connections refused at their namespace, with the status a handshake would have got.
 pub const HANDSHAKES_REFUSED: &str = "chat_handshakes_refused_total";
 /// Counter, label `reason` (`full`: a member's mailbox was full at a `group_send`;
 /// `expired`: a message waited longer than the layer's expiry): layer deliveries dropped.

@@ -18,7 +18,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use chat_core::{ErrorCode, Sender};
+use chat_core::ErrorCode;
 use chat_ws::socketio::{Outgoing, incoming};
 use chat_ws::{
     Bridge, Bridged, ClientEvent, Outbound, OutboundSink, RequestInfo, SinkError, SocketIoConsumer,
@@ -38,11 +38,12 @@ use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+mod caller;
+
+use self::caller::{Refused, caller};
 use crate::access::ServerAccess;
 use crate::app::App;
-use crate::auth::{
-    Credential, Guest, Identity, SessionKeys, bind, guest, identify_with, sender_of,
-};
+use crate::auth::{bind, guest};
 use crate::respond::{Resp, text};
 
 /// The Socket.IO endpoint: the service mounted at `/socket.io/`, and the handle that closes
@@ -105,25 +106,6 @@ struct Inbox {
     acks: Acks,
 }
 
-/// Why a Socket.IO connection was refused (the client's `connect_error` message), and the
-/// HTTP status a WebSocket handshake would have got for it (for the refused-handshakes
-/// metric: a Socket.IO refusal comes after its HTTP handshake succeeded).
-#[derive(Debug, thiserror::Error)]
-#[error("{reason}")]
-struct Refused {
-    status: StatusCode,
-    reason: String,
-}
-
-impl Refused {
-    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
-        Self {
-            status,
-            reason: reason.into(),
-        }
-    }
-}
-
 /// Builds the endpoint. Its handlers use `app` (auth, store, layer, limits).
 pub fn endpoint(app: &App) -> Endpoint {
     let limits = &app.config.limits;
@@ -153,58 +135,6 @@ pub fn endpoint(app: &App) -> Endpoint {
         io.ns(ns, (async |_: SocketRef| {}).with(connect));
     }
     endpoint
-}
-
-/// A query parameter of the handshake.
-fn query(s: &SocketRef, key: &str) -> Option<String> {
-    let q = s.req_parts().uri.query()?;
-    form_decode(q)
-        .into_iter()
-        .rev()
-        .find(|(k, v)| k == key && !v.is_empty())
-        .map(|(_, v)| v)
-}
-
-/// Who connects: the session cookie, `query.session_key` (or `session`), then a bearer
-/// token (`query.token`, `auth.token`, or the `Authorization` header); otherwise the guest of
-/// the handshake's `chat_guest` cookie (or a new one), named by `query.name` or `auth.name`.
-async fn caller(app: &App, s: &SocketRef, auth: &Value) -> Result<(Sender, Credential), Refused> {
-    let headers = &s.req_parts().headers;
-    let session = SessionKeys::from_cookie_header(headers)
-        .or_else(|| query(s, "session_key"))
-        .or_else(|| query(s, "session"));
-    let auth_str = |k: &str| auth.get(k).and_then(Value::as_str).map(str::to_owned);
-    let bearer = query(s, "token").or_else(|| auth_str("token")).or_else(|| {
-        let h = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        h.strip_prefix("Bearer ").map(str::to_owned)
-    });
-    let (identity, credential) = identify_with(app, session.as_deref(), bearer.as_deref())
-        .await
-        .map_err(|e| {
-            Refused::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the store is unavailable: {e}"),
-            )
-        })?;
-    let user = match identity {
-        Identity::User(u) => Ok(sender_of(&u)),
-        Identity::Anonymous if !app.config.settings.allow_guests => {
-            Err(Refused::new(StatusCode::UNAUTHORIZED, "log in to chat"))
-        }
-        Identity::Anonymous => {
-            // `handle` put the handshake's guest there; without it, a guest of one connection.
-            let guest = s
-                .req_parts()
-                .extensions
-                .get::<Guest>()
-                .cloned()
-                .unwrap_or_else(|| app.guests.guest(&http::HeaderMap::new()));
-            let name = query(s, "name").or_else(|| auth_str("name"));
-            guest::sender(&app.config.limits, &guest, name.as_deref())
-                .map_err(|e| Refused::new(StatusCode::BAD_REQUEST, e))
-        }
-    }?;
-    Ok((user, credential))
 }
 
 /// The connect middleware: authenticates, starts the socket's consumer and registers the

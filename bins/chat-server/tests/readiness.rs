@@ -116,12 +116,7 @@ async fn a_redis_outage_keeps_the_node_ready_and_is_logged_once() {
 
 /// The value of the unlabelled series `name` in a `/metrics` scrape from loopback.
 async fn metric(addr: &str, name: &str) -> Option<f64> {
-    let r = request(addr, "GET", "/metrics", &[], None).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body.lines().find_map(|line| {
-        let (series, value) = line.split_once(' ')?;
-        (series == name).then(|| value.trim().parse().ok())?
-    })
+    common::prom::scrape(addr).await.value(name, &[])
 }
 
 async fn http_status(addr: &str, path: &str) -> u16 {

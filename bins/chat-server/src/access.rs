@@ -3,8 +3,8 @@
 //! talk. One rule for every path: the room sockets, `/ws`, Socket.IO and the HTTP API.
 
 use chat_core::{ErrorCode, FrameError, Member, PairRoom, RoomName, Sender, UserId};
+use chat_rooms::{AccessCheck, RoomAccess};
 use chat_store::User;
-use chat_ws::{AccessCheck, RoomAccess};
 use http::StatusCode;
 
 use crate::app::App;

@@ -201,7 +201,7 @@ where
     if appended.duplicate {
         return Ok(answer(StatusCode::OK));
     }
-    match LayerMessage::json(chat_ws::CHAT_MESSAGE, &frame) {
+    match LayerMessage::json(chat_rooms::CHAT_MESSAGE, &frame) {
         Ok(lm) => {
             if let Err(e) = app.layer.group_send(&room.group(), lm).await {
                 tracing::warn!(room = %room, error = %e, "group_send failed");

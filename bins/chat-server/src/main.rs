@@ -201,7 +201,7 @@ async fn serve(
     if app.config.redis_url.is_some() {
         // Other nodes die without a goodbye: announce their users' departures.
         let ttl = std::time::Duration::from_secs(app.config.settings.presence_ttl.max(1));
-        chat_ws::spawn_presence_sweeper(
+        chat_rooms::spawn_presence_sweeper(
             app.presence.clone(),
             app.layer.clone(),
             ttl / 3,

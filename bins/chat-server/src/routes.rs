@@ -185,10 +185,10 @@ async fn route(
             tutorials::pair_chat(app, user, req).await
         }
         ["ws", "chat", room, ""] | ["ws", "chat", room] if tutorial => {
-            tutorials::public_room(app, chat_ws::Tutorial::NamedRoom, room, req).await
+            tutorials::public_room(app, chat_rooms::Tutorial::NamedRoom, room, req).await
         }
         ["ws", "socket-server", ""] | ["ws", "socket-server"] if tutorial => {
-            tutorials::public_room(app, chat_ws::Tutorial::SocketServer, "test", req).await
+            tutorials::public_room(app, chat_rooms::Tutorial::SocketServer, "test", req).await
         }
         ["ws", "chat", room, ""] | ["ws", "chat", room] => ws::chat_room(app, room, req).await,
         ["ws", "dm", user, ""] | ["ws", "dm", user] => ws::pair_room(app, user, req).await,

@@ -19,10 +19,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chat_core::ErrorCode;
-use chat_ws::socketio::{Outgoing, incoming};
+use chat_rooms::SocketIoConsumer;
+use chat_rooms::socketio::{Outgoing, incoming};
 use chat_ws::{
-    Bridge, Bridged, ClientEvent, Outbound, OutboundSink, RequestInfo, SinkError, SocketIoConsumer,
-    Utf8Bytes, form_decode,
+    Bridge, Bridged, ClientEvent, Outbound, OutboundSink, RequestInfo, SinkError, Utf8Bytes,
+    form_decode,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};

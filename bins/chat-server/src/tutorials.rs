@@ -3,7 +3,7 @@
 //! every other socket; only the frames differ.
 
 use chat_core::{RoomName, Sender};
-use chat_ws::{Tutorial, TutorialConsumer};
+use chat_rooms::{Tutorial, TutorialConsumer};
 use http::{Request, StatusCode};
 use tracing::Instrument;
 

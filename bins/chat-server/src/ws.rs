@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use chat_core::{RoomName, Sender};
-use chat_ws::{ChatConsumer, MuxConsumer, form_decode, is_websocket_request};
+use chat_rooms::{ChatConsumer, MuxConsumer};
+use chat_ws::{form_decode, is_websocket_request};
 use http::{HeaderValue, Request, StatusCode, header};
 use tracing::Instrument;
 

@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
+use chat_client::{Auth, ChatClient, ClientConfig, Event};
 use chat_core::RoomName;
-use chat_ws::client::{Auth, ChatClient, ClientConfig, Event};
 use common::Server;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

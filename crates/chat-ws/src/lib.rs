@@ -8,12 +8,13 @@
 //!   frames, layer messages and a keep-alive ping, a bounded outbound queue (a client that
 //!   cannot keep up is closed with 1013), and cleanup that always runs;
 //! - [`upgrade`]: mount a consumer in any hyper service with one call;
-//! - [`ChatConsumer`]: the chat protocol for a socket bound to one room; [`MuxConsumer`]: one
-//!   socket, many rooms;
-//! - the dialects of the clients our users already have, on the same rooms:
-//!   [`TutorialConsumer`] (the Channels tutorials' frames) and [`SocketIoConsumer`] (seed 001's
-//!   Socket.IO events, run over any Socket.IO library through a [`Bridge`]);
+//! - [`Bridge`]: run a consumer over a transport that is not our WebSocket (a Socket.IO
+//!   library, a long-poll);
+//! - [`SessionBound`]: a socket lives no longer than the credentials it was opened with;
 //! - [`Communicator`]: unit-test a consumer without sockets.
+//!
+//! This crate is the framework only. The chat application built on it (rooms, pair chats,
+//! the tutorial and Socket.IO dialects) is the `chat-rooms` crate.
 //!
 //! ```
 //! use chat_core::{InMemoryChannelLayer, LayerMessage};
@@ -47,27 +48,16 @@
 //! ```
 
 mod bridge;
-mod chat;
-#[cfg(feature = "client")]
-pub mod client;
 mod communicator;
 mod connection;
 mod consumer;
 mod context;
-mod dialect;
-mod mux;
 mod observe;
-mod room;
-mod rooms;
 mod session;
 mod socket;
-pub mod socketio;
-mod sweeper;
-mod tutorial;
 mod upgrade;
 
 pub use bridge::{BRIDGE_EVENTS, Bridge, Bridged};
-pub use chat::ChatConsumer;
 pub use communicator::{Communicator, ConnectOutcome};
 pub use connection::{ClientEvent, ConnectionConfig, Ending};
 pub use consumer::{Consumer, ConsumerError};
@@ -75,14 +65,7 @@ pub use context::{
     Context, IntoGroupName, KEPT_HEADERS, Outbound, OutboundSink, RequestInfo, SinkError,
     form_decode,
 };
-pub use dialect::{MESSAGE2_SEPARATOR, Tutorial};
-pub use mux::MuxConsumer;
-pub use room::{CHAT_MESSAGE, CHAT_PRESENCE, CHAT_READ, CHAT_TYPING, REORDER_WAIT, TYPING_EXPIRY};
-pub use rooms::{AccessCheck, MAX_ROOMS_PER_SOCKET, RoomAccess};
 pub use session::{SESSION_ENDED, SESSION_ENDED_CODE, SessionBound};
 pub use socket::websocket_config;
-pub use socketio::SocketIoConsumer;
-pub use sweeper::{announce_departures, spawn_presence_sweeper};
 pub use tokio_tungstenite::tungstenite::Utf8Bytes;
-pub use tutorial::TutorialConsumer;
 pub use upgrade::{detach_head, is_websocket_request, upgrade};

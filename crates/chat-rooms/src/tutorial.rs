@@ -15,11 +15,11 @@ use chat_core::{
 use time::UtcOffset;
 
 use crate::chat::Limiter;
-use crate::consumer::{Consumer, ConsumerError};
-use crate::context::Context;
 use crate::dialect::{MESSAGE2_SEPARATOR, Render, Tutorial};
 use crate::observe;
 use crate::room::{CHAT_MESSAGE, Meta, RoomSession, Shared};
+use chat_ws::Context;
+use chat_ws::{Consumer, ConsumerError};
 
 /// The consumer of a tutorial page's socket.
 pub struct TutorialConsumer {

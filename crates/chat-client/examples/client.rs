@@ -2,11 +2,11 @@
 //!
 //! ```sh
 //! cargo run -p chat-server &                       # a server on 127.0.0.1:8000
-//! cargo run -p chat-ws --features client --example client -- lobby "hello from Rust"
+//! cargo run -p chat-client --example client -- lobby "hello from Rust"
 //! ```
 
+use chat_client::{Auth, ChatClient, ClientConfig, Event};
 use chat_core::RoomName;
-use chat_ws::client::{Auth, ChatClient, ClientConfig, Event};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -9,8 +9,9 @@ use chat_core::{
     ErrorCode, FrameError, InMemoryChannelLayer, Limits, MemoryPresence, MemoryStore, RoomName,
     Sender, SharedLayer, SharedPresence,
 };
-use chat_ws::socketio::{Outgoing, incoming};
-use chat_ws::{AccessCheck, Communicator, MuxConsumer, RoomAccess, SocketIoConsumer};
+use chat_rooms::socketio::{Outgoing, incoming};
+use chat_rooms::{AccessCheck, MuxConsumer, RoomAccess, SocketIoConsumer};
+use chat_ws::Communicator;
 use serde_json::{Value, json};
 
 /// Public rooms for everyone, pair rooms for their members.

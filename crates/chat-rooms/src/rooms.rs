@@ -15,8 +15,8 @@ use chat_core::{
 };
 
 use crate::chat::Limiter;
-use crate::context::Context;
 use crate::room::{CHAT_MESSAGE, CHAT_PRESENCE, Meta, RoomSession, Shared};
+use chat_ws::Context;
 
 /// The future of a [`RoomAccess`] check.
 pub type AccessCheck<'a> = Pin<Box<dyn Future<Output = Result<(), FrameError>> + Send + 'a>>;

@@ -9,10 +9,8 @@ use chat_core::{
     ChannelLayer, InMemoryChannelLayer, LayerConfig, LayerMessage, Limits, MemoryStore,
     MessageStore, NewMessage, RoomName, Sender, ServerFrame, SharedLayer, StoredMessage, Timestamp,
 };
-use chat_ws::{
-    CHAT_MESSAGE, ChatConsumer, ClientEvent, Communicator, ConnectOutcome, ConnectionConfig,
-    REORDER_WAIT,
-};
+use chat_rooms::{CHAT_MESSAGE, ChatConsumer, REORDER_WAIT};
+use chat_ws::{ClientEvent, Communicator, ConnectOutcome, ConnectionConfig};
 use serde_json::{Value, json};
 
 struct Room {

@@ -2,7 +2,7 @@
 //! `new_message`, …) on the same rooms, store, seqs, presence and limits as our own sockets.
 //!
 //! It is independent of any Socket.IO library: the server's Engine.IO/Socket.IO layer runs it
-//! through a [`Bridge`](crate::Bridge) and translates with the envelopes here. Each event
+//! through a [`Bridge`](chat_ws::Bridge) and translates with the envelopes here. Each event
 //! arrives as [`incoming`] text (event, ack id, data) and leaves as [`Outgoing`] text (an event
 //! or an ack answer). One task per socket applies its events one at a time, in the order the
 //! client sent them.
@@ -16,12 +16,12 @@ use chat_core::{
 };
 use serde_json::{Value, json};
 
-use crate::consumer::{Consumer, ConsumerError};
-use crate::context::Context;
 use crate::dialect::Render;
 use crate::observe;
 use crate::room::Shared;
 use crate::rooms::{Reply, RoomAccess, Rooms};
+use chat_ws::Context;
+use chat_ws::{Consumer, ConsumerError};
 
 /// The envelope of an event from the client, as [`SocketIoConsumer`] reads it.
 pub fn incoming(event: &str, ack: Option<i64>, data: &Value) -> String {

@@ -7,9 +7,9 @@
 //! order, and every send is stored exactly once, across disconnects and server restarts.
 //!
 //! ```no_run
-//! use chat_ws::client::{Auth, ChatClient, ClientConfig, Event};
+//! use chat_client::{Auth, ChatClient, ClientConfig, Event};
 //!
-//! # async fn demo() -> Result<(), chat_ws::client::ClientError> {
+//! # async fn demo() -> Result<(), chat_client::ClientError> {
 //! let mut client = ChatClient::connect(ClientConfig::new(
 //!     "ws://127.0.0.1:8000/ws",
 //!     Auth::Bearer("v1.3.1767225600.9f…".into()),

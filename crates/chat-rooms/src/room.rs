@@ -24,10 +24,10 @@ use chat_core::{
 };
 use tokio::time::Instant;
 
-use crate::consumer::ConsumerError;
-use crate::context::Context;
 use crate::dialect::Render;
 use crate::observe;
+use chat_ws::ConsumerError;
+use chat_ws::Context;
 
 mod meta;
 pub(crate) use meta::Meta;

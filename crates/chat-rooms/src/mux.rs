@@ -10,12 +10,12 @@ use chat_core::{
     SharedPresence,
 };
 
-use crate::consumer::{Consumer, ConsumerError};
-use crate::context::Context;
 use crate::dialect::Render;
 use crate::observe;
 use crate::room::Shared;
 use crate::rooms::{Reply, RoomAccess, Rooms};
+use chat_ws::Context;
+use chat_ws::{Consumer, ConsumerError};
 
 /// The consumer of a multiplexed socket.
 pub struct MuxConsumer {

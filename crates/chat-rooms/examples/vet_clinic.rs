@@ -3,12 +3,12 @@
 //! open conversations with vets and vice versa**.
 //!
 //! ```sh
-//! cargo run -p chat-ws --example vet_clinic
+//! cargo run -p chat-rooms --example vet_clinic
 //! # Ana (tutor, id 1) talks to Bruno (vet, id 2):
 //! websocat 'ws://127.0.0.1:3001/ws/dm/2/?as=1'
 //! websocat 'ws://127.0.0.1:3001/ws/dm/1/?as=2'
 //! # Ana and Carla (both tutors) are refused with 403 before any socket opens.
-//! cargo test -p chat-ws --example vet_clinic
+//! cargo test -p chat-rooms --example vet_clinic
 //! ```
 //!
 //! Identity here is a `?as=` parameter to keep the example short; a real service puts its
@@ -23,7 +23,8 @@ use chat_core::{
     InMemoryChannelLayer, Limits, Member, MemoryStore, MessageStore, PairPolicy, PairRoom,
     RolePairs, Sender, SharedLayer, UserId,
 };
-use chat_ws::{ChatConsumer, ConnectionConfig, form_decode};
+use chat_rooms::ChatConsumer;
+use chat_ws::{ConnectionConfig, form_decode};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;

@@ -9,7 +9,8 @@ use chat_core::{
     InMemoryChannelLayer, Limits, MemoryPresence, MemoryStore, RoomName, Sender, SharedLayer,
     SharedPresence,
 };
-use chat_ws::{ChatConsumer, Communicator};
+use chat_rooms::ChatConsumer;
+use chat_ws::Communicator;
 use serde_json::{Value, json};
 
 struct Room {

@@ -10,7 +10,8 @@ use chat_core::{
     MemoryPresence, MemoryStore, MessageStore, NewMessage, RoomName, Sender, ServerFrame,
     SharedLayer, SharedPresence,
 };
-use chat_ws::{AccessCheck, CHAT_MESSAGE, Communicator, MuxConsumer, RoomAccess};
+use chat_rooms::{AccessCheck, CHAT_MESSAGE, MuxConsumer, RoomAccess};
+use chat_ws::Communicator;
 use serde_json::{Value, json};
 
 /// Guests may use public rooms; users also their own pair rooms.

@@ -10,11 +10,11 @@ use chat_core::{
     ServerFrame, SharedPresence, TokenBucket, close,
 };
 
-use crate::consumer::{Consumer, ConsumerError};
-use crate::context::Context;
 use crate::dialect::Render;
 use crate::observe;
 use crate::room::{CHAT_MESSAGE, CHAT_PRESENCE, Meta, RoomSession, Shared};
+use chat_ws::Context;
+use chat_ws::{Consumer, ConsumerError};
 
 /// The rate limits of one connection, and what to do with refused frames.
 pub(crate) struct Limiter {

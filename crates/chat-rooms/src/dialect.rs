@@ -12,10 +12,10 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use chat_core::{FrameError, LayerMessage, Sender, ServerFrame, StoredMessage};
+use chat_ws::Utf8Bytes;
 use serde_json::json;
 use time::UtcOffset;
 use time::macros::format_description;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 thread_local! {
     static RENDERED: RefCell<Rendered> = RefCell::new(Rendered::default());

@@ -94,7 +94,7 @@ fn safe_next(next: Option<&str>) -> &str {
 }
 
 fn check_origin<B>(app: &App, req: &Request<B>) -> Result<(), ApiError> {
-    if crate::origin::allowed(req.headers(), &app.config.settings.allowed_origins) {
+    if app.sockets.origins().check(req.headers()).is_ok() {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -334,9 +334,13 @@ where
             ),
         ));
     }
-    let password_hash = password::hash(creds.password)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e))?;
+    let password_hash = password::hash(creds.password).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            e.to_string(),
+        )
+    })?;
     let user = app
         .store
         .create_user(NewUser {

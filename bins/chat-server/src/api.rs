@@ -131,7 +131,7 @@ where
         .map_err(|e| ApiError::store(&e))?;
     let access = room_access(app, &identity, &room).await?;
     let guest = app.guests.guest(req.headers());
-    if !crate::origin::allowed(req.headers(), &app.config.settings.allowed_origins) {
+    if app.sockets.origins().check(req.headers()).is_err() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chat_core::{MessageStore, PairPolicy, SharedLayer, SharedPresence};
 use chat_store::Store;
-use chat_ws::ConnectionConfig;
+use chat_ws::{ConnectionConfig, OriginPolicy, Sockets};
 
 use crate::auth::{GuestKeys, SessionKeys};
 use crate::config::ServerConfig;
@@ -25,7 +25,9 @@ pub struct App {
     pub presence: SharedPresence,
     /// Resolved configuration.
     pub config: Arc<ServerConfig>,
-    /// Settings and shutdown signal of WebSocket connections.
+    /// The WebSocket side: limits, origin rule, shutdown signal of every connection.
+    pub sockets: Sockets,
+    /// The same connections' settings (the shutdown signal long-polls hear too).
     pub connections: ConnectionConfig,
     /// Who may open a pair room with whom.
     pub policy: Arc<dyn PairPolicy>,
@@ -40,7 +42,7 @@ pub struct App {
     /// Failed logins per username.
     pub login_by_user: Arc<KeyedLimiter<String>>,
     /// Open sockets and held long-polls per client IP (`--max-sockets-per-ip`).
-    pub sockets: Arc<SocketLimiter>,
+    pub socket_slots: Arc<SocketLimiter>,
     /// The Socket.IO endpoint (mounted once the state exists: its handlers use it).
     pub socketio: Option<crate::socketio::Endpoint>,
     /// What `GET /metrics` renders on the main listener; `None` there (404) when no recorder
@@ -67,15 +69,22 @@ impl App {
         config: ServerConfig,
     ) -> Self {
         let limits = config.limits.clone();
+        let connections = ConnectionConfig {
+            limits: limits.clone(),
+            ..ConnectionConfig::default()
+        };
+        let sockets = Sockets::with_shared_layer(layer.clone())
+            .with_config(connections.clone())
+            .with_origins(OriginPolicy::origins(
+                config.settings.allowed_origins.iter().cloned(),
+            ));
         Self {
             messages: Arc::new(store.clone()),
             store,
             layer,
             presence,
-            connections: ConnectionConfig {
-                limits: limits.clone(),
-                ..ConnectionConfig::default()
-            },
+            sockets,
+            connections,
             policy: config.pair_policy.clone(),
             sessions: SessionKeys::new(&config.secret_key, config.settings.secure_cookies),
             guests: GuestKeys::new(&config.secret_key, config.settings.secure_cookies),
@@ -87,7 +96,7 @@ impl App {
             login_by_ip: Arc::new(KeyedLimiter::<IpAddr>::new(1.0 / 6.0, 10)),
             // … and five per username, then one a minute, whoever tries.
             login_by_user: Arc::new(KeyedLimiter::new(1.0 / 60.0, 5)),
-            sockets: SocketLimiter::new(config.settings.max_sockets_per_ip),
+            socket_slots: SocketLimiter::new(config.settings.max_sockets_per_ip),
             socketio: None,
             metrics: None,
             redis: None,

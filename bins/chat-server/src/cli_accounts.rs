@@ -43,7 +43,7 @@ pub async fn user(store: &Store, config: &ServerConfig, cmd: UserCommand) -> Res
                 .map_err(|e| format!("invalid --name: {e}"))?;
             let password = read_password()?;
             check_password(&password)?;
-            let password_hash = password::hash(password).await?;
+            let password_hash = password::hash(password).await.map_err(|e| e.to_string())?;
             let user = store
                 .create_user(NewUser {
                     username,
@@ -79,7 +79,7 @@ pub async fn user(store: &Store, config: &ServerConfig, cmd: UserCommand) -> Res
 pub async fn token(store: &Store, config: &ServerConfig, cmd: TokenCommand) -> Result<()> {
     match cmd {
         TokenCommand::Issue { user, ttl } => {
-            let seconds = token::parse_ttl(&ttl)?;
+            let seconds = token::parse_ttl(&ttl).map_err(|e| e.to_string())?;
             let now = chat_core::Timestamp::now().unix_millis() / 1_000;
             // Every user is checked before any token is printed: all or nothing.
             let mut tokens = Vec::with_capacity(user.len());

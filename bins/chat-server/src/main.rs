@@ -11,7 +11,6 @@ mod cli_accounts;
 mod config;
 mod doctor;
 mod health;
-mod origin;
 mod pages;
 mod prometheus;
 mod ratelimit;

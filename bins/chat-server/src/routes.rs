@@ -84,7 +84,7 @@ async fn handle_request(
     app: App,
     peer: SocketAddr,
     conn: ConnectionSlot,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
     let path = req.uri().path().to_owned();
     if path == "/metrics" {
@@ -98,20 +98,23 @@ async fn handle_request(
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
     let ip = client_ip(&app, peer, &req);
+    // Consumers see the client's address (the proxy's forwarded one, when trusted).
+    req.extensions_mut()
+        .insert(chat_ws::PeerAddr(SocketAddr::new(ip, peer.port())));
     // Sockets (any WebSocket handshake, Socket.IO's included) and held long-polls (ours and
     // Socket.IO's polling GET) count against the address's cap, before anything else runs.
     let upgrade = chat_ws::is_websocket_request(&req);
     let our_poll = get && matches!(segs.as_slice(), ["api", "rooms", _, "poll"]);
     let socketio_poll = get && !upgrade && segs.first() == Some(&"socket.io");
     let slot = if upgrade || our_poll || socketio_poll {
-        match app.sockets.acquire(ip) {
+        match app.socket_slots.acquire(ip) {
             Some(slot) => Some(slot),
             None => {
                 crate::prometheus::rate_limited("sockets_per_ip");
                 if upgrade {
                     crate::prometheus::handshake_refused(StatusCode::TOO_MANY_REQUESTS);
                 }
-                return Ok(too_many_sockets(app.sockets.max(), our_poll));
+                return Ok(too_many_sockets(app.socket_slots.max(), our_poll));
             }
         }
     } else {

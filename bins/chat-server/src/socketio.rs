@@ -395,8 +395,7 @@ pub async fn handle(app: &App, mut req: Request<Incoming>) -> Resp {
     let Some(Endpoint { service, .. }) = app.socketio.clone() else {
         return text(StatusCode::NOT_FOUND, "Socket.IO is not mounted");
     };
-    let allowed = &app.config.settings.allowed_origins;
-    if !crate::origin::allowed(req.headers(), allowed) {
+    if app.sockets.origins().check(req.headers()).is_err() {
         return text(
             StatusCode::FORBIDDEN,
             "this origin may not connect here (see --allowed-origins)",

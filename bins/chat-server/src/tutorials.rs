@@ -31,9 +31,7 @@ async fn run<B: Send + 'static>(
     .with_utc_offset(app.config.utc_offset)
     .with_presence(app.presence.clone());
     let consumer = bind(consumer, &credential);
-    chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone())
-        .instrument(span)
-        .await
+    app.sockets.upgrade(req, consumer).instrument(span).await
 }
 
 /// `GET /ws/chat/{user_id}/` (seed 000): the logged-in user's pair room with `user_id`, the

@@ -37,7 +37,7 @@ where
     C: chat_ws::Consumer,
 {
     let native = offers_native(&req);
-    let mut res = chat_ws::upgrade(req, consumer, app.layer.clone(), app.connections.clone()).await;
+    let mut res = app.sockets.upgrade(req, consumer).await;
     if native && res.status() == StatusCode::SWITCHING_PROTOCOLS {
         res.headers_mut().insert(
             header::SEC_WEBSOCKET_PROTOCOL,
@@ -59,7 +59,7 @@ pub async fn handshake<B>(app: &App, req: &Request<B>) -> Result<(Identity, Cred
             "this is a WebSocket endpoint; the pages are /chat/{room}/ and /dm/{user_id}/",
         ));
     }
-    if !crate::origin::allowed(req.headers(), &app.config.settings.allowed_origins) {
+    if app.sockets.origins().check(req.headers()).is_err() {
         return Err(text(
             StatusCode::FORBIDDEN,
             "this origin may not open WebSockets here (see --allowed-origins)",

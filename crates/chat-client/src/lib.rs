@@ -78,12 +78,12 @@ impl ClientConfig {
 pub enum ClientError {
     /// The first connection failed (later ones are retried).
     #[error("cannot connect: {0}")]
-    Connect(String),
+    Connect(#[source] tokio_tungstenite::tungstenite::Error),
     /// The server refused a frame (`forbidden`, `rate_limited`, …).
-    #[error("{code}: {message}")]
+    #[error("{}: {message}", code.as_str())]
     Refused {
         /// The error code.
-        code: String,
+        code: chat_core::ErrorCode,
         /// The server's message.
         message: String,
     },
@@ -114,7 +114,7 @@ impl ChatClient {
         let mut cookies = task::Cookies::default();
         let socket = task::open(&config, &mut cookies)
             .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+            .map_err(ClientError::Connect)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let (tx, events) = mpsc::unbounded_channel();
         tokio::spawn(task::run(config, cookies, socket, rx, tx));

@@ -173,7 +173,7 @@ impl State {
                 ref client_id,
             } => {
                 let refused = |m: &str| ClientError::Refused {
-                    code: code.as_str().to_owned(),
+                    code,
                     message: m.to_owned(),
                 };
                 if let Some(room) = room {

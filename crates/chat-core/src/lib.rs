@@ -51,7 +51,7 @@ pub use layer::{
     ChannelLayer, InMemoryChannelLayer, LayerConfig, LayerError, LayerMessage, SharedLayer,
 };
 #[cfg(feature = "redis")]
-pub use layer::{RedisChannelLayer, RedisLayerConfig};
+pub use layer::{RedisChannelLayer, RedisError, RedisLayerConfig};
 pub use message::{GuestId, NewMessage, Sender, Seq, StoredMessage, Timestamp};
 pub use names::{ChannelName, GroupName, InvalidName, RoomKind, RoomName};
 pub use pair::{PairError, PairRoom, UserId};

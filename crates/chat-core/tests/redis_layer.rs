@@ -9,7 +9,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use chat_core::{
-    ChannelLayer, GroupName, LayerConfig, LayerMessage, RedisChannelLayer, RedisLayerConfig,
+    ChannelLayer, GroupName, LayerConfig, LayerError, LayerMessage, RedisChannelLayer, RedisError,
+    RedisLayerConfig,
 };
 use futures_util::StreamExt;
 use serde_json::json;
@@ -188,9 +189,18 @@ async fn an_unreachable_redis_is_a_clear_error() {
     assert!(err.to_string().contains("cannot reach Redis"), "{err}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5), "fails fast");
-    assert!(
-        RedisChannelLayer::connect(RedisLayerConfig::new("not a url"))
-            .await
-            .is_err()
-    );
+    // Typed all the way down: a caller can tell why.
+    let cause = |e: &LayerError| match e {
+        LayerError::Backend(source) => source.downcast_ref::<RedisError>().map(|r| match r {
+            RedisError::Connection(_) => "connection",
+            RedisError::InvalidUrl(_) => "url",
+            _ => "other",
+        }),
+        _ => None,
+    };
+    assert_eq!(cause(&err), Some("connection"), "{err:?}");
+    let bad_url = RedisChannelLayer::connect(RedisLayerConfig::new("not a url"))
+        .await
+        .unwrap_err();
+    assert_eq!(cause(&bad_url), Some("url"), "{bad_url:?}");
 }

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chat_core::{
     InMemoryChannelLayer, Limits, Member, MemoryStore, MessageStore, PairPolicy, PairRoom,
-    RolePairs, Sender, SharedLayer, UserId,
+    RolePairs, Sender, UserId,
 };
 use chat_rooms::ChatConsumer;
-use chat_ws::{ConnectionConfig, form_decode};
+use chat_ws::{Sockets, form_decode};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -68,8 +68,7 @@ struct Clinic {
     directory: Directory,
     policy: RolePairs,
     store: Arc<dyn MessageStore>,
-    layer: SharedLayer,
-    config: ConnectionConfig,
+    sockets: Sockets,
 }
 
 /// Who may open which pair room: both users exist and the policy allows them.
@@ -116,7 +115,7 @@ async fn route(
         Err(status) => return refuse(status),
     };
     let consumer = ChatConsumer::new(pair.name(), sender, clinic.store.clone(), Limits::default());
-    Ok(chat_ws::upgrade(req, consumer, clinic.layer.clone(), clinic.config.clone()).await)
+    Ok(clinic.sockets.upgrade(req, consumer).await)
 }
 
 #[tokio::main]
@@ -125,8 +124,7 @@ async fn main() -> std::io::Result<()> {
         directory: Directory::clinic(),
         policy: clinic_policy(),
         store: Arc::new(MemoryStore::new()),
-        layer: Arc::new(InMemoryChannelLayer::default()),
-        config: ConnectionConfig::default(),
+        sockets: Sockets::new(InMemoryChannelLayer::default()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
     println!(
@@ -159,8 +157,7 @@ mod tests {
             directory: Directory::clinic(),
             policy: clinic_policy(),
             store: Arc::new(MemoryStore::new()),
-            layer: Arc::new(InMemoryChannelLayer::default()),
-            config: ConnectionConfig::default(),
+            sockets: Sockets::new(InMemoryChannelLayer::default()),
         }
     }
 
@@ -203,7 +200,7 @@ mod tests {
             let (pair, sender) = authorize(&c, me, other).unwrap();
             let consumer =
                 ChatConsumer::new(pair.name(), sender, c.store.clone(), Limits::default());
-            Communicator::with_shared_layer(consumer, c.layer.clone())
+            Communicator::with_shared_layer(consumer, c.sockets.layer().clone())
         };
         let mut ana = open(1, 2);
         let mut bruno = open(2, 1);

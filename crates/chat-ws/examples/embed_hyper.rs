@@ -7,11 +7,11 @@
 //! ```
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use chat_core::{InMemoryChannelLayer, LayerMessage, SharedLayer};
-use chat_ws::{ConnectionConfig, Consumer, ConsumerError, Context};
+use chat_core::{InMemoryChannelLayer, LayerMessage};
+use chat_ws::{Consumer, ConsumerError, Context, Sockets};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -41,12 +41,11 @@ impl Consumer for Lobby {
 
 async fn route(
     req: Request<Incoming>,
-    layer: SharedLayer,
-    config: ConnectionConfig,
+    sockets: Sockets,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.uri().path() == "/ws" {
-        // The one call: handshake, connect, and the connection task.
-        return Ok(chat_ws::upgrade(req, Lobby, layer, config).await);
+        // The one call: origin check, handshake, connect, and the connection task.
+        return Ok(sockets.upgrade(req, Lobby).await);
     }
     Ok(Response::new(Full::new(Bytes::from_static(
         b"your own routes live here; WebSocket at /ws\n",
@@ -55,15 +54,18 @@ async fn route(
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let layer: SharedLayer = Arc::new(InMemoryChannelLayer::default());
-    let config = ConnectionConfig::default();
+    // Built once: every socket hears the same shutdown.
+    let sockets = Sockets::new(InMemoryChannelLayer::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
     loop {
-        let (stream, _) = listener.accept().await?;
-        let (layer, config) = (layer.clone(), config.clone());
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let sockets = sockets.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| route(req, layer.clone(), config.clone()));
+            let service = service_fn(move |req| route(req, sockets.clone()));
             let conn = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
@@ -72,4 +74,9 @@ async fn main() -> std::io::Result<()> {
             }
         });
     }
+    // Every socket closes with 1001 and runs its `disconnect`.
+    if !sockets.shutdown(Duration::from_secs(10)).await {
+        eprintln!("some sockets did not close in time");
+    }
+    Ok(())
 }

@@ -49,7 +49,7 @@ impl Bridge {
     /// Runs `connect`, and when the consumer accepts, the connection on a task spawned on
     /// `config.tracker` (so a server's shutdown waits for it like for its WebSockets). The
     /// task runs in the tracing span current when this is called, as with
-    /// [`upgrade`](crate::upgrade).
+    /// [`Sockets::upgrade`](crate::Sockets::upgrade).
     pub async fn start<C: Consumer>(
         consumer: C,
         layer: SharedLayer,

@@ -71,23 +71,47 @@ impl<C: Consumer> Communicator<C> {
     /// Sets the handshake's path and query (`/ws/chat/lobby/?since=3`).
     pub fn with_path(mut self, path_and_query: &str) -> Self {
         let headers = std::mem::take(&mut self.request.headers);
+        let peer = self.request.peer;
         match path_and_query.parse::<http::Uri>() {
             Ok(uri) => self.request = RequestInfo::from_uri(&uri, headers),
             Err(e) => panic!("invalid test path {path_and_query:?}: {e}"),
         }
+        self.request.peer = peer;
         self
     }
 
-    /// Adds a handshake header (a cookie, a token, an origin), as a client would send it.
-    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
-        match http::HeaderValue::from_str(value) {
-            Ok(v) => {
-                self.request
-                    .headers
-                    .append(http::HeaderName::from_static(name), v);
-            }
-            Err(e) => panic!("invalid test header {name}: {e}"),
-        }
+    /// Adds a handshake header (a token, an origin, a user agent), as a client would send
+    /// it. Panics on a name or value no client could send.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .unwrap_or_else(|e| panic!("invalid test header name {name:?}: {e}"));
+        let value = http::HeaderValue::from_str(value)
+            .unwrap_or_else(|e| panic!("invalid test header {name}: {e}"));
+        self.request.headers.append(name, value);
+        self
+    }
+
+    /// Adds a cookie to the handshake's `Cookie` header, as a browser joins them (`a=1; b=2`).
+    pub fn with_cookie(mut self, name: &str, value: &str) -> Self {
+        let joined = match self.request.headers.get(http::header::COOKIE) {
+            Some(v) => format!("{}; {name}={value}", v.to_str().unwrap_or_default()),
+            None => format!("{name}={value}"),
+        };
+        let value = http::HeaderValue::from_str(&joined)
+            .unwrap_or_else(|e| panic!("invalid test cookie {name}: {e}"));
+        self.request.headers.insert(http::header::COOKIE, value);
+        self
+    }
+
+    /// Adds a query parameter (`?since=3`), decoded as the consumer will see it.
+    pub fn with_query(mut self, key: &str, value: &str) -> Self {
+        self.request.query.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Sets the client's address ([`RequestInfo::peer`]).
+    pub fn with_peer(mut self, peer: std::net::SocketAddr) -> Self {
+        self.request.peer = Some(peer);
         self
     }
 

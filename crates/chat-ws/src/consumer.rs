@@ -20,9 +20,25 @@ pub enum ConsumerError {
     /// A group or room name was invalid.
     #[error(transparent)]
     InvalidName(#[from] chat_core::InvalidName),
-    /// Anything else.
+    /// The consumer's own error (its database, its service, …), kept as the source so the
+    /// log shows the cause. Build it with [`ConsumerError::custom`].
     #[error("{0}")]
-    Other(String),
+    Custom(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ConsumerError {
+    /// Wraps an error of the consumer's own: any error type, or a message.
+    ///
+    /// ```
+    /// # use chat_ws::ConsumerError;
+    /// let e = ConsumerError::custom(std::io::Error::other("the billing service is down"));
+    /// assert_eq!(e.to_string(), "the billing service is down");
+    /// let e = ConsumerError::custom("no such clinic");
+    /// assert_eq!(e.to_string(), "no such clinic");
+    /// ```
+    pub fn custom(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Custom(e.into())
+    }
 }
 
 /// A WebSocket consumer: one instance per connection, driven by the connection state machine

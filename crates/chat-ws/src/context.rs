@@ -73,6 +73,9 @@ pub struct RequestInfo {
     pub query: HashMap<String, String>,
     /// Request headers.
     pub headers: http::HeaderMap,
+    /// The client's address, when the server provides it (a
+    /// [`PeerAddr`](crate::PeerAddr) request extension; a proxy's address behind one).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl RequestInfo {
@@ -90,6 +93,7 @@ impl RequestInfo {
             path: uri.path().to_owned(),
             query,
             headers,
+            peer: None,
         }
     }
 
@@ -113,6 +117,7 @@ impl RequestInfo {
             path: self.path.clone(),
             query: self.query.clone(),
             headers,
+            peer: self.peer,
         }
     }
 }

@@ -7,7 +7,13 @@
 //! - the connection state machine: accept or reject *before* the upgrade, a loop over client
 //!   frames, layer messages and a keep-alive ping, a bounded outbound queue (a client that
 //!   cannot keep up is closed with 1013), and cleanup that always runs;
-//! - [`upgrade`]: mount a consumer in any hyper service with one call;
+//! - [`Sockets`]: the handle a server builds once; `sockets.upgrade(request, consumer)`
+//!   mounts a consumer in any hyper (or axum) handler, and `sockets.shutdown(grace)` closes
+//!   every socket with 1001 and waits for their cleanup;
+//! - [`security`]: Origin checks against Cross-Site WebSocket Hijacking ([`OriginPolicy`],
+//!   [`AllowedHosts`]), applied by every [`Sockets`] before a consumer runs;
+//! - [`Authenticator`]: request head → identity, composable with [`Authenticator::or`]
+//!   (Channels' `AuthMiddlewareStack`);
 //! - [`Bridge`]: run a consumer over a transport that is not our WebSocket (a Socket.IO
 //!   library, a long-poll);
 //! - [`SessionBound`]: a socket lives no longer than the credentials it was opened with;
@@ -47,16 +53,20 @@
 //! # }
 //! ```
 
+mod auth;
 mod bridge;
 mod communicator;
 mod connection;
 mod consumer;
 mod context;
 mod observe;
+pub mod security;
 mod session;
 mod socket;
+mod sockets;
 mod upgrade;
 
+pub use auth::{Anonymous, AuthError, AuthFuture, Authenticator, Or};
 pub use bridge::{BRIDGE_EVENTS, Bridge, Bridged};
 pub use communicator::{Communicator, ConnectOutcome};
 pub use connection::{ClientEvent, ConnectionConfig, Ending};
@@ -65,7 +75,9 @@ pub use context::{
     Context, IntoGroupName, KEPT_HEADERS, Outbound, OutboundSink, RequestInfo, SinkError,
     form_decode,
 };
+pub use security::{AllowedHosts, OriginPolicy, OriginRefused};
 pub use session::{SESSION_ENDED, SESSION_ENDED_CODE, SessionBound};
 pub use socket::websocket_config;
+pub use sockets::{PeerAddr, Sockets};
 pub use tokio_tungstenite::tungstenite::Utf8Bytes;
-pub use upgrade::{detach_head, is_websocket_request, upgrade};
+pub use upgrade::{detach_head, is_websocket_request};

@@ -1,5 +1,5 @@
-//! Mounting a consumer in any hyper service: one call takes the upgrade request and a
-//! consumer, answers the handshake and runs the connection.
+//! The WebSocket handshake: checks the request, runs the consumer's `connect`, answers 101
+//! and runs the connection. Mounted through [`Sockets::upgrade`](crate::Sockets::upgrade).
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use crate::consumer::Consumer;
 use crate::context::RequestInfo;
 use crate::socket::serve;
 
-fn plain(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
+pub(crate) fn plain(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(Bytes::from(body.into())));
     *res.status_mut() = status;
     res.headers_mut().insert(
@@ -104,7 +104,7 @@ pub fn is_websocket_request<B>(req: &Request<B>) -> bool {
 /// The connection's task runs in the tracing span current when this is called (as does
 /// `connect`): call it inside a span naming the connection (an id, the room, the user) and
 /// every line the connection logs, until it ends, carries those fields.
-pub async fn upgrade<C, B>(
+pub(crate) async fn upgrade<C, B>(
     mut req: Request<B>,
     consumer: C,
     layer: chat_core::SharedLayer,
@@ -134,10 +134,12 @@ where
         return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
     };
     let accept_key = derive_accept_key(key.as_bytes());
-    let info = Arc::new(RequestInfo::from_uri(
-        req.uri(),
-        detached_headers(req.headers()),
-    ));
+    let mut info = RequestInfo::from_uri(req.uri(), detached_headers(req.headers()));
+    info.peer = req
+        .extensions()
+        .get::<crate::sockets::PeerAddr>()
+        .map(|p| p.0);
+    let info = Arc::new(info);
     let accepted = match start(consumer, layer, info, &config.limits).await {
         Ok(Started::Accepted(a)) => a,
         Ok(Started::Rejected { status, reason }) => {

@@ -11,18 +11,29 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 /// failed login takes as long whether or not the user exists.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2K+HM6zbkvYzSnUXZ8n/yrlVwSIqYJ4ArGn9dUxHZ6A";
 
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// argon2 refused (a parameter or salt out of its bounds).
+    #[error("could not hash the password: {0}")]
+    Argon2(argon2::password_hash::Error),
+    /// The blocking task that hashes was cancelled or panicked (the runtime is shutting
+    /// down).
+    #[error("the password hashing task did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Hashes a password into a PHC string (`$argon2id$…`).
-pub async fn hash(password: String) -> Result<String, String> {
+pub async fn hash(password: String) -> Result<String, HashError> {
     tokio::task::spawn_blocking(move || {
         let salt =
-            SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
+            SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(HashError::Argon2)?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| e.to_string())
+            .map_err(HashError::Argon2)
     })
-    .await
-    .map_err(|e| e.to_string())?
+    .await?
 }
 
 /// Checks a password against a stored hash (or against a dummy when there is no user, to

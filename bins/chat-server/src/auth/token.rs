@@ -57,26 +57,42 @@ pub fn verify(secret: &str, token: &str, now: i64) -> Option<(UserId, i64)> {
     Some((user.parse().ok()?, expires))
 }
 
+/// Why a token lifetime did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TtlError {
+    /// No number where one was expected.
+    #[error("{0:?} is not a duration like 90s, 30m, 1h or 7d")]
+    NotADuration(String),
+    /// A number with a unit other than s, m, h or d.
+    #[error("unknown unit in {0:?}: use s, m, h or d")]
+    UnknownUnit(String),
+    /// Zero or less.
+    #[error("a token lifetime must be positive")]
+    NotPositive,
+    /// More seconds than fit.
+    #[error("that lifetime is too long")]
+    TooLong,
+}
+
 /// Parses a duration like `90s`, `30m`, `1h`, `7d` into seconds.
-pub fn parse_ttl(s: &str) -> Result<i64, String> {
+pub fn parse_ttl(s: &str) -> Result<i64, TtlError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: i64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 90s, 30m, 1h or 7d"))?;
+        .map_err(|_| TtlError::NotADuration(s.to_owned()))?;
     let unit = match unit {
         "s" | "" => 1,
         "m" => 60,
         "h" => 3_600,
         "d" => 86_400,
-        _ => return Err(format!("unknown unit in {s:?}: use s, m, h or d")),
+        _ => return Err(TtlError::UnknownUnit(s.to_owned())),
     };
     if n <= 0 {
-        return Err("a token lifetime must be positive".into());
+        return Err(TtlError::NotPositive);
     }
-    n.checked_mul(unit)
-        .ok_or_else(|| "that lifetime is too long".into())
+    n.checked_mul(unit).ok_or(TtlError::TooLong)
 }
 
 #[cfg(test)]
@@ -131,9 +147,12 @@ mod tests {
         assert_eq!(parse_ttl("30m"), Ok(1_800));
         assert_eq!(parse_ttl("7d"), Ok(604_800));
         assert_eq!(parse_ttl("45"), Ok(45));
-        assert!(parse_ttl("0s").is_err());
-        assert!(parse_ttl("1y").is_err());
-        assert!(parse_ttl("soon").is_err());
+        assert_eq!(parse_ttl("0s"), Err(TtlError::NotPositive));
+        assert_eq!(parse_ttl("1y"), Err(TtlError::UnknownUnit("1y".into())));
+        assert_eq!(
+            parse_ttl("soon"),
+            Err(TtlError::NotADuration("soon".into()))
+        );
     }
 
     mod props {

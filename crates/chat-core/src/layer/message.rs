@@ -52,7 +52,7 @@ impl LayerMessage {
         kind: impl Into<Cow<'static, str>>,
         value: &T,
     ) -> Result<Self, LayerError> {
-        let payload = serde_json::to_vec(value).map_err(|e| LayerError::Payload(e.to_string()))?;
+        let payload = serde_json::to_vec(value)?;
         Ok(Self {
             kind: kind.into(),
             payload: Bytes::from(payload),
@@ -65,8 +65,7 @@ impl LayerMessage {
         kind: impl Into<Cow<'static, str>>,
         payload: Bytes,
     ) -> Result<Self, LayerError> {
-        std::str::from_utf8(&payload)
-            .map_err(|e| LayerError::Payload(format!("payload is not UTF-8: {e}")))?;
+        std::str::from_utf8(&payload)?;
         Ok(Self {
             kind: kind.into(),
             payload,
@@ -96,7 +95,7 @@ impl LayerMessage {
 
     /// Decodes the payload.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, LayerError> {
-        serde_json::from_slice(&self.payload).map_err(|e| LayerError::Payload(e.to_string()))
+        Ok(serde_json::from_slice(&self.payload)?)
     }
 }
 

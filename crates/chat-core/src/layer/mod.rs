@@ -15,7 +15,7 @@ pub mod conformance;
 #[cfg(feature = "redis")]
 pub(crate) use self::redis::node_id;
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisChannelLayer, RedisLayerConfig};
+pub use self::redis::{RedisChannelLayer, RedisError, RedisLayerConfig};
 pub use memory::InMemoryChannelLayer;
 pub use message::LayerMessage;
 
@@ -35,15 +35,21 @@ pub enum LayerError {
     /// A name broke the naming rules.
     #[error(transparent)]
     InvalidName(#[from] InvalidName),
-    /// The payload could not be serialized or decoded.
+    /// The payload could not be serialized or decoded as JSON.
     #[error("layer message payload: {0}")]
-    Payload(String),
+    Payload(#[from] serde_json::Error),
+    /// The payload is not UTF-8 where text was asked for.
+    #[error("layer message payload is not UTF-8: {0}")]
+    NotUtf8(#[from] std::str::Utf8Error),
+    /// Bytes from another node were not a layer envelope (a different version or prefix).
+    #[error("not a chat layer envelope")]
+    NotAnEnvelope,
     /// The layer was closed.
     #[error("the channel layer is closed")]
     Closed,
-    /// The backend (for example Redis) failed.
+    /// The backend (for example Redis) failed; the source says how.
     #[error("channel layer backend: {0}")]
-    Backend(String),
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Settings shared by every layer; the defaults are Channels' defaults.

@@ -23,8 +23,12 @@ use crate::names::RoomName;
 
 /// Why presence could not be read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("presence backend: {0}")]
-pub struct PresenceError(pub String);
+#[non_exhaustive]
+pub enum PresenceError {
+    /// The backend (for example Redis) failed; the source says how.
+    #[error("presence backend: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
 
 /// Who is online where.
 #[async_trait]

@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{Presence, PresenceError, user_key};
+use crate::layer::RedisError;
 use crate::message::{Sender, Timestamp};
 use crate::names::RoomName;
 
@@ -124,8 +125,8 @@ pub struct RedisPresence {
     inner: Arc<Inner>,
 }
 
-fn err(e: impl std::fmt::Display) -> PresenceError {
-    PresenceError(e.to_string())
+fn err(e: impl Into<RedisError>) -> PresenceError {
+    e.into().into()
 }
 
 impl Inner {

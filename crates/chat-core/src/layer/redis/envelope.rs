@@ -34,7 +34,7 @@ pub(crate) fn encode(origin: &str, target: Option<&str>, msg: &LayerMessage) -> 
 
 /// Decodes an envelope; `None` for anything that is not one (another program on the topic).
 pub(crate) fn decode(raw: &[u8]) -> Result<Envelope, LayerError> {
-    let bad = || LayerError::Payload("not a chat layer envelope".into());
+    let bad = || LayerError::NotAnEnvelope;
     let mut parts = raw.splitn(5, |b| *b == b'\n');
     let version = parts.next().ok_or_else(bad)?;
     if version != b"v1" {

@@ -13,6 +13,7 @@
 //!   consumers fill gaps from the store by sequence number.
 
 mod envelope;
+mod error;
 mod subscriber;
 
 use std::collections::{HashMap, HashSet};
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{ChannelLayer, InMemoryChannelLayer, LayerConfig, LayerError, LayerMessage};
 use crate::names::{ChannelName, GroupName};
+pub use error::RedisError;
 use subscriber::{Control, Routing};
 
 /// Settings of the Redis layer.
@@ -86,10 +88,6 @@ impl std::fmt::Debug for RedisChannelLayer {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> LayerError {
-    LayerError::Backend(e.to_string())
-}
-
 /// A random id for this node (process), hex.
 pub(crate) fn node_id() -> String {
     let random = std::collections::hash_map::RandomState::new()
@@ -104,7 +102,7 @@ impl RedisChannelLayer {
     pub async fn connect(config: RedisLayerConfig) -> Result<Self, LayerError> {
         let client = redis::Client::open(config.url.as_str())
             // Never the URL itself: it may hold a password. The caller names the server.
-            .map_err(|e| backend(format!("invalid Redis URL: {e}")))?;
+            .map_err(RedisError::InvalidUrl)?;
         let mut pool_cfg = deadpool_redis::Config::from_url(config.url.clone());
         let mut pc = deadpool_redis::PoolConfig::new(16);
         pc.timeouts.wait = Some(config.timeout);
@@ -113,7 +111,7 @@ impl RedisChannelLayer {
         pool_cfg.pool = Some(pc);
         let pool = pool_cfg
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .map_err(backend)?;
+            .map_err(RedisError::from)?;
         let node = node_id();
         let layer_prefix = config.prefix.clone();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -132,9 +130,7 @@ impl RedisChannelLayer {
                 connected: connected.clone(),
             }),
         };
-        this.ping()
-            .await
-            .map_err(|e| backend(format!("cannot reach Redis: {e}")))?;
+        this.ping().await?;
         let routing = Routing {
             node_topic: this.node_topic(&node),
             group_prefix: format!("{layer_prefix}:g:"),
@@ -170,18 +166,24 @@ impl RedisChannelLayer {
 
     /// A PING round trip (for readiness probes and `doctor`).
     pub async fn ping(&self) -> Result<(), LayerError> {
-        let mut conn = self.inner.pool.get().await.map_err(backend)?;
-        let pong: String = tokio::time::timeout(
-            self.inner.timeout,
-            redis::cmd("PING").query_async(&mut *conn),
-        )
-        .await
-        .map_err(|_| backend("PING timed out"))?
-        .map_err(backend)?;
+        let timeout = self.inner.timeout;
+        let mut conn = self.inner.pool.get().await.map_err(RedisError::from)?;
+        let pong: String =
+            tokio::time::timeout(timeout, redis::cmd("PING").query_async(&mut *conn))
+                .await
+                .map_err(|_| RedisError::Timeout {
+                    command: "PING",
+                    after: timeout,
+                })?
+                .map_err(RedisError::from)?;
         if pong == "PONG" {
             Ok(())
         } else {
-            Err(backend(format!("unexpected PING answer {pong:?}")))
+            Err(RedisError::UnexpectedAnswer {
+                command: "PING",
+                answer: pong,
+            }
+            .into())
         }
     }
 
@@ -202,20 +204,24 @@ impl RedisChannelLayer {
 
     async fn publish(&self, topic: String, raw: Vec<u8>) -> Result<(), LayerError> {
         if !self.inner.connected.load(Ordering::Acquire) {
-            return Err(backend("Redis is unavailable; reconnecting"));
+            return Err(RedisError::Reconnecting.into());
         }
         let publish = async {
-            let mut conn = self.inner.pool.get().await.map_err(backend)?;
+            let mut conn = self.inner.pool.get().await?;
             redis::cmd("PUBLISH")
                 .arg(topic)
                 .arg(raw)
                 .query_async::<i64>(&mut *conn)
                 .await
-                .map_err(backend)
+                .map_err(RedisError::from)
         };
-        tokio::time::timeout(self.inner.timeout, publish)
+        let timeout = self.inner.timeout;
+        tokio::time::timeout(timeout, publish)
             .await
-            .map_err(|_| backend("PUBLISH timed out"))??;
+            .map_err(|_| RedisError::Timeout {
+                command: "PUBLISH",
+                after: timeout,
+            })??;
         Ok(())
     }
 

@@ -4,10 +4,10 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use chat_store::{AccountError, NewUser, Store};
 
-use crate::accounts::{check_password, check_username};
-use crate::auth::{password, token};
 use crate::cli::{TokenCommand, UserCommand};
 use crate::config::ServerConfig;
+use chat_rooms::server::auth::{password, token};
+use chat_rooms::server::{check_password, check_username};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -38,6 +38,7 @@ pub async fn user(store: &Store, config: &ServerConfig, cmd: UserCommand) -> Res
             let username = username.trim().to_lowercase();
             check_username(&username)?;
             let name = config
+                .chat
                 .limits
                 .check_guest_name(name.as_deref().unwrap_or(&username))
                 .map_err(|e| format!("invalid --name: {e}"))?;
@@ -88,7 +89,11 @@ pub async fn token(store: &Store, config: &ServerConfig, cmd: TokenCommand) -> R
                     .user_with_password_hash(&name.trim().to_lowercase())
                     .await?
                     .ok_or_else(|| format!("there is no user {name:?}"))?;
-                tokens.push(token::issue(&config.secret_key, found.0.id, now + seconds));
+                tokens.push(token::issue(
+                    &config.chat.secret_key,
+                    found.0.id,
+                    now + seconds,
+                ));
             }
             let mut out = std::io::stdout().lock();
             for t in tokens {

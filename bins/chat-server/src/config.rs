@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use chat_core::{AnyPair, Limits, PairPolicy, RolePairs};
 
-use crate::cli::Settings;
+use chat_rooms::server::ChatConfig;
+
+use crate::cli::{Compat, Settings};
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -33,18 +35,8 @@ pub struct ServerConfig {
     pub database_url: String,
     /// The Redis URL of the channel layer; `None`: the in-memory layer.
     pub redis_url: Option<String>,
-    /// The key that signs session cookies and tokens.
-    pub secret_key: String,
-    /// Protocol limits.
-    pub limits: Limits,
-    /// Whether `POST /register` is open.
-    pub allow_registration: bool,
-    /// The server's time zone, for the tutorials' `HH:MM` times (read once at start).
-    pub utc_offset: time::UtcOffset,
-    /// Who may open a pair room with whom.
-    pub pair_policy: Arc<dyn PairPolicy>,
-    /// How long a request's body may take to arrive once it is read (`--body-timeout`).
-    pub body_timeout: std::time::Duration,
+    /// What the chat service gets.
+    pub chat: ChatConfig,
 }
 
 /// Parses `--pair-policy`: `any`, or `roles:a=b,c=d`.
@@ -120,16 +112,28 @@ impl ServerConfig {
         let allow_registration = settings
             .allow_registration
             .unwrap_or(set(&settings.database_url).is_none());
-        Ok(Self {
-            redis_url: set(&settings.redis_url),
-            allow_registration,
-            settings,
-            database_url,
+        let chat = ChatConfig {
             secret_key,
             limits,
+            allow_guests: settings.allow_guests,
+            allow_registration,
+            register_role: role.to_owned(),
+            allowed_origins: settings.allowed_origins.clone(),
+            secure_cookies: settings.secure_cookies,
+            trust_proxy: settings.trust_proxy,
+            compat: settings.compat.map(|c| match c {
+                Compat::Tutorials => chat_rooms::server::Compat::Tutorials,
+            }),
+            max_sockets_per_ip: settings.max_sockets_per_ip,
             utc_offset,
             pair_policy,
             body_timeout,
+        };
+        Ok(Self {
+            redis_url: set(&settings.redis_url),
+            database_url,
+            settings,
+            chat,
         })
     }
 }

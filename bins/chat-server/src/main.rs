@@ -1,27 +1,11 @@
 //! `chat-server`: the bundled chat server. A thin binary: flags, wiring, the accept loop.
 
-mod access;
-mod accounts;
-mod api;
-mod app;
-mod auth;
-mod body;
 mod cli;
 mod cli_accounts;
 mod config;
 mod doctor;
-mod health;
-mod pages;
 mod prometheus;
-mod ratelimit;
-mod respond;
-mod routes;
 mod server;
-mod socketio;
-mod sockets;
-mod trace;
-mod tutorials;
-mod ws;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -34,9 +18,9 @@ use chat_core::{
 use chat_store::redact_url;
 use clap::Parser;
 
-use crate::app::App;
 use crate::cli::{Cli, Command};
 use crate::config::ServerConfig;
+use chat_rooms::server::Chat;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -149,10 +133,9 @@ async fn serve(
     };
     let layer_config = LayerConfig {
         // A connection's layer mailbox holds as much as its outbound queue.
-        capacity: config.limits.outbound_queue,
+        capacity: config.chat.limits.outbound_queue,
         ..LayerConfig::default()
     };
-    let mut redis = None;
     let (layer, presence): (SharedLayer, SharedPresence) = match &config.redis_url {
         None => (
             Arc::new(InMemoryChannelLayer::new(layer_config)),
@@ -175,42 +158,40 @@ async fn serve(
             let ttl = std::time::Duration::from_secs(config.settings.presence_ttl.max(1));
             let presence = RedisPresence::connect(url, prefix, ttl)
                 .map_err(|e| format!("cannot start Redis presence ({}): {e}", redact_url(url)))?;
-            redis = Some(layer.clone());
             (Arc::new(layer), Arc::new(presence))
         }
     };
-    let mut app = App::new(store, layer, presence, config).with_socketio();
-    app.redis = redis;
+    let app = Chat::new(store, layer, presence, config.chat.clone());
     if let Some(metrics) = &metrics {
-        prometheus::spawn_upkeep(metrics.clone(), app.connections.shutdown.clone());
+        prometheus::spawn_upkeep(metrics.clone(), app.shutdown_token());
     }
-    let metrics_addr = match (metrics_listener, metrics) {
+    let (main_metrics, metrics_addr) = match (metrics_listener, metrics) {
         // `/metrics` on its own listener; the main one answers 404 for it.
         (Some(listener), Some(metrics)) => {
             let metrics_addr = listener.local_addr()?;
-            let shutdown = app.connections.shutdown.clone();
-            tokio::spawn(prometheus::serve_listener(listener, metrics, shutdown));
-            Some(metrics_addr)
+            tokio::spawn(prometheus::serve_listener(
+                listener,
+                metrics,
+                app.shutdown_token(),
+            ));
+            (None, Some(metrics_addr))
         }
-        (_, metrics) => {
-            app.metrics = metrics;
-            None
-        }
+        (_, metrics) => (metrics, None),
     };
-    if app.config.redis_url.is_some() {
+    if config.redis_url.is_some() {
         // Other nodes die without a goodbye: announce their users' departures.
-        let ttl = std::time::Duration::from_secs(app.config.settings.presence_ttl.max(1));
+        let ttl = std::time::Duration::from_secs(config.settings.presence_ttl.max(1));
         chat_rooms::spawn_presence_sweeper(
-            app.presence.clone(),
-            app.layer.clone(),
+            app.presence().clone(),
+            app.layer().clone(),
             ttl / 3,
-            app.connections.shutdown.clone(),
+            app.shutdown_token(),
         );
     }
     tracing::info!(
         %addr,
-        database = %redact_url(&app.config.database_url),
-        layer = if app.config.redis_url.is_some() { "redis" } else { "memory" },
+        database = %redact_url(&config.database_url),
+        layer = if config.redis_url.is_some() { "redis" } else { "memory" },
         "chat-server started"
     );
     // Scripts and tests read these lines to learn the ports when binding to :0.
@@ -219,7 +200,7 @@ async fn serve(
     }
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    server::serve(app, listener, server::shutdown_signal()).await;
+    server::serve(app, main_metrics, listener, server::shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

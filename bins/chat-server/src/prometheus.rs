@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use chat_core::metrics::{self as m, GaugeGuard};
+use chat_core::metrics as m;
 use http::{Method, Request, StatusCode};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -20,8 +20,21 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
-use crate::respond::{Resp, text, with_body};
+type Resp = http::Response<http_body_util::Full<bytes::Bytes>>;
+
+fn with_body(status: StatusCode, content_type: &'static str, body: String) -> Resp {
+    let mut res = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    res
+}
+
+fn text(status: StatusCode, body: &str) -> Resp {
+    with_body(status, "text/plain; charset=utf-8", body.to_owned())
+}
 
 /// The content type of the Prometheus text format.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -89,8 +102,12 @@ pub fn may_scrape(peer: IpAddr, headers: &http::HeaderMap) -> bool {
 
 /// `/metrics` on the main listener: 404 when it is served on its own listener
 /// (`--metrics-bind`), 403 to anyone but a local, unproxied peer.
-pub fn on_main_listener<B>(app: &App, peer: SocketAddr, req: &Request<B>) -> Resp {
-    let Some(handle) = &app.metrics else {
+pub fn on_main_listener<B>(
+    metrics: Option<&PrometheusHandle>,
+    peer: SocketAddr,
+    req: &Request<B>,
+) -> Resp {
+    let Some(handle) = metrics else {
         return text(StatusCode::NOT_FOUND, "not found");
     };
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -153,28 +170,6 @@ pub async fn serve_listener(
             }
         });
     }
-}
-
-/// Counts a WebSocket handshake answered with something else than 101.
-pub fn handshake_refused(status: StatusCode) {
-    metrics::counter!(m::HANDSHAKES_REFUSED, "status" => m::status_label(status.as_u16()))
-        .increment(1);
-}
-
-/// Counts a request refused by one of the server's rate limits (`http_posts`, `logins`,
-/// `sockets_per_ip`).
-pub fn rate_limited(limit: &'static str) {
-    metrics::counter!(m::RATE_LIMITED, "limit" => limit).increment(1);
-}
-
-/// Counts a password login by result (`ok`, `failed`, `rate_limited`).
-pub fn login(result: &'static str) {
-    metrics::counter!(m::LOGINS, "result" => result).increment(1);
-}
-
-/// One held long-poll while the guard lives.
-pub fn long_poll() -> GaugeGuard {
-    GaugeGuard::new(metrics::gauge!(m::CONNECTIONS, "kind" => "longpoll"))
 }
 
 #[cfg(test)]

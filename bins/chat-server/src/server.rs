@@ -4,6 +4,7 @@
 //! in-flight HTTP requests finish, wait (bounded) for connection tasks to run their
 //! cleanup, then close the channel layer.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
@@ -13,9 +14,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
-use crate::app::App;
-use crate::routes;
-use crate::sockets::{ConnectionSlot, SlotIo};
+use chat_core::ChannelLayer;
+use chat_rooms::server::Chat;
+use chat_rooms::server::sockets::{ConnectionSlot, SlotIo};
+use chat_ws::PeerAddr;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::prometheus;
 
 /// The largest request head (request line and headers) the server reads: 16 KiB.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
@@ -23,8 +28,14 @@ const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// How long shutdown waits for connections to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves HTTP and WebSockets on `listener` until `shutdown` resolves.
-pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+/// Serves HTTP and WebSockets on `listener` until `shutdown` resolves; `/metrics` renders
+/// `metrics` to local peers (404 when `None`).
+pub async fn serve(
+    app: Chat,
+    metrics: Option<PrometheusHandle>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
     let http = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -42,13 +53,26 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
             }
         };
         let _ = stream.set_nodelay(true);
-        let app_for_conn = app.clone();
+        let (chat, metrics) = (app.clone(), metrics.clone());
         // The slot of the socket this connection may become lives in its I/O object, which
         // the socket's task owns after the upgrade: the slot goes when the socket goes.
         let slot = ConnectionSlot::default();
         let io = SlotIo::new(stream, slot.clone());
-        let service =
-            service_fn(move |req| routes::handle(app_for_conn.clone(), peer, slot.clone(), req));
+        let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            let (chat, metrics) = (chat.clone(), metrics.clone());
+            req.extensions_mut().insert(PeerAddr(peer));
+            req.extensions_mut().insert(slot.clone());
+            async move {
+                if req.uri().path() == "/metrics" {
+                    return Ok::<_, Infallible>(prometheus::on_main_listener(
+                        metrics.as_ref(),
+                        peer,
+                        &req,
+                    ));
+                }
+                Ok(chat.handle(req).await)
+            }
+        });
         let conn = http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             // A request head over this is answered 431 (hyper's default takes ~400 KiB).
@@ -56,7 +80,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
             .header_read_timeout(Duration::from_secs(30))
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
-        let stop = app.connections.shutdown.clone();
+        let stop = app.shutdown_token();
         http.spawn(async move {
             let mut conn = std::pin::pin!(conn);
             let result = tokio::select! {
@@ -74,30 +98,23 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     }
     drop(listener);
     tracing::info!("shutting down: closing connections");
-    app.connections.shutdown.cancel();
-    if let Some(socketio) = &app.socketio {
-        if tokio::time::timeout(DRAIN_TIMEOUT, socketio.close())
-            .await
-            .is_err()
-        {
-            tracing::warn!("some Socket.IO connections did not close in time");
-        }
-    }
-    app.connections.tracker.close();
+    // Sockets and HTTP requests drain side by side: the chat's shutdown signal also tells
+    // every HTTP connection to finish its request in flight and close.
+    let sockets = app.shutdown(DRAIN_TIMEOUT);
     http.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, http.wait())
-        .await
-        .is_err()
-    {
+    let http_done = async {
+        tokio::time::timeout(DRAIN_TIMEOUT, http.wait())
+            .await
+            .is_ok()
+    };
+    let (sockets_done, http_done) = tokio::join!(sockets, http_done);
+    if !http_done {
         tracing::warn!("some HTTP connections did not finish in time");
     }
-    if tokio::time::timeout(DRAIN_TIMEOUT, app.connections.tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some WebSocket connections did not finish in time");
+    if !sockets_done {
+        tracing::warn!("some WebSocket or Socket.IO connections did not finish in time");
     }
-    if let Err(e) = app.layer.close().await {
+    if let Err(e) = app.layer().close().await {
         tracing::warn!(error = %e, "closing the channel layer failed");
     }
 }

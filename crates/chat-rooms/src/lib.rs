@@ -55,6 +55,9 @@ pub mod socketio;
 mod sweeper;
 mod tutorial;
 
+#[cfg(feature = "server")]
+pub mod server;
+
 pub use chat::ChatConsumer;
 pub use dialect::{MESSAGE2_SEPARATOR, Tutorial};
 pub use mux::MuxConsumer;

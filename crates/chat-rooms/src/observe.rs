@@ -118,3 +118,22 @@ pub(crate) fn users_online(delta: f64) {
     G.get_or_init(|| metrics::gauge!(m::USERS_ONLINE))
         .increment(delta);
 }
+
+/// Counts a WebSocket handshake answered with something else than 101.
+#[cfg(feature = "server")]
+pub(crate) fn handshake_refused(status: http::StatusCode) {
+    metrics::counter!(m::HANDSHAKES_REFUSED, "status" => m::status_label(status.as_u16()))
+        .increment(1);
+}
+
+/// Counts a password login by result (`ok`, `failed`, `rate_limited`).
+#[cfg(feature = "server")]
+pub(crate) fn login(result: &'static str) {
+    metrics::counter!(m::LOGINS, "result" => result).increment(1);
+}
+
+/// One held long-poll while the guard lives.
+#[cfg(feature = "server")]
+pub(crate) fn long_poll() -> GaugeGuard {
+    GaugeGuard::new(metrics::gauge!(m::CONNECTIONS, "kind" => "longpoll"))
+}

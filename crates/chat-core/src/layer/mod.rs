@@ -129,6 +129,13 @@ pub trait ChannelLayer: Send + Sync + 'static {
         None
     }
 
+    /// Whether the layer's connection to its backend is up right now; `None` for a layer
+    /// with no backend to lose (in memory). A load of a flag, cheap enough for every
+    /// readiness probe.
+    fn backend_connected(&self) -> Option<bool> {
+        None
+    }
+
     /// Gives back the memory a channel's mailbox kept from a burst, if it is empty now. Most
     /// connections are idle most of the time: the connection runtime calls this on each
     /// keep-alive tick, rather than after every burst, where a busy channel would give the
@@ -195,6 +202,9 @@ impl<T: ChannelLayer + ?Sized> ChannelLayer for Arc<T> {
     }
     fn membership_expiry(&self) -> Option<Duration> {
         (**self).membership_expiry()
+    }
+    fn backend_connected(&self) -> Option<bool> {
+        (**self).backend_connected()
     }
     fn compact(&self, channel: &ChannelName) {
         (**self).compact(channel)

@@ -294,6 +294,10 @@ impl ChannelLayer for RedisChannelLayer {
         self.inner.local.compact(channel);
     }
 
+    fn backend_connected(&self) -> Option<bool> {
+        Some(self.is_connected())
+    }
+
     async fn group_add(&self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError> {
         self.check_open()?;
         self.inner.local.group_add(group, channel).await?;

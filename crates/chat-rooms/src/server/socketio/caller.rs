@@ -7,8 +7,10 @@ use http::{StatusCode, header};
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
 
-use crate::app::App;
-use crate::auth::{Credential, Guest, Identity, SessionKeys, guest, identify_with, sender_of};
+use crate::server::app::Chat;
+use crate::server::auth::{
+    Credential, Guest, Identity, SessionKeys, guest, identify_with, sender_of,
+};
 
 /// Why a Socket.IO connection was refused (the client's `connect_error` message), and the
 /// HTTP status a WebSocket handshake would have got for it (for the refused-handshakes
@@ -43,7 +45,7 @@ fn query(s: &SocketRef, key: &str) -> Option<String> {
 /// token (`query.token`, `auth.token`, or the `Authorization` header); otherwise the guest of
 /// the handshake's `chat_guest` cookie (or a new one), named by `query.name` or `auth.name`.
 pub(super) async fn caller(
-    app: &App,
+    app: &Chat,
     s: &SocketRef,
     auth: &Value,
 ) -> Result<(Sender, Credential), Refused> {
@@ -66,7 +68,7 @@ pub(super) async fn caller(
         })?;
     let user = match identity {
         Identity::User(u) => Ok(sender_of(&u)),
-        Identity::Anonymous if !app.config.settings.allow_guests => {
+        Identity::Anonymous if !app.config.allow_guests => {
             Err(Refused::new(StatusCode::UNAUTHORIZED, "log in to chat"))
         }
         Identity::Anonymous => {

@@ -5,17 +5,17 @@ use std::net::SocketAddr;
 
 use chat_core::ErrorCode;
 use http::{Method, Request, StatusCode};
-use hyper::body::Incoming;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tracing::Instrument;
 
-use crate::app::App;
-use crate::auth::authenticate;
-use crate::body::TimedBody;
-use crate::cli::Compat;
-use crate::respond::{Resp, error, redirect, text};
-use crate::sockets::ConnectionSlot;
-use crate::{accounts, api, pages, socketio, trace, tutorials, ws};
+use crate::server::Compat;
+use crate::server::app::Chat;
+use crate::server::auth::authenticate;
+use crate::server::body::TimedBody;
+use crate::server::respond::{Resp, error, redirect, text};
+use crate::server::service::ChatBody;
+use crate::server::sockets::ConnectionSlot;
+use crate::server::{accounts, api, pages, socketio, trace, tutorials, ws};
 
 /// Decodes `%XX` escapes in one path segment (no `+` rule in paths), with the
 /// `percent-encoding` crate: a `%` not followed by two hex digits stays as it is, and bytes
@@ -28,8 +28,8 @@ fn decode_segment(s: &str) -> String {
 
 /// The client's address: the peer, or behind a trusted proxy the last address the proxy
 /// appended to `X-Forwarded-For` (earlier entries come from the client and can be forged).
-fn client_ip<B>(app: &App, peer: SocketAddr, req: &Request<B>) -> std::net::IpAddr {
-    if !app.config.settings.trust_proxy {
+fn client_ip<B>(app: &Chat, peer: SocketAddr, req: &Request<B>) -> std::net::IpAddr {
+    if !app.config.trust_proxy {
         return peer.ip();
     }
     req.headers()
@@ -62,14 +62,14 @@ fn too_many_sockets(max: usize, api: bool) -> Resp {
     }
 }
 
-/// Handles one request of the connection whose socket slot is `conn` (see `crate::sockets`),
-/// in a span with the request's id (see `crate::trace`), which the answer echoes in
+/// Handles one request of the connection whose socket slot is `conn` (see `crate::server::sockets`),
+/// in a span with the request's id (see `crate::server::trace`), which the answer echoes in
 /// `X-Request-Id`.
-pub async fn handle(
-    app: App,
+pub async fn handle<B: ChatBody>(
+    app: Chat,
     peer: SocketAddr,
     conn: ConnectionSlot,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> Result<Resp, Infallible> {
     let request_id = trace::request_id(req.headers());
     let span = trace::request_span(&request_id, req.method(), req.uri().path());
@@ -80,16 +80,13 @@ pub async fn handle(
     Ok(res)
 }
 
-async fn handle_request(
-    app: App,
+async fn handle_request<B: ChatBody>(
+    app: Chat,
     peer: SocketAddr,
     conn: ConnectionSlot,
-    mut req: Request<Incoming>,
+    mut req: Request<B>,
 ) -> Result<Resp, Infallible> {
     let path = req.uri().path().to_owned();
-    if path == "/metrics" {
-        return Ok(crate::prometheus::on_main_listener(&app, peer, &req));
-    }
     let segments: Vec<String> = path
         .trim_start_matches('/')
         .split('/')
@@ -110,9 +107,9 @@ async fn handle_request(
         match app.socket_slots.acquire(ip) {
             Some(slot) => Some(slot),
             None => {
-                crate::prometheus::rate_limited("sockets_per_ip");
+                crate::observe::rate_limited("sockets_per_ip");
                 if upgrade {
-                    crate::prometheus::handshake_refused(StatusCode::TOO_MANY_REQUESTS);
+                    crate::observe::handshake_refused(StatusCode::TOO_MANY_REQUESTS);
                 }
                 return Ok(too_many_sockets(app.socket_slots.max(), our_poll));
             }
@@ -122,7 +119,7 @@ async fn handle_request(
     };
     let res = route(&app, &path, &segs, ip, req).await;
     if upgrade && res.status() != StatusCode::SWITCHING_PROTOCOLS {
-        crate::prometheus::handshake_refused(res.status());
+        crate::observe::handshake_refused(res.status());
     }
     if let Some(slot) = slot
         && upgrade
@@ -136,12 +133,12 @@ async fn handle_request(
 }
 
 /// Routes one request to its handler.
-async fn route(
-    app: &App,
+async fn route<B: ChatBody>(
+    app: &Chat,
     path: &str,
     segs: &[&str],
     ip: std::net::IpAddr,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> Resp {
     if let ["socket.io", ..] = segs {
         let timeout = app.config.body_timeout;
@@ -165,9 +162,8 @@ async fn route(
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
     // With `--compat tutorials`, the tutorials' URLs speak their frames to every client but
     // ours (which asks for our subprotocol).
-    let tutorial =
-        app.config.settings.compat == Some(Compat::Tutorials) && !ws::offers_native(&req);
-    // Every body a handler reads must arrive within `--body-timeout` (see `crate::body`).
+    let tutorial = app.config.compat == Some(Compat::Tutorials) && !ws::offers_native(&req);
+    // Every body a handler reads must arrive within `--body-timeout` (see `crate::server::body`).
     let req = req.map(|body| TimedBody::new(body, app.config.body_timeout));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     match segs {
@@ -188,10 +184,10 @@ async fn route(
             tutorials::pair_chat(app, user, req).await
         }
         ["ws", "chat", room, ""] | ["ws", "chat", room] if tutorial => {
-            tutorials::public_room(app, chat_rooms::Tutorial::NamedRoom, room, req).await
+            tutorials::public_room(app, crate::Tutorial::NamedRoom, room, req).await
         }
         ["ws", "socket-server", ""] | ["ws", "socket-server"] if tutorial => {
-            tutorials::public_room(app, chat_rooms::Tutorial::SocketServer, "test", req).await
+            tutorials::public_room(app, crate::Tutorial::SocketServer, "test", req).await
         }
         ["ws", "chat", room, ""] | ["ws", "chat", room] => ws::chat_room(app, room, req).await,
         ["ws", "dm", user, ""] | ["ws", "dm", user] => ws::pair_room(app, user, req).await,
@@ -210,7 +206,7 @@ async fn route(
             _ => method_not_allowed(),
         },
         ["healthz"] => text(StatusCode::OK, "ok"),
-        ["readyz"] => crate::health::readyz(app).await,
+        ["readyz"] => crate::server::health::readyz(app).await,
         ["api", ..] => error(
             StatusCode::NOT_FOUND,
             ErrorCode::UnknownType,
@@ -223,17 +219,17 @@ async fn route(
 
 /// A page where guests chat: a browser without the guest cookie gets one here, before it
 /// opens any socket, so all its sockets and posts are one guest.
-fn guest_page<B>(app: &App, req: &Request<B>, mut page: Resp) -> Resp {
+fn guest_page<B>(app: &Chat, req: &Request<B>, mut page: Resp) -> Resp {
     let guest = app.guests.guest(req.headers());
-    crate::auth::guest::set_cookie(page.headers_mut(), &guest);
+    crate::server::auth::guest::set_cookie(page.headers_mut(), &guest);
     page
 }
 
 /// `GET /dm/{user_id}/`: log in first, then the pair must be allowed.
-async fn pair_page<B>(app: &App, other: &str, req: &Request<B>) -> Resp {
+async fn pair_page<B>(app: &Chat, other: &str, req: &Request<B>) -> Resp {
     let me = match authenticate(app, req).await {
-        Ok(crate::auth::Identity::User(u)) => u,
-        Ok(crate::auth::Identity::Anonymous) => {
+        Ok(crate::server::auth::Identity::User(u)) => u,
+        Ok(crate::server::auth::Identity::Anonymous) => {
             // `other` is a decoded path segment: encoded once for the query, never decoded
             // twice.
             let next = format!("/dm/{other}/");
@@ -246,7 +242,7 @@ async fn pair_page<B>(app: &App, other: &str, req: &Request<B>) -> Resp {
             return pages::error_page(StatusCode::SERVICE_UNAVAILABLE, &format!("store: {e}"));
         }
     };
-    match crate::access::pair_with(app, &me, other).await {
+    match crate::server::access::pair_with(app, &me, other).await {
         Ok(_) => pages::pair_room(),
         Err(e) => pages::error_page(e.status(), e.message()),
     }

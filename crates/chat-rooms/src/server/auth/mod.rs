@@ -11,7 +11,7 @@ use chat_core::{Sender, StoreError};
 use chat_store::User;
 use http::header;
 
-use crate::app::App;
+use crate::server::app::Chat;
 pub use guest::{Guest, GuestKeys};
 pub use session::SessionKeys;
 
@@ -61,14 +61,14 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
 
 /// Identifies the caller. A store outage is an error (the caller answers 503), never a
 /// silent downgrade to anonymous.
-pub async fn authenticate<B>(app: &App, req: &http::Request<B>) -> Result<Identity, StoreError> {
+pub async fn authenticate<B>(app: &Chat, req: &http::Request<B>) -> Result<Identity, StoreError> {
     let bearer = bearer_token(req.headers());
     identify(app, session_value(req).as_deref(), bearer).await
 }
 
 /// [`authenticate`], with the credential that identified the caller.
 pub async fn authenticate_with<B>(
-    app: &App,
+    app: &Chat,
     req: &http::Request<B>,
 ) -> Result<(Identity, Credential), StoreError> {
     let bearer = bearer_token(req.headers());
@@ -78,7 +78,7 @@ pub async fn authenticate_with<B>(
 /// Identifies the caller from a session value (a cookie's) and a bearer token, in that order;
 /// invalid or unknown credentials are anonymous.
 pub async fn identify(
-    app: &App,
+    app: &Chat,
     session: Option<&str>,
     bearer: Option<&str>,
 ) -> Result<Identity, StoreError> {
@@ -103,7 +103,7 @@ pub fn session_group(id_hash: &str) -> Option<chat_core::GroupName> {
 
 /// [`identify`], with the credential that identified the caller.
 pub async fn identify_with(
-    app: &App,
+    app: &Chat,
     session: Option<&str>,
     bearer: Option<&str>,
 ) -> Result<(Identity, Credential), StoreError> {

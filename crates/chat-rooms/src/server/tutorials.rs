@@ -2,20 +2,20 @@
 //! (see `chat_ws::TutorialConsumer`). The same rooms, store, authorization and limits as
 //! every other socket; only the frames differ.
 
+use crate::{Tutorial, TutorialConsumer};
 use chat_core::{RoomName, Sender};
-use chat_rooms::{Tutorial, TutorialConsumer};
 use http::{Request, StatusCode};
 use tracing::Instrument;
 
-use crate::access::{Access, pair_with, room_access};
-use crate::app::App;
-use crate::auth::{Credential, bind, sender_of};
-use crate::respond::{Resp, text};
-use crate::trace::{Kind, connection_span};
-use crate::ws::{guest_sender, handshake, refuse, with_guest_cookie};
+use crate::server::access::{Access, pair_with, room_access};
+use crate::server::app::Chat;
+use crate::server::auth::{Credential, bind, sender_of};
+use crate::server::respond::{Resp, text};
+use crate::server::trace::{Kind, connection_span};
+use crate::server::ws::{guest_sender, handshake, refuse, with_guest_cookie};
 
 async fn run<B: Send + 'static>(
-    app: &App,
+    app: &Chat,
     tutorial: Tutorial,
     (room, user, credential): (RoomName, Sender, Credential),
     req: Request<B>,
@@ -37,7 +37,7 @@ async fn run<B: Send + 'static>(
 /// `GET /ws/chat/{user_id}/` (seed 000): the logged-in user's pair room with `user_id`, the
 /// same room as `/ws/dm/{user_id}/`. A visitor who is not logged in is refused, as the
 /// tutorial's consumer closes before accepting.
-pub async fn pair_chat<B: Send + 'static>(app: &App, other: &str, req: Request<B>) -> Resp {
+pub async fn pair_chat<B: Send + 'static>(app: &Chat, other: &str, req: Request<B>) -> Resp {
     let (identity, credential) = match handshake(app, &req).await {
         Ok(i) => i,
         Err(res) => return res,
@@ -61,7 +61,7 @@ pub async fn pair_chat<B: Send + 'static>(app: &App, other: &str, req: Request<B
 /// identifies nobody: identity comes from the session, and a guest is their `chat_guest`
 /// cookie's guest (or a new one) with a name (`?name=`, or one generated from their id).
 pub async fn public_room<B: Send + 'static>(
-    app: &App,
+    app: &Chat,
     tutorial: Tutorial,
     room: &str,
     req: Request<B>,

@@ -3,13 +3,13 @@
 use chat_core::RoomName;
 use http::{HeaderValue, StatusCode, header};
 
-use crate::respond::{Resp, with_body};
+use crate::server::respond::{Resp, with_body};
 
-const INDEX_HTML: &str = include_str!("../web/index.html");
-const ROOM_HTML: &str = include_str!("../web/room.html");
-const LOGIN_HTML: &str = include_str!("../web/login.html");
-const APP_JS: &str = include_str!("../web/app.js");
-const STYLE_CSS: &str = include_str!("../web/style.css");
+const INDEX_HTML: &str = include_str!("../../web/index.html");
+const ROOM_HTML: &str = include_str!("../../web/room.html");
+const LOGIN_HTML: &str = include_str!("../../web/login.html");
+const APP_JS: &str = include_str!("../../web/app.js");
+const STYLE_CSS: &str = include_str!("../../web/style.css");
 
 /// Pages may load scripts and styles from this server only and connect to its WebSockets.
 const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \

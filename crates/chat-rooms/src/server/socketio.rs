@@ -17,17 +17,16 @@ use std::convert::Infallible;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+use crate::SocketIoConsumer;
+use crate::socketio::{Outgoing, incoming};
 use bytes::Bytes;
 use chat_core::ErrorCode;
-use chat_rooms::SocketIoConsumer;
-use chat_rooms::socketio::{Outgoing, incoming};
 use chat_ws::{
     Bridge, Bridged, ClientEvent, Outbound, OutboundSink, RequestInfo, SinkError, Utf8Bytes,
     form_decode,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::service::Service;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -42,10 +41,11 @@ use tracing::Instrument;
 mod caller;
 
 use self::caller::{Refused, caller};
-use crate::access::ServerAccess;
-use crate::app::App;
-use crate::auth::{bind, guest};
-use crate::respond::{Resp, text};
+use crate::server::access::ServerAccess;
+use crate::server::app::Chat;
+use crate::server::auth::{bind, guest};
+use crate::server::respond::{Resp, text};
+use crate::server::service::ChatBody;
 
 /// The Socket.IO endpoint: the service mounted at `/socket.io/`, and the handle that closes
 /// every socket's transport at shutdown.
@@ -108,7 +108,7 @@ struct Inbox {
 }
 
 /// Builds the endpoint. Its handlers use `app` (auth, store, layer, limits).
-pub fn endpoint(app: &App) -> Endpoint {
+pub fn endpoint(app: &Chat) -> Endpoint {
     let limits = &app.config.limits;
     let (svc, io) = SocketIo::builder()
         .req_path("/socket.io")
@@ -129,7 +129,7 @@ pub fn endpoint(app: &App) -> Endpoint {
         let connect = async move |s: SocketRef, TryData(auth): TryData<Value>| {
             let started = start(app, s, auth.unwrap_or(Value::Null)).await;
             if let Err(refused) = &started {
-                crate::prometheus::handshake_refused(refused.status);
+                crate::observe::handshake_refused(refused.status);
             }
             started
         };
@@ -140,9 +140,13 @@ pub fn endpoint(app: &App) -> Endpoint {
 
 /// The connect middleware: authenticates, starts the socket's consumer and registers the
 /// handlers, all before socketioxide answers the connect, so no event can arrive first.
-async fn start(app: App, s: SocketRef, auth: Value) -> Result<(), Refused> {
+async fn start(app: Chat, s: SocketRef, auth: Value) -> Result<(), Refused> {
     let (user, credential) = caller(&app, &s, &auth).await?;
-    let span = crate::trace::connection_span(crate::trace::Kind::SocketIo, None, Some(&user));
+    let span = crate::server::trace::connection_span(
+        crate::server::trace::Kind::SocketIo,
+        None,
+        Some(&user),
+    );
     let access = Arc::new(ServerAccess::new(&app));
     let consumer = SocketIoConsumer::new(
         user,
@@ -391,7 +395,7 @@ fn raw(text: &Utf8Bytes, data: &str) -> Option<Rc<RawValue>> {
 /// `chat_guest` cookie or new, in its extensions, which socketioxide keeps with the socket
 /// for [`caller`]; a new guest's cookie is set on the handshake's answer, so a browser that
 /// reconnects is the same guest.
-pub async fn handle(app: &App, mut req: Request<Incoming>) -> Resp {
+pub async fn handle<B: ChatBody>(app: &Chat, mut req: Request<B>) -> Resp {
     let Some(Endpoint { service, .. }) = app.socketio.clone() else {
         return text(StatusCode::NOT_FOUND, "Socket.IO is not mounted");
     };

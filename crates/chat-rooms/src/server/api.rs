@@ -8,10 +8,10 @@ use chat_core::{
 use http::{Request, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::access::{Access, room_access};
-use crate::app::App;
-use crate::auth::{authenticate, sender_of};
-use crate::respond::{ApiError, Resp, json, read_body, respond};
+use crate::server::access::{Access, room_access};
+use crate::server::app::Chat;
+use crate::server::auth::{authenticate, sender_of};
+use crate::server::respond::{ApiError, Resp, json, read_body, respond};
 
 fn parse_room(raw: &str) -> Result<RoomName, ApiError> {
     RoomName::parse(raw).map_err(|e| {
@@ -45,7 +45,7 @@ fn seq_param(query: &[(String, String)], key: &str) -> Result<Option<Seq>, ApiEr
 
 /// A room the caller may read, and the request's query parameters.
 async fn readable_room<B>(
-    app: &App,
+    app: &Chat,
     room: &str,
     req: &Request<B>,
 ) -> Result<(RoomName, Vec<(String, String)>), ApiError> {
@@ -56,7 +56,7 @@ async fn readable_room<B>(
     room_access(app, &identity, &room).await?;
     if let Some(user) = identity.user() {
         // On a long-poll's connection span (a no-op on spans without a `user` field).
-        crate::trace::record_user(user.id);
+        crate::server::trace::record_user(user.id);
     }
     let query = req
         .uri()
@@ -67,11 +67,11 @@ async fn readable_room<B>(
 }
 
 /// `GET /api/rooms/{room}/messages?after=&before=&limit=`.
-pub async fn history<B>(app: &App, room: &str, req: &Request<B>) -> Resp {
+pub async fn history<B>(app: &Chat, room: &str, req: &Request<B>) -> Resp {
     respond(read_history(app, room, req).await)
 }
 
-async fn read_history<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp, ApiError> {
+async fn read_history<B>(app: &Chat, room: &str, req: &Request<B>) -> Result<Resp, ApiError> {
     let (room, query) = readable_room(app, room, req).await?;
     let limit = seq_param(&query, "limit")?.unwrap_or(50);
     let q = HistoryQuery {
@@ -107,7 +107,7 @@ struct PostBody {
 }
 
 /// `POST /api/rooms/{room}/messages` with `{"body","client_id"}` (guests add `"name"`).
-pub async fn post<B>(app: &App, room: &str, peer: IpAddr, req: Request<B>) -> Resp
+pub async fn post<B>(app: &Chat, room: &str, peer: IpAddr, req: Request<B>) -> Resp
 where
     B: hyper::body::Body + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -116,7 +116,7 @@ where
 }
 
 async fn post_message<B>(
-    app: &App,
+    app: &Chat,
     room: &str,
     peer: IpAddr,
     req: Request<B>,
@@ -139,7 +139,7 @@ where
         ));
     }
     if !app.post_limiter.check(&peer) {
-        crate::prometheus::rate_limited("http_posts");
+        crate::observe::rate_limited("http_posts");
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RateLimited,
@@ -166,7 +166,7 @@ where
                     "a guest post needs a \"name\"",
                 )
             })?;
-            crate::auth::guest::sender(limits, &guest, Some(name))
+            crate::server::auth::guest::sender(limits, &guest, Some(name))
                 .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, e))?
         }
     };
@@ -194,14 +194,14 @@ where
     let answer = |status| {
         let mut res = json(status, &frame);
         if let Some(g) = &guest {
-            crate::auth::guest::set_cookie(res.headers_mut(), g);
+            crate::server::auth::guest::set_cookie(res.headers_mut(), g);
         }
         res
     };
     if appended.duplicate {
         return Ok(answer(StatusCode::OK));
     }
-    match LayerMessage::json(chat_rooms::CHAT_MESSAGE, &frame) {
+    match LayerMessage::json(crate::CHAT_MESSAGE, &frame) {
         Ok(lm) => {
             if let Err(e) = app.layer.group_send(&room.group(), lm).await {
                 tracing::warn!(room = %room, error = %e, "group_send failed");
@@ -218,11 +218,11 @@ pub const MAX_POLL_SECONDS: u64 = 30;
 /// `GET /api/rooms/{room}/poll?after=SEQ&timeout=S`: the long-poll fallback. Answers at once
 /// when messages after SEQ exist, else waits for the next one (through the channel layer, no
 /// busy-waiting) or answers empty after S seconds (≤ 30). Held polls are released on shutdown.
-pub async fn poll<B>(app: &App, room: &str, req: &Request<B>) -> Resp {
+pub async fn poll<B>(app: &Chat, room: &str, req: &Request<B>) -> Resp {
     respond(long_poll(app, room, req).await)
 }
 
-async fn long_poll<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp, ApiError> {
+async fn long_poll<B>(app: &Chat, room: &str, req: &Request<B>) -> Result<Resp, ApiError> {
     let (room, query) = readable_room(app, room, req).await?;
     let after = seq_param(&query, "after")?.unwrap_or(0);
     let timeout = seq_param(&query, "timeout")?.unwrap_or(25);
@@ -253,7 +253,7 @@ async fn long_poll<B>(app: &App, room: &str, req: &Request<B>) -> Result<Resp, A
         )
     })?;
     // Counted as an open connection while it waits, however the poll ends.
-    let _open = crate::prometheus::long_poll();
+    let _open = crate::observe::long_poll();
     let mailbox = PollMailbox {
         layer: layer.clone(),
         group: room.group(),
@@ -354,7 +354,7 @@ async fn discard_mailbox(
 }
 
 /// `GET /api/rooms/{room}/online`: who is online in the room, across nodes.
-pub async fn online<B>(app: &App, room: &str, req: &Request<B>) -> Resp {
+pub async fn online<B>(app: &Chat, room: &str, req: &Request<B>) -> Resp {
     respond(
         async {
             let (room, _) = readable_room(app, room, req).await?;
@@ -383,22 +383,17 @@ mod poll_tests {
     use std::time::Duration;
 
     use chat_core::{InMemoryChannelLayer, MemoryPresence};
-    use clap::Parser;
 
     use super::*;
 
     /// The server's state on a SQLite store in `dir` and the in-memory `layer`.
-    async fn app(dir: &std::path::Path, layer: &InMemoryChannelLayer) -> App {
-        let cli =
-            crate::cli::Cli::try_parse_from(["chat-server", "--data-dir", dir.to_str().unwrap()])
-                .unwrap();
-        let config = crate::config::ServerConfig::resolve(cli.settings, time::UtcOffset::UTC)
-            .unwrap_or_else(|e| panic!("{e}"));
+    async fn app(dir: &std::path::Path, layer: &InMemoryChannelLayer) -> Chat {
+        let config = crate::server::ChatConfig::new("0123456789abcdef0123456789abcdef");
         let url = format!("sqlite://{}", dir.join("chat.db").display());
         let store = chat_store::Store::open(chat_store::StoreConfig::new(&url))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        App::new(
+        Chat::new(
             store,
             Arc::new(layer.clone()),
             Arc::new(MemoryPresence::new()),

@@ -2,14 +2,14 @@
 //! members, and only while the other member exists and the server's pair policy lets the two
 //! talk. One rule for every path: the room sockets, `/ws`, Socket.IO and the HTTP API.
 
+use crate::{AccessCheck, RoomAccess};
 use chat_core::{ErrorCode, FrameError, Member, PairRoom, RoomName, Sender, UserId};
-use chat_rooms::{AccessCheck, RoomAccess};
 use chat_store::User;
 use http::StatusCode;
 
-use crate::app::App;
-use crate::auth::Identity;
-use crate::respond::ApiError;
+use crate::server::app::Chat;
+use crate::server::auth::Identity;
+use crate::server::respond::ApiError;
 
 /// Who is using a room.
 pub enum Access {
@@ -37,13 +37,13 @@ fn not_a_member(room: &RoomName) -> ApiError {
 
 /// Decides whether `identity` may read and write `room`.
 pub async fn room_access(
-    app: &App,
+    app: &Chat,
     identity: &Identity,
     room: &RoomName,
 ) -> Result<Access, ApiError> {
     match (room.pair(), identity) {
         (None, Identity::User(u)) => Ok(Access::User(u.clone())),
-        (None, Identity::Anonymous) if app.config.settings.allow_guests => Ok(Access::Guest),
+        (None, Identity::Anonymous) if app.config.allow_guests => Ok(Access::Guest),
         (None, Identity::Anonymous) => Err(login_required("this server")),
         (Some(_), Identity::Anonymous) => Err(login_required("a private room")),
         (Some(pair), Identity::User(u)) if pair.contains(u.id) => {
@@ -57,7 +57,7 @@ pub async fn room_access(
 /// The other member of `pair` for the member `me`, when they exist and the policy lets the
 /// two talk. A room with someone who does not exist is not a conversation.
 async fn allowed_pair(
-    app: &App,
+    app: &Chat,
     me: UserId,
     my_role: &str,
     pair: &PairRoom,
@@ -97,7 +97,7 @@ async fn allowed_pair(
 
 /// Resolves `/dm/{user_id}/` for `me`: the other user must exist and the policy must allow
 /// the pair.
-pub async fn pair_with(app: &App, me: &User, other: &str) -> Result<(PairRoom, User), ApiError> {
+pub async fn pair_with(app: &Chat, me: &User, other: &str) -> Result<(PairRoom, User), ApiError> {
     let other_id: UserId = other.parse().map_err(|_| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -119,12 +119,12 @@ pub async fn pair_with(app: &App, me: &User, other: &str) -> Result<(PairRoom, U
 /// The server's rule for rooms joined on `/ws` and Socket.IO, the same as for the
 /// room-bound routes and the HTTP API.
 pub struct ServerAccess {
-    app: App,
+    app: Chat,
 }
 
 impl ServerAccess {
     /// The rule of `app`'s configuration and pair policy.
-    pub fn new(app: &App) -> Self {
+    pub fn new(app: &Chat) -> Self {
         Self { app: app.clone() }
     }
 }
@@ -135,7 +135,7 @@ impl RoomAccess for ServerAccess {
             let forbidden = |m: String| Err(FrameError::new(ErrorCode::Forbidden, m));
             match (room.pair(), user.id) {
                 (None, Some(_)) => Ok(()),
-                (None, None) if self.app.config.settings.allow_guests => Ok(()),
+                (None, None) if self.app.config.allow_guests => Ok(()),
                 (None, None) => forbidden("log in to join rooms".into()),
                 (Some(_), None) => forbidden(format!("{room} is private; log in first")),
                 (Some(pair), Some(id)) if pair.contains(id) => {

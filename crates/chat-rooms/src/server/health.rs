@@ -2,7 +2,7 @@
 //!
 //! The body is JSON naming each dependency's state: `{"store":"ok","redis":"ok"}`. `store` is
 //! `ok` or `down`; `redis` is `ok`, `down`, or `off` when the server runs without Redis (the
-//! in-memory layer). Only the store decides the status: `503` while it does not answer,
+//! in-memory layer): the channel layer's [`backend_connected`](chat_core::ChannelLayer::backend_connected). Only the store decides the status: `503` while it does not answer,
 //! `200` otherwise, whatever Redis's state. Every node shares Redis, so failing readiness on
 //! it would take every node out of the load balancer at once, while a node without Redis
 //! still stores, acks and serves its own clients (the others catch up from the store).
@@ -12,8 +12,8 @@ use std::time::Duration;
 use http::StatusCode;
 use serde::Serialize;
 
-use crate::app::App;
-use crate::respond::{Resp, json};
+use crate::server::app::Chat;
+use crate::server::respond::{Resp, json};
 
 /// How long the store may take to answer a readiness probe before it counts as down.
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -26,7 +26,7 @@ struct Readiness {
 }
 
 /// `GET /readyz`.
-pub async fn readyz(app: &App) -> Resp {
+pub async fn readyz(app: &Chat) -> Resp {
     let ping = tokio::time::timeout(
         STORE_PROBE_TIMEOUT,
         chat_core::MessageStore::ping(&app.store),
@@ -44,10 +44,10 @@ pub async fn readyz(app: &App) -> Resp {
             false
         }
     };
-    let redis = match &app.redis {
+    let redis = match app.layer.backend_connected() {
         None => "off",
-        Some(layer) if layer.is_connected() => "ok",
-        Some(_) => "down",
+        Some(true) => "ok",
+        Some(false) => "down",
     };
     let body = Readiness {
         store: if store_ok { "ok" } else { "down" },

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
 
 /// Why a [`TimedBody`] could not be read.
@@ -24,30 +24,36 @@ pub enum BodyError {
     TimedOut(Duration),
     /// The connection failed (the client went away, or sent a malformed body).
     #[error("the request body could not be read: {0}")]
-    Read(#[from] hyper::Error),
+    Read(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A request body that must arrive whole within a timeout of the first read.
-pub struct TimedBody {
-    inner: Incoming,
+pub struct TimedBody<B> {
+    /// In a mutex only to make the body `Sync` (handlers hold `&Request` across awaits, and
+    /// axum's body is not `Sync`): reads go through `get_mut`, which never locks.
+    inner: std::sync::Mutex<B>,
     timeout: Duration,
     /// Armed by the first read, not when the request arrives: the time a handler spends
     /// before it reads (authentication, a database query) is not the client's to lose.
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
-impl TimedBody {
+impl<B> TimedBody<B> {
     /// `body`, which must arrive within `timeout` once reading starts.
-    pub fn new(body: Incoming, timeout: Duration) -> Self {
+    pub fn new(body: B, timeout: Duration) -> Self {
         Self {
-            inner: body,
+            inner: std::sync::Mutex::new(body),
             timeout,
             deadline: None,
         }
     }
 }
 
-impl Body for TimedBody {
+impl<B> Body for TimedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     type Data = Bytes;
     type Error = BodyError;
 
@@ -60,8 +66,9 @@ impl Body for TimedBody {
         let deadline = this
             .deadline
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            return Poll::Ready(frame.map(|f| f.map_err(BodyError::Read)));
+        let inner = this.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Poll::Ready(frame) = Pin::new(inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(|e| BodyError::Read(e.into()))));
         }
         match deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::TimedOut(timeout)))),
@@ -70,10 +77,12 @@ impl Body for TimedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.lock().is_ok_and(|inner| inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .lock()
+            .map_or_else(|_| SizeHint::default(), |inner| inner.size_hint())
     }
 }

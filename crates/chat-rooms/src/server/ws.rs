@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
+use crate::{ChatConsumer, MuxConsumer};
 use chat_core::{RoomName, Sender};
-use chat_rooms::{ChatConsumer, MuxConsumer};
 use chat_ws::{form_decode, is_websocket_request};
 use http::{HeaderValue, Request, StatusCode, header};
 use tracing::Instrument;
 
-use crate::access::{Access, ServerAccess, pair_with, room_access};
-use crate::app::App;
-use crate::auth::{Credential, Guest, Identity, authenticate_with, bind, guest, sender_of};
-use crate::respond::{ApiError, Resp, text};
-use crate::trace::{Kind, connection_span};
+use crate::server::access::{Access, ServerAccess, pair_with, room_access};
+use crate::server::app::Chat;
+use crate::server::auth::{Credential, Guest, Identity, authenticate_with, bind, guest, sender_of};
+use crate::server::respond::{ApiError, Resp, text};
+use crate::server::trace::{Kind, connection_span};
 
 /// The WebSocket subprotocol of our own protocol. Our clients ask for it, so that with
 /// `--compat tutorials` the tutorials' URLs still speak our frames to them.
@@ -31,7 +31,7 @@ pub fn offers_native<B>(req: &Request<B>) -> bool {
 
 /// Answers an upgrade with our subprotocol when the client offered it: a browser that
 /// offers a subprotocol fails the connection unless the server picks one.
-async fn upgrade_native<B, C>(req: Request<B>, consumer: C, app: &App) -> Resp
+async fn upgrade_native<B, C>(req: Request<B>, consumer: C, app: &Chat) -> Resp
 where
     B: Send + 'static,
     C: chat_ws::Consumer,
@@ -52,7 +52,7 @@ pub fn refuse(e: ApiError) -> Resp {
 }
 
 /// Checks shared by every handshake; returns the caller and what identified them.
-pub async fn handshake<B>(app: &App, req: &Request<B>) -> Result<(Identity, Credential), Resp> {
+pub async fn handshake<B>(app: &Chat, req: &Request<B>) -> Result<(Identity, Credential), Resp> {
     if !is_websocket_request(req) {
         return Err(text(
             StatusCode::UPGRADE_REQUIRED,
@@ -73,7 +73,7 @@ pub async fn handshake<B>(app: &App, req: &Request<B>) -> Result<(Identity, Cred
 /// The guest of a handshake: their id from the `chat_guest` cookie (a new one, with the
 /// cookie to set, without it) and their `?name=`, checked (the error says what to fix), or the
 /// name generated from their id.
-pub fn guest_sender<B>(app: &App, req: &Request<B>) -> Result<(Sender, Guest), String> {
+pub fn guest_sender<B>(app: &Chat, req: &Request<B>) -> Result<(Sender, Guest), String> {
     let guest = app.guests.guest(req.headers());
     let query = req.uri().query().map(form_decode).unwrap_or_default();
     let name = query
@@ -98,7 +98,7 @@ pub fn with_guest_cookie(mut res: Resp, guest: Option<&Guest>) -> Resp {
 
 /// `GET /ws/chat/{room}/`: a socket bound to one public room, for users and (when allowed)
 /// guests.
-pub async fn chat_room<B: Send + 'static>(app: &App, room: &str, req: Request<B>) -> Resp {
+pub async fn chat_room<B: Send + 'static>(app: &Chat, room: &str, req: Request<B>) -> Resp {
     let room = match RoomName::parse(room) {
         Ok(r) if r.pair().is_none() => r,
         Ok(_) => {
@@ -136,7 +136,7 @@ pub async fn chat_room<B: Send + 'static>(app: &App, room: &str, req: Request<B>
 }
 
 /// `GET /ws/dm/{user_id}/`: the pair room of the logged-in user and `user_id`.
-pub async fn pair_room<B: Send + 'static>(app: &App, other: &str, req: Request<B>) -> Resp {
+pub async fn pair_room<B: Send + 'static>(app: &Chat, other: &str, req: Request<B>) -> Resp {
     let (identity, credential) = match handshake(app, &req).await {
         Ok(i) => i,
         Err(res) => return res,
@@ -166,14 +166,14 @@ pub async fn pair_room<B: Send + 'static>(app: &App, other: &str, req: Request<B
 }
 
 /// `GET /ws`: the multiplexed socket; rooms are joined with `join` frames.
-pub async fn multiplexed<B: Send + 'static>(app: &App, req: Request<B>) -> Resp {
+pub async fn multiplexed<B: Send + 'static>(app: &Chat, req: Request<B>) -> Resp {
     let (identity, credential) = match handshake(app, &req).await {
         Ok(i) => i,
         Err(res) => return res,
     };
     let (user, guest) = match identity.user() {
         Some(u) => (sender_of(u), None),
-        None if app.config.settings.allow_guests => match guest_sender(app, &req) {
+        None if app.config.allow_guests => match guest_sender(app, &req) {
             Ok((s, g)) => (s, Some(g)),
             Err(e) => return text(StatusCode::BAD_REQUEST, e),
         },

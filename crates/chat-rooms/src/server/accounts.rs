@@ -10,10 +10,10 @@ use http::{HeaderValue, Request, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::App;
-use crate::auth::{Identity, SessionKeys, authenticate, password, session};
-use crate::pages;
-use crate::respond::{ApiError, Resp, json, read_body, redirect, respond};
+use crate::server::app::Chat;
+use crate::server::auth::{Identity, SessionKeys, authenticate, password, session};
+use crate::server::pages;
+use crate::server::respond::{ApiError, Resp, json, read_body, redirect, respond};
 
 /// Largest login or registration body.
 const FORM_LIMIT: usize = 8 * 1024;
@@ -93,7 +93,7 @@ fn safe_next(next: Option<&str>) -> &str {
     }
 }
 
-fn check_origin<B>(app: &App, req: &Request<B>) -> Result<(), ApiError> {
+fn check_origin<B>(app: &Chat, req: &Request<B>) -> Result<(), ApiError> {
     if app.sockets.origins().check(req.headers()).is_ok() {
         Ok(())
     } else {
@@ -107,7 +107,7 @@ fn check_origin<B>(app: &App, req: &Request<B>) -> Result<(), ApiError> {
 
 /// Starts a session for `user` and answers like a successful login.
 async fn start_session(
-    app: &App,
+    app: &Chat,
     user: &User,
     json_reply: bool,
     next: Option<&str>,
@@ -145,7 +145,7 @@ fn form_error(json_reply: bool, e: ApiError) -> Resp {
 }
 
 /// `POST /login` with `username` and `password` (form fields or JSON).
-pub async fn login<B>(app: &App, peer: IpAddr, req: Request<B>) -> Resp
+pub async fn login<B>(app: &Chat, peer: IpAddr, req: Request<B>) -> Resp
 where
     B: hyper::body::Body + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -158,7 +158,7 @@ where
 }
 
 async fn try_login<B>(
-    app: &App,
+    app: &Chat,
     peer: IpAddr,
     req: Request<B>,
     json_reply: bool,
@@ -171,8 +171,8 @@ where
     let creds = read_credentials(req).await?;
     let username = creds.username.trim().to_lowercase();
     if !app.login_by_ip.allows(&peer) || !app.login_by_user.allows(&username) {
-        crate::prometheus::rate_limited("logins");
-        crate::prometheus::login("rate_limited");
+        crate::observe::rate_limited("logins");
+        crate::observe::login("rate_limited");
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RateLimited,
@@ -192,11 +192,11 @@ where
     let ok = password::verify(creds.password, hash).await;
     match user {
         Some(user) if ok => {
-            crate::prometheus::login("ok");
+            crate::observe::login("ok");
             start_session(app, &user, json_reply, creds.next.as_deref()).await
         }
         _ => {
-            crate::prometheus::login("failed");
+            crate::observe::login("failed");
             app.login_by_ip.check(&peer);
             app.login_by_user.check(&username);
             tracing::info!(%peer, "failed login");
@@ -210,18 +210,19 @@ where
 }
 
 /// `POST /logout`: ends the session server-side and clears the cookie.
-pub async fn logout<B>(app: &App, req: Request<B>) -> Resp {
+pub async fn logout<B>(app: &Chat, req: Request<B>) -> Resp {
     let json_reply = is_json(&req);
     if let Err(e) = check_origin(app, &req) {
         return form_error(json_reply, e);
     }
-    if let Some(id) = crate::auth::session_value(&req).and_then(|v| app.sessions.verify(&v)) {
+    if let Some(id) = crate::server::auth::session_value(&req).and_then(|v| app.sessions.verify(&v))
+    {
         let hash = SessionKeys::id_hash(&id);
         if let Err(e) = app.store.delete_session(&hash).await {
             return form_error(json_reply, ApiError::store(&e));
         }
         // The session's open sockets, on every node, close (chat_ws::SESSION_ENDED_CODE).
-        if let Some(group) = crate::auth::session_group(&hash) {
+        if let Some(group) = crate::server::auth::session_group(&hash) {
             let ended = chat_core::LayerMessage::new(chat_ws::SESSION_ENDED, json!({}));
             if let Err(e) = app.layer.group_send(&group, ended).await {
                 tracing::warn!(error = %e, "could not close the sockets of a session that ended");
@@ -239,8 +240,24 @@ pub async fn logout<B>(app: &App, req: Request<B>) -> Resp {
     res
 }
 
+/// A username or password that breaks the account rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidCredentials {
+    /// Not 3–32 of `a-z 0-9 . _ -` starting with a letter or digit.
+    #[error(
+        "a username has 3 to 32 characters: a-z, 0-9, '.', '_' or '-', starting with a letter or digit"
+    )]
+    Username,
+    /// Fewer characters than this.
+    #[error("a password has at least {0} characters")]
+    PasswordTooShort(usize),
+    /// Over 1,024 characters.
+    #[error("a password has at most 1,024 characters")]
+    PasswordTooLong,
+}
+
 /// Checks a username: 3–32 of `a-z 0-9 . _ -`, starting with a letter or digit.
-pub fn check_username(u: &str) -> Result<(), String> {
+pub fn check_username(u: &str) -> Result<(), InvalidCredentials> {
     let ok_chars = u
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
@@ -248,27 +265,26 @@ pub fn check_username(u: &str) -> Result<(), String> {
     if (3..=32).contains(&u.len()) && ok_chars && ok_start {
         Ok(())
     } else {
-        Err("a username has 3 to 32 characters: a-z, 0-9, '.', '_' or '-', starting with a letter or digit".into())
+        Err(InvalidCredentials::Username)
     }
 }
 
 /// Checks a new password.
-pub fn check_password(p: &str) -> Result<(), String> {
+pub fn check_password(p: &str) -> Result<(), InvalidCredentials> {
     let n = p.chars().count();
     if n < password::MIN_PASSWORD_CHARS {
-        Err(format!(
-            "a password has at least {} characters",
-            password::MIN_PASSWORD_CHARS
+        Err(InvalidCredentials::PasswordTooShort(
+            password::MIN_PASSWORD_CHARS,
         ))
     } else if n > 1_024 {
-        Err("a password has at most 1,024 characters".into())
+        Err(InvalidCredentials::PasswordTooLong)
     } else {
         Ok(())
     }
 }
 
 /// `POST /register` (when enabled): creates an account and logs it in.
-pub async fn register<B>(app: &App, peer: IpAddr, req: Request<B>) -> Resp
+pub async fn register<B>(app: &Chat, peer: IpAddr, req: Request<B>) -> Resp
 where
     B: hyper::body::Body + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -281,7 +297,7 @@ where
 }
 
 async fn try_register<B>(
-    app: &App,
+    app: &Chat,
     peer: IpAddr,
     req: Request<B>,
     json_reply: bool,
@@ -308,8 +324,8 @@ where
     }
     let creds = read_credentials(req).await?;
     let username = creds.username.trim().to_lowercase();
-    check_username(&username).map_err(bad)?;
-    check_password(&creds.password).map_err(bad)?;
+    check_username(&username).map_err(|e| bad(e.to_string()))?;
+    check_password(&creds.password).map_err(|e| bad(e.to_string()))?;
     let name = app
         .config
         .limits
@@ -317,7 +333,7 @@ where
         .map_err(|e| bad(format!("invalid name: {e}")))?;
     // Anyone can register, so nobody picks their own role: it would let a stranger sign up as
     // a vet (or an admin). The server's configured role is the only one.
-    let role = app.config.settings.register_role.trim().to_owned();
+    let role = app.config.register_role.trim().to_owned();
     let asked = creds.role.as_deref().map(str::trim).unwrap_or("");
     if !asked.is_empty() && !asked.eq_ignore_ascii_case(&role) {
         return Err(ApiError::new(
@@ -361,7 +377,7 @@ where
     start_session(app, &user, json_reply, creds.next.as_deref()).await
 }
 
-async fn require_user<B>(app: &App, req: &Request<B>) -> Result<User, ApiError> {
+async fn require_user<B>(app: &Chat, req: &Request<B>) -> Result<User, ApiError> {
     match authenticate(app, req)
         .await
         .map_err(|e| ApiError::store(&e))?
@@ -376,7 +392,7 @@ async fn require_user<B>(app: &App, req: &Request<B>) -> Result<User, ApiError> 
 }
 
 /// `GET /api/me`.
-pub async fn me<B>(app: &App, req: &Request<B>) -> Resp {
+pub async fn me<B>(app: &Chat, req: &Request<B>) -> Resp {
     respond(
         require_user(app, req)
             .await
@@ -385,7 +401,7 @@ pub async fn me<B>(app: &App, req: &Request<B>) -> Resp {
 }
 
 /// `GET /api/unread`: `{"dm_3_8": 2, "lobby": 0}`.
-pub async fn unread<B>(app: &App, req: &Request<B>) -> Resp {
+pub async fn unread<B>(app: &Chat, req: &Request<B>) -> Resp {
     respond(
         async {
             let me = require_user(app, req).await?;
@@ -406,7 +422,7 @@ pub async fn unread<B>(app: &App, req: &Request<B>) -> Resp {
 
 /// `GET /api/contacts`: the users the caller may talk with, each with the unread count of
 /// their pair room.
-pub async fn contacts<B>(app: &App, req: &Request<B>) -> Resp {
+pub async fn contacts<B>(app: &Chat, req: &Request<B>) -> Resp {
     respond(
         async {
             let me = require_user(app, req).await?;
@@ -449,11 +465,11 @@ pub async fn contacts<B>(app: &App, req: &Request<B>) -> Resp {
 }
 
 /// `GET /api/config`: what the web client needs to know about this server.
-pub fn config(app: &App) -> Resp {
+pub fn config(app: &Chat) -> Resp {
     json(
         StatusCode::OK,
         &json!({
-            "allow_guests": app.config.settings.allow_guests,
+            "allow_guests": app.config.allow_guests,
             "allow_registration": app.config.allow_registration,
         }),
     )

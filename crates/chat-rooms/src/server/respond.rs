@@ -137,7 +137,7 @@ pub fn respond(result: Result<Resp, ApiError>) -> Resp {
 }
 
 /// Reads a request body of at most `limit` bytes: over it, 413; when it does not arrive
-/// within `--body-timeout` (a [`crate::body::TimedBody`]), 408; when the connection fails,
+/// within `--body-timeout` (a [`crate::server::body::TimedBody`]), 408; when the connection fails,
 /// 400.
 pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
 where
@@ -157,8 +157,8 @@ where
                     format!("the request body is over {limit} bytes"),
                 );
             }
-            let status = match e.downcast_ref::<crate::body::BodyError>() {
-                Some(crate::body::BodyError::TimedOut(_)) => StatusCode::REQUEST_TIMEOUT,
+            let status = match e.downcast_ref::<crate::server::body::BodyError>() {
+                Some(crate::server::body::BodyError::TimedOut(_)) => StatusCode::REQUEST_TIMEOUT,
                 _ => StatusCode::BAD_REQUEST,
             };
             // The body is incomplete, so it is not the JSON (or form) that was expected.

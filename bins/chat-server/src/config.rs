@@ -128,6 +128,7 @@ impl ServerConfig {
             utc_offset,
             pair_policy,
             body_timeout,
+            authenticator: None,
         };
         Ok(Self {
             redis_url: set(&settings.redis_url),

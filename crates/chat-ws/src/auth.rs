@@ -12,15 +12,14 @@
 //! treating the caller as a guest.
 //!
 //! ```
-//! use chat_ws::{AuthError, AuthFuture, Authenticator};
-//! use http::request::Parts;
+//! use chat_ws::{AuthError, AuthFuture, Authenticator, RequestHead};
 //!
 //! /// `Authorization: Bearer <name>`: a stand-in for a real token check.
 //! struct Bearer;
 //!
 //! impl Authenticator for Bearer {
 //!     type Identity = String;
-//!     fn authenticate<'a>(&'a self, req: &'a Parts) -> AuthFuture<'a, String> {
+//!     fn authenticate<'a>(&'a self, req: RequestHead<'a>) -> AuthFuture<'a, String> {
 //!         let name = req.headers.get("authorization")
 //!             .and_then(|v| v.to_str().ok())
 //!             .and_then(|v| v.strip_prefix("Bearer "))
@@ -34,7 +33,7 @@
 //!
 //! impl Authenticator for Query {
 //!     type Identity = String;
-//!     fn authenticate<'a>(&'a self, req: &'a Parts) -> AuthFuture<'a, String> {
+//!     fn authenticate<'a>(&'a self, req: RequestHead<'a>) -> AuthFuture<'a, String> {
 //!         let name = req.uri.query().and_then(|q| q.strip_prefix("user=")).map(str::to_owned);
 //!         Box::pin(async move { Ok(name) })
 //!     }
@@ -43,10 +42,10 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), AuthError> {
 //! let stack = Bearer.or(Query);
-//! let (parts, ()) = http::Request::get("/ws?user=ana").body(()).expect("a request").into_parts();
-//! assert_eq!(stack.authenticate(&parts).await?, Some("ana".to_owned()));
-//! let (parts, ()) = http::Request::get("/ws").body(()).expect("a request").into_parts();
-//! assert_eq!(stack.authenticate(&parts).await?, None);
+//! let req = http::Request::get("/ws?user=ana").body(()).expect("a request");
+//! assert_eq!(stack.authenticate((&req).into()).await?, Some("ana".to_owned()));
+//! let req = http::Request::get("/ws").body(()).expect("a request");
+//! assert_eq!(stack.authenticate((&req).into()).await?, None);
 //! # Ok(())
 //! # }
 //! ```
@@ -56,6 +55,43 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use http::request::Parts;
+use http::{Extensions, HeaderMap, Method, Request, Uri};
+
+/// What an [`Authenticator`] reads: a request's head, borrowed from an `http::Request` of any
+/// body or from axum's `Parts`.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The URI (path and query).
+    pub uri: &'a Uri,
+    /// The headers (cookies, `Authorization`).
+    pub headers: &'a HeaderMap,
+    /// The extensions (a peer address, what an earlier middleware found).
+    pub extensions: &'a Extensions,
+}
+
+impl<'a, B> From<&'a Request<B>> for RequestHead<'a> {
+    fn from(req: &'a Request<B>) -> Self {
+        Self {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            extensions: req.extensions(),
+        }
+    }
+}
+
+impl<'a> From<&'a Parts> for RequestHead<'a> {
+    fn from(parts: &'a Parts) -> Self {
+        Self {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            extensions: &parts.extensions,
+        }
+    }
+}
 
 /// What [`Authenticator::authenticate`] returns: boxed, so that authenticators can be kept
 /// as `Arc<dyn Authenticator<Identity = I>>` and composed at run time.
@@ -85,7 +121,7 @@ pub trait Authenticator: Send + Sync + 'static {
 
     /// The caller's identity; `Ok(None)` when the request carries no credentials this
     /// authenticator recognises, or invalid ones.
-    fn authenticate<'a>(&'a self, req: &'a Parts) -> AuthFuture<'a, Self::Identity>;
+    fn authenticate<'a>(&'a self, req: RequestHead<'a>) -> AuthFuture<'a, Self::Identity>;
 
     /// This authenticator, then `next` for callers this one does not recognise.
     fn or<B>(self, next: B) -> Or<Self, B>
@@ -111,7 +147,7 @@ where
 {
     type Identity = A::Identity;
 
-    fn authenticate<'a>(&'a self, req: &'a Parts) -> AuthFuture<'a, Self::Identity> {
+    fn authenticate<'a>(&'a self, req: RequestHead<'a>) -> AuthFuture<'a, Self::Identity> {
         Box::pin(async move {
             match self.first.authenticate(req).await? {
                 Some(who) => Ok(Some(who)),
@@ -124,7 +160,7 @@ where
 impl<T: Authenticator + ?Sized> Authenticator for Arc<T> {
     type Identity = T::Identity;
 
-    fn authenticate<'a>(&'a self, req: &'a Parts) -> AuthFuture<'a, Self::Identity> {
+    fn authenticate<'a>(&'a self, req: RequestHead<'a>) -> AuthFuture<'a, Self::Identity> {
         (**self).authenticate(req)
     }
 }
@@ -132,7 +168,7 @@ impl<T: Authenticator + ?Sized> Authenticator for Arc<T> {
 impl<T: Authenticator + ?Sized> Authenticator for Box<T> {
     type Identity = T::Identity;
 
-    fn authenticate<'a>(&'a self, req: &'a Parts) -> AuthFuture<'a, Self::Identity> {
+    fn authenticate<'a>(&'a self, req: RequestHead<'a>) -> AuthFuture<'a, Self::Identity> {
         (**self).authenticate(req)
     }
 }
@@ -152,7 +188,7 @@ impl<I> Anonymous<I> {
 impl<I: Send + 'static> Authenticator for Anonymous<I> {
     type Identity = I;
 
-    fn authenticate<'a>(&'a self, _req: &'a Parts) -> AuthFuture<'a, I> {
+    fn authenticate<'a>(&'a self, _req: RequestHead<'a>) -> AuthFuture<'a, I> {
         Box::pin(async { Ok(None) })
     }
 }
@@ -180,7 +216,7 @@ mod tests {
 
     impl Authenticator for Counting {
         type Identity = u32;
-        fn authenticate<'a>(&'a self, req: &'a Parts) -> AuthFuture<'a, u32> {
+        fn authenticate<'a>(&'a self, req: RequestHead<'a>) -> AuthFuture<'a, u32> {
             self.calls.fetch_add(1, Ordering::Relaxed);
             let id = req
                 .uri
@@ -206,25 +242,32 @@ mod tests {
             .0
     }
 
+    fn head(parts: &Parts) -> RequestHead<'_> {
+        parts.into()
+    }
+
     #[tokio::test]
     async fn the_first_that_recognises_the_caller_wins() {
         let stack = Arc::new(Counting::new(false)).or(Counting::new(false));
         assert_eq!(
-            stack.authenticate(&parts("/?as=7")).await.ok(),
+            stack.authenticate(head(&parts("/?as=7"))).await.ok(),
             Some(Some(7))
         );
         assert_eq!(stack.next.calls.load(Ordering::Relaxed), 0, "not asked");
-        assert_eq!(stack.authenticate(&parts("/")).await.ok(), Some(None));
+        assert_eq!(stack.authenticate(head(&parts("/"))).await.ok(), Some(None));
         assert_eq!(stack.next.calls.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
     async fn an_outage_is_an_error_not_a_guest() {
         let stack = Counting::new(true).or(Counting::new(false));
-        let e = stack.authenticate(&parts("/?as=7")).await;
+        let e = stack.authenticate(head(&parts("/?as=7"))).await;
         assert!(matches!(e, Err(AuthError::Unavailable(_))), "{e:?}");
         assert_eq!(stack.next.calls.load(Ordering::Relaxed), 0);
         let boxed: Box<dyn Authenticator<Identity = u32>> = Box::new(Anonymous::new());
-        assert_eq!(boxed.authenticate(&parts("/?as=1")).await.ok(), Some(None));
+        assert_eq!(
+            boxed.authenticate(head(&parts("/?as=1"))).await.ok(),
+            Some(None)
+        );
     }
 }

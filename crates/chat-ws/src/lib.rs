@@ -66,7 +66,7 @@ mod socket;
 mod sockets;
 mod upgrade;
 
-pub use auth::{Anonymous, AuthError, AuthFuture, Authenticator, Or};
+pub use auth::{Anonymous, AuthError, AuthFuture, Authenticator, Or, RequestHead};
 pub use bridge::{BRIDGE_EVENTS, Bridge, Bridged};
 pub use communicator::{Communicator, ConnectOutcome};
 pub use connection::{ClientEvent, ConnectionConfig, Ending};

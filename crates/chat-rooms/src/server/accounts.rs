@@ -215,7 +215,8 @@ pub async fn logout<B>(app: &Chat, req: Request<B>) -> Resp {
     if let Err(e) = check_origin(app, &req) {
         return form_error(json_reply, e);
     }
-    if let Some(id) = crate::server::auth::session_value(&req).and_then(|v| app.sessions.verify(&v))
+    if let Some(id) =
+        crate::server::auth::session_value((&req).into()).and_then(|v| app.sessions.verify(&v))
     {
         let hash = SessionKeys::id_hash(&id);
         if let Err(e) = app.store.delete_session(&hash).await {

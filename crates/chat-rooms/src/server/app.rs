@@ -8,7 +8,7 @@ use chat_store::Store;
 use chat_ws::{ConnectionConfig, OriginPolicy, Sockets};
 
 use crate::server::ChatConfig;
-use crate::server::auth::{GuestKeys, SessionKeys};
+use crate::server::auth::{ChatAuthenticator, GuestKeys, SessionKeys, default_authenticator};
 use crate::server::ratelimit::KeyedLimiter;
 use crate::server::sockets::SocketLimiter;
 
@@ -34,6 +34,8 @@ pub struct Chat {
     pub(crate) connections: ConnectionConfig,
     /// Who may open a pair room with whom.
     pub(crate) policy: Arc<dyn PairPolicy>,
+    /// Who callers are.
+    pub(crate) authenticator: ChatAuthenticator,
     /// Session cookie signing.
     pub(crate) sessions: SessionKeys,
     /// Guest ids from guest cookies.
@@ -81,6 +83,9 @@ impl Chat {
             .with_origins(OriginPolicy::origins(
                 config.allowed_origins.iter().cloned(),
             ));
+        let authenticator = config.authenticator.clone().unwrap_or_else(|| {
+            default_authenticator(&config.secret_key, config.secure_cookies, &store)
+        });
         Self {
             messages: Arc::new(store.clone()),
             store,
@@ -89,6 +94,7 @@ impl Chat {
             sockets,
             connections,
             policy: config.pair_policy.clone(),
+            authenticator,
             sessions: SessionKeys::new(&config.secret_key, config.secure_cookies),
             guests: GuestKeys::new(&config.secret_key, config.secure_cookies),
             post_limiter: Arc::new(KeyedLimiter::new(

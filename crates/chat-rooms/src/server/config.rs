@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use chat_core::{AnyPair, Limits, PairPolicy};
 
+use crate::server::auth::ChatAuthenticator;
+
 /// Which clients' frames the tutorials' WebSocket URLs speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -49,6 +51,10 @@ pub struct ChatConfig {
     pub pair_policy: Arc<dyn PairPolicy>,
     /// How long a request's body may take to arrive once reading starts.
     pub body_timeout: Duration,
+    /// Who callers are: `None` for our sessions and tokens
+    /// ([`default_authenticator`](crate::server::auth::default_authenticator)); a service with
+    /// its own login puts its [`Authenticator`](chat_ws::Authenticator) here.
+    pub authenticator: Option<ChatAuthenticator>,
 }
 
 impl ChatConfig {
@@ -69,6 +75,7 @@ impl ChatConfig {
             utc_offset: time::UtcOffset::UTC,
             pair_policy: Arc::new(AnyPair),
             body_timeout: Duration::from_secs(30),
+            authenticator: None,
         }
     }
 }

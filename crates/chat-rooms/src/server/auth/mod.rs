@@ -1,14 +1,22 @@
-//! Who is asking: a session cookie, a `?session=` parameter carrying the cookie's value, or
-//! an `Authorization: Bearer` token, in that order. Anything else is anonymous (a guest, where
-//! guests are allowed).
+//! Who is asking. By default: a session cookie, a `?session=` parameter carrying the cookie's
+//! value, or an `Authorization: Bearer` token, in that order ([`SessionAuth`], then
+//! [`TokenAuth`]). Anything else is anonymous (a guest, where guests are allowed).
+//!
+//! A service with its own login replaces the stack with its own
+//! [`chat_ws::Authenticator`] returning [`Authenticated`] (in
+//! [`ChatConfig::authenticator`](crate::server::ChatConfig::authenticator)); the users it
+//! names must exist in the store for pair rooms and contacts to find them.
 
 pub mod guest;
 pub mod password;
 pub mod session;
 pub mod token;
 
+use std::sync::Arc;
+
 use chat_core::{Sender, StoreError};
-use chat_store::User;
+use chat_store::{Store, User};
+use chat_ws::{AuthError, AuthFuture, Authenticator, RequestHead};
 use http::header;
 
 use crate::server::app::Chat;
@@ -40,13 +48,18 @@ pub fn sender_of(user: &User) -> Sender {
     Sender::user(user.id, user.display_name.clone(), role)
 }
 
-/// The session value a request carries: the cookie, else the `session` query parameter.
-pub fn session_value<B>(req: &http::Request<B>) -> Option<String> {
-    SessionKeys::from_cookie_header(req.headers()).or_else(|| {
-        req.uri()
-            .query()
-            .map(chat_ws::form_decode)
-            .and_then(|q| q.into_iter().find(|(k, _)| k == "session").map(|(_, v)| v))
+/// The session value a request carries: the cookie, else the `session` query parameter
+/// (Socket.IO clients: `session_key`, as seed 001 passes it).
+pub fn session_value(req: RequestHead<'_>) -> Option<String> {
+    SessionKeys::from_cookie_header(req.headers).or_else(|| {
+        let query = req.uri.query().map(chat_ws::form_decode)?;
+        ["session", "session_key"].iter().find_map(|key| {
+            query
+                .iter()
+                .rev()
+                .find(|(k, v)| k == key && !v.is_empty())
+                .map(|(_, v)| v.clone())
+        })
     })
 }
 
@@ -59,11 +72,10 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-/// Identifies the caller. A store outage is an error (the caller answers 503), never a
-/// silent downgrade to anonymous.
+/// Identifies the caller. An outage of what checks credentials is an error (the caller
+/// answers 503), never a silent downgrade to anonymous.
 pub async fn authenticate<B>(app: &Chat, req: &http::Request<B>) -> Result<Identity, StoreError> {
-    let bearer = bearer_token(req.headers());
-    identify(app, session_value(req).as_deref(), bearer).await
+    Ok(authenticate_with(app, req).await?.0)
 }
 
 /// [`authenticate`], with the credential that identified the caller.
@@ -71,18 +83,123 @@ pub async fn authenticate_with<B>(
     app: &Chat,
     req: &http::Request<B>,
 ) -> Result<(Identity, Credential), StoreError> {
-    let bearer = bearer_token(req.headers());
-    identify_with(app, session_value(req).as_deref(), bearer).await
+    authenticate_head(app, req.into()).await
 }
 
-/// Identifies the caller from a session value (a cookie's) and a bearer token, in that order;
-/// invalid or unknown credentials are anonymous.
-pub async fn identify(
+/// [`authenticate_with`] for a request head.
+pub async fn authenticate_head(
     app: &Chat,
-    session: Option<&str>,
-    bearer: Option<&str>,
-) -> Result<Identity, StoreError> {
-    Ok(identify_with(app, session, bearer).await?.0)
+    head: RequestHead<'_>,
+) -> Result<(Identity, Credential), StoreError> {
+    match app.authenticator.authenticate(head).await {
+        Ok(Some(a)) => Ok((Identity::User(a.user), a.credential)),
+        Ok(None) => Ok((Identity::Anonymous, Credential::None)),
+        Err(e) => Err(StoreError::Unavailable(e.to_string())),
+    }
+}
+
+/// A caller an authenticator recognised: a user of the store, and what identified them
+/// (which decides what ends their sockets).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The user.
+    pub user: User,
+    /// What identified them: a session (a logout ends its sockets), a token (its expiry
+    /// does), or [`Credential::None`] for an embedder's own login.
+    pub credential: Credential,
+}
+
+/// What the chat authenticates callers with.
+pub type ChatAuthenticator = Arc<dyn Authenticator<Identity = Authenticated>>;
+
+/// Our session: the signed `chat_session` cookie, or its value in `?session=` (or
+/// `?session_key=`), of a session the store knows.
+#[derive(Clone)]
+pub struct SessionAuth {
+    keys: SessionKeys,
+    store: Store,
+}
+
+impl SessionAuth {
+    /// Sessions signed with `secret_key` (cookies `Secure` when `secure_cookies`) in `store`.
+    pub fn new(secret_key: &str, secure_cookies: bool, store: Store) -> Self {
+        Self {
+            keys: SessionKeys::new(secret_key, secure_cookies),
+            store,
+        }
+    }
+}
+
+impl Authenticator for SessionAuth {
+    type Identity = Authenticated;
+
+    fn authenticate<'a>(&'a self, req: RequestHead<'a>) -> AuthFuture<'a, Authenticated> {
+        let id = session_value(req).and_then(|value| self.keys.verify(&value));
+        Box::pin(async move {
+            let Some(id) = id else { return Ok(None) };
+            let hash = SessionKeys::id_hash(&id);
+            let user = self
+                .store
+                .session_user(&hash)
+                .await
+                .map_err(AuthError::unavailable)?;
+            Ok(user.map(|user| Authenticated {
+                user,
+                credential: Credential::Session(hash),
+            }))
+        })
+    }
+}
+
+/// Our bearer tokens (`chat-server token issue`) in `Authorization: Bearer <token>`. (Not in
+/// the query of our own routes, where proxies would log them; Socket.IO's handshake passes
+/// `query.token` or `auth.token` here as the header.)
+#[derive(Clone)]
+pub struct TokenAuth {
+    secret_key: Arc<str>,
+    store: Store,
+}
+
+impl TokenAuth {
+    /// Tokens signed with `secret_key`, for users of `store`.
+    pub fn new(secret_key: &str, store: Store) -> Self {
+        Self {
+            secret_key: secret_key.into(),
+            store,
+        }
+    }
+}
+
+impl Authenticator for TokenAuth {
+    type Identity = Authenticated;
+
+    fn authenticate<'a>(&'a self, req: RequestHead<'a>) -> AuthFuture<'a, Authenticated> {
+        let now = chat_core::Timestamp::now().unix_millis() / 1_000;
+        let verified =
+            bearer_token(req.headers).and_then(|t| token::verify(&self.secret_key, t.trim(), now));
+        Box::pin(async move {
+            let Some((id, expires)) = verified else {
+                return Ok(None);
+            };
+            let user = self.store.user(id).await.map_err(AuthError::unavailable)?;
+            Ok(user.map(|user| Authenticated {
+                user,
+                credential: Credential::Token(expires),
+            }))
+        })
+    }
+}
+
+/// The default stack: [`SessionAuth`], then [`TokenAuth`].
+pub fn default_authenticator(
+    secret_key: &str,
+    secure_cookies: bool,
+    store: &Store,
+) -> ChatAuthenticator {
+    Arc::new(
+        SessionAuth::new(secret_key, secure_cookies, store.clone())
+            .or(TokenAuth::new(secret_key, store.clone())),
+    )
 }
 
 /// What a caller was identified by: what ends a socket they open.
@@ -99,31 +216,6 @@ pub enum Credential {
 /// The session group that hears a session's end, on every node.
 pub fn session_group(id_hash: &str) -> Option<chat_core::GroupName> {
     chat_core::GroupName::parse(&format!("session.{id_hash}")).ok()
-}
-
-/// [`identify`], with the credential that identified the caller.
-pub async fn identify_with(
-    app: &Chat,
-    session: Option<&str>,
-    bearer: Option<&str>,
-) -> Result<(Identity, Credential), StoreError> {
-    if let Some(value) = session {
-        if let Some(id) = app.sessions.verify(value) {
-            let hash = SessionKeys::id_hash(&id);
-            if let Some(user) = app.store.session_user(&hash).await? {
-                return Ok((Identity::User(user), Credential::Session(hash)));
-            }
-        }
-    }
-    if let Some(t) = bearer {
-        let now = chat_core::Timestamp::now().unix_millis() / 1_000;
-        if let Some((id, expires)) = token::verify(&app.config.secret_key, t.trim(), now) {
-            if let Some(user) = app.store.user(id).await? {
-                return Ok((Identity::User(user), Credential::Token(expires)));
-            }
-        }
-    }
-    Ok((Identity::Anonymous, Credential::None))
 }
 
 /// Binds a socket's consumer to the credential it was opened with: a logout of its session
@@ -180,7 +272,7 @@ mod tests {
             }
             let req = request(&headers, &format!("/?{query}"));
             let _ = bearer_token(req.headers());
-            let _ = session_value(&req);
+            let _ = session_value((&req).into());
         }
 
         /// The token after `Bearer ` is taken as it is.
@@ -200,7 +292,7 @@ mod tests {
                 .append_pair("session", &value)
                 .finish();
             let req = request(&[], &format!("/ws/?{query}"));
-            prop_assert_eq!(session_value(&req), Some(value));
+            prop_assert_eq!(session_value((&req).into()), Some(value));
         }
     }
 }

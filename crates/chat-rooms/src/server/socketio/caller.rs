@@ -8,9 +8,7 @@ use serde_json::Value;
 use socketioxide::extract::SocketRef;
 
 use crate::server::app::Chat;
-use crate::server::auth::{
-    Credential, Guest, Identity, SessionKeys, guest, identify_with, sender_of,
-};
+use crate::server::auth::{Credential, Guest, Identity, authenticate_head, guest, sender_of};
 
 /// Why a Socket.IO connection was refused (the client's `connect_error` message), and the
 /// HTTP status a WebSocket handshake would have got for it (for the refused-handshakes
@@ -49,23 +47,28 @@ pub(super) async fn caller(
     s: &SocketRef,
     auth: &Value,
 ) -> Result<(Sender, Credential), Refused> {
-    let headers = &s.req_parts().headers;
-    let session = SessionKeys::from_cookie_header(headers)
-        .or_else(|| query(s, "session_key"))
-        .or_else(|| query(s, "session"));
+    let parts = s.req_parts();
     let auth_str = |k: &str| auth.get(k).and_then(Value::as_str).map(str::to_owned);
-    let bearer = query(s, "token").or_else(|| auth_str("token")).or_else(|| {
-        let h = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        h.strip_prefix("Bearer ").map(str::to_owned)
-    });
-    let (identity, credential) = identify_with(app, session.as_deref(), bearer.as_deref())
-        .await
-        .map_err(|e| {
-            Refused::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the store is unavailable: {e}"),
-            )
-        })?;
+    // A token in the query or the handshake's `auth` is what a header would carry: the
+    // authenticator reads it there.
+    let mut headers = parts.headers.clone();
+    if let Some(token) = query(s, "token").or_else(|| auth_str("token"))
+        && let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    let head = chat_ws::RequestHead {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &headers,
+        extensions: &parts.extensions,
+    };
+    let (identity, credential) = authenticate_head(app, head).await.map_err(|e| {
+        Refused::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store is unavailable: {e}"),
+        )
+    })?;
     let user = match identity {
         Identity::User(u) => Ok(sender_of(&u)),
         Identity::Anonymous if !app.config.allow_guests => {

@@ -1,6 +1,6 @@
 //! The metrics every crate of the framework records, by name, in one catalogue.
 //!
-//! The crates record through the [`metrics`](::metrics) facade and depend on no exporter: until a
+//! The crates record through the [`metrics`] facade and depend on no exporter: until a
 //! program installs a recorder every call is a no-op (one atomic load), and whoever embeds
 //! the crates picks the exporter (Prometheus, StatsD, OpenTelemetry…) by installing their own.
 //! `chat-server` installs `metrics-exporter-prometheus` and serves `GET /metrics`.

@@ -27,7 +27,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_BATCH: usize = 64;
 
 /// The tungstenite settings for the protocol's limits. The read buffer is kept small (see
-/// [`READ_BUFFER`]). Writes are buffered until the writer flushes its batch (or 64 KiB gather), so a burst of frames
+/// `READ_BUFFER`). Writes are buffered until the writer flushes its batch (or 64 KiB gather), so a burst of frames
 /// costs one socket write instead of one per frame: on a busy room, socket writes are most
 /// of the server's CPU. The write buffer grows only when a socket has something to send.
 pub fn websocket_config(limits: &Limits) -> WebSocketConfig {

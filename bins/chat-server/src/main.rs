@@ -200,7 +200,7 @@ async fn serve(
     }
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    server::serve(app, main_metrics, listener, server::shutdown_signal()).await;
+    server::run(app, main_metrics, listener).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use chat_core::metrics as m;
 use http::{Method, Request, StatusCode};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -104,7 +102,7 @@ pub fn may_scrape(peer: IpAddr, headers: &http::HeaderMap) -> bool {
 /// (`--metrics-bind`), 403 to anyone but a local, unproxied peer.
 pub fn on_main_listener<B>(
     metrics: Option<&PrometheusHandle>,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
     req: &Request<B>,
 ) -> Resp {
     let Some(handle) = metrics else {
@@ -113,7 +111,7 @@ pub fn on_main_listener<B>(
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
-    if !may_scrape(peer.ip(), req.headers()) {
+    if !peer.is_some_and(|p| may_scrape(p.ip(), req.headers())) {
         return text(
             StatusCode::FORBIDDEN,
             "/metrics answers local requests only; use --metrics-bind to serve it elsewhere",
@@ -129,47 +127,15 @@ pub async fn serve_listener(
     handle: PrometheusHandle,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            () = shutdown.cancelled() => return,
+    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+        let res = match (req.method(), req.uri().path()) {
+            (&Method::GET | &Method::HEAD, "/metrics") => render(&handle),
+            (_, "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            _ => text(StatusCode::NOT_FOUND, "only /metrics is served here"),
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics listener: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let handle = handle.clone();
-        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-            let res = match (req.method(), req.uri().path()) {
-                (&Method::GET | &Method::HEAD, "/metrics") => render(&handle),
-                (_, "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-                _ => text(StatusCode::NOT_FOUND, "only /metrics is served here"),
-            };
-            std::future::ready(Ok::<_, Infallible>(res))
-        });
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let conn = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                () = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "metrics connection ended with an error");
-            }
-        });
-    }
+        std::future::ready(Ok::<_, Infallible>(res))
+    });
+    chat_rooms::server::serve(listener, service, shutdown).await;
 }
 
 #[cfg(test)]

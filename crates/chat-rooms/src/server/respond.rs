@@ -7,6 +7,7 @@ use http_body_util::Full;
 use serde::Serialize;
 
 /// Every response the server sends has this type.
+/// What the chat's handlers answer: a whole body (pages, JSON, a 101 for a socket).
 pub type Resp = Response<Full<Bytes>>;
 
 /// A response with a body and a content type.

@@ -138,11 +138,14 @@ impl ChatConsumer {
                     .message(cx, s, body, client_id.clone())
                     .await
                     .map_err(refused)?;
-                cx.send_frame(&ServerFrame::Ack {
-                    room: m.room,
-                    client_id: m.client_id,
-                    seq: m.seq,
-                });
+                cx.send_text(
+                    ServerFrame::Ack {
+                        room: m.room,
+                        client_id: m.client_id,
+                        seq: m.seq,
+                    }
+                    .to_json(),
+                );
                 Ok(())
             }
             ClientFrame::Typing { active, .. } => {
@@ -157,15 +160,18 @@ impl ChatConsumer {
                 ..
             } => {
                 let page = self.session.history(s, before, after, limit).await?;
-                cx.send_frame(&ServerFrame::History {
-                    room: self.session.room.clone(),
-                    messages: page.messages,
-                    has_more: page.has_more,
-                });
+                cx.send_text(
+                    ServerFrame::History {
+                        room: self.session.room.clone(),
+                        messages: page.messages,
+                        has_more: page.has_more,
+                    }
+                    .to_json(),
+                );
                 Ok(())
             }
             ClientFrame::Ping => {
-                cx.send_frame(&ServerFrame::Pong);
+                cx.send_text(ServerFrame::Pong.to_json());
                 Ok(())
             }
             ClientFrame::Join { .. } | ClientFrame::Leave { .. } => Err(FrameError::new(
@@ -201,11 +207,14 @@ impl Consumer for ChatConsumer {
         let online = self.session.announce(cx, &self.shared).await;
         if self.shared.presence.is_some() {
             let last_seq = self.session.last_seq(&self.shared).await;
-            cx.send_frame(&ServerFrame::Joined {
-                room: self.room().clone(),
-                last_seq,
-                online,
-            });
+            cx.send_text(
+                ServerFrame::Joined {
+                    room: self.room().clone(),
+                    last_seq,
+                    online,
+                }
+                .to_json(),
+            );
         }
         if self.since.is_some() {
             self.session.replay(cx, &self.shared).await;

@@ -56,26 +56,35 @@ impl MuxConsumer {
                 online,
                 replay,
             } => {
-                cx.send_frame(&ServerFrame::Joined {
-                    room: room.clone(),
-                    last_seq,
-                    online,
-                });
+                cx.send_text(
+                    ServerFrame::Joined {
+                        room: room.clone(),
+                        last_seq,
+                        online,
+                    }
+                    .to_json(),
+                );
                 if replay {
                     self.rooms.replay(cx, &room).await;
                 }
             }
-            Reply::Sent(m) => cx.send_frame(&ServerFrame::Ack {
-                room: m.room,
-                client_id: m.client_id,
-                seq: m.seq,
-            }),
-            Reply::History { room, page } => cx.send_frame(&ServerFrame::History {
-                room,
-                messages: page.messages,
-                has_more: page.has_more,
-            }),
-            Reply::Pong => cx.send_frame(&ServerFrame::Pong),
+            Reply::Sent(m) => cx.send_text(
+                ServerFrame::Ack {
+                    room: m.room,
+                    client_id: m.client_id,
+                    seq: m.seq,
+                }
+                .to_json(),
+            ),
+            Reply::History { room, page } => cx.send_text(
+                ServerFrame::History {
+                    room,
+                    messages: page.messages,
+                    has_more: page.has_more,
+                }
+                .to_json(),
+            ),
+            Reply::Pong => cx.send_text(ServerFrame::Pong.to_json()),
             Reply::Done | Reply::Left(_) | Reply::Read { .. } => {}
         }
     }

@@ -72,7 +72,8 @@ pub trait Consumer: Send + 'static {
     }
 
     /// A text frame from the client. The default parses JSON and calls `receive_json`; invalid
-    /// JSON is answered with an `invalid_json` error frame.
+    /// JSON is answered with `{"type": "error", "code": "invalid_json", "message": …}` and the
+    /// socket stays open.
     fn receive_text(
         &mut self,
         cx: &mut Context,
@@ -83,11 +84,11 @@ pub trait Consumer: Send + 'static {
             match parsed {
                 Ok(v) => self.receive_json(cx, v).await,
                 Err(e) => {
-                    cx.send_frame(&chat_core::ServerFrame::error(
-                        chat_core::ErrorCode::InvalidJson,
-                        format!("frames are JSON: {e}"),
-                        None,
-                    ));
+                    cx.send_json(&serde_json::json!({
+                        "type": "error",
+                        "code": "invalid_json",
+                        "message": format!("frames are JSON: {e}"),
+                    }));
                     Ok(())
                 }
             }

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use chat_core::{ChannelName, GroupName, InvalidName, LayerMessage, ServerFrame, SharedLayer};
+use chat_core::{ChannelName, GroupName, InvalidName, LayerMessage, SharedLayer};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -290,11 +290,6 @@ impl Context {
             Ok(s) => self.send_text(s),
             Err(e) => tracing::error!(error = %e, "could not serialize an outbound frame"),
         }
-    }
-
-    /// Queues a protocol frame.
-    pub fn send_frame(&mut self, frame: &ServerFrame) {
-        self.send_text(frame.to_json());
     }
 
     /// Forwards a layer message's payload as a text frame without re-serializing it.

@@ -2,9 +2,7 @@
 
 use std::path::Path;
 
-use std::sync::Arc;
-
-use chat_core::{AnyPair, Limits, PairPolicy, RolePairs};
+use chat_core::Limits;
 
 use chat_rooms::server::ChatConfig;
 
@@ -39,30 +37,6 @@ pub struct ServerConfig {
     pub chat: ChatConfig,
 }
 
-/// Parses `--pair-policy`: `any`, or `roles:a=b,c=d`.
-pub fn parse_pair_policy(text: &str) -> Result<Arc<dyn PairPolicy>, ConfigError> {
-    let text = text.trim();
-    if text.is_empty() || text.eq_ignore_ascii_case("any") {
-        return Ok(Arc::new(AnyPair));
-    }
-    let bad = || {
-        ConfigError::Invalid(format!(
-            "CHAT_PAIR_POLICY {text:?}: use `any` or `roles:tutor=vet` (pairs of roles separated by commas)"
-        ))
-    };
-    let pairs = text.strip_prefix("roles:").ok_or_else(bad)?;
-    let mut policy = RolePairs::new();
-    for pair in pairs.split(',') {
-        let (a, b) = pair.split_once('=').ok_or_else(bad)?;
-        let (a, b) = (a.trim(), b.trim());
-        if a.is_empty() || b.is_empty() {
-            return Err(bad());
-        }
-        policy = policy.allow(a, b);
-    }
-    Ok(Arc::new(policy))
-}
-
 impl ServerConfig {
     /// Resolves `settings`, creating the data directory and the secret key if needed.
     pub fn resolve(settings: Settings, utc_offset: time::UtcOffset) -> Result<Self, ConfigError> {
@@ -95,7 +69,8 @@ impl ServerConfig {
                 "CHAT_REGISTER_ROLE cannot be admin: anyone can register".into(),
             ));
         }
-        let pair_policy = parse_pair_policy(&settings.pair_policy)?;
+        let pair_policy = chat_core::policy::parse_pair_policy(&settings.pair_policy)
+            .map_err(|e| ConfigError::Invalid(format!("CHAT_PAIR_POLICY: {e}")))?;
         if settings.messages_per_second == 0 {
             return Err(ConfigError::Invalid(
                 "CHAT_MESSAGES_PER_SECOND must be at least 1".into(),
@@ -168,30 +143,4 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         options.mode(0o600);
     }
     options.open(path)?.write_all(contents.as_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use chat_core::Member;
-
-    use super::*;
-
-    fn m(id: i64, role: &str) -> Member<'_> {
-        Member { id, role }
-    }
-
-    #[test]
-    fn pair_policies_parse() {
-        let any = parse_pair_policy("any").unwrap_or_else(|e| panic!("{e}"));
-        assert!(any.may_pair(m(1, "tutor"), m(2, "tutor")));
-        let clinic = parse_pair_policy("roles:tutor=vet").unwrap_or_else(|e| panic!("{e}"));
-        assert!(clinic.may_pair(m(1, "tutor"), m(2, "vet")));
-        assert!(clinic.may_pair(m(2, "vet"), m(1, "tutor")));
-        assert!(!clinic.may_pair(m(1, "tutor"), m(3, "tutor")));
-        let two = parse_pair_policy("roles: tutor=vet , vet=vet").unwrap_or_else(|e| panic!("{e}"));
-        assert!(two.may_pair(m(2, "vet"), m(4, "vet")));
-        for bad in ["roles", "roles:", "roles:tutor", "roles:=vet", "everyone"] {
-            assert!(parse_pair_policy(bad).is_err(), "{bad}");
-        }
-    }
 }

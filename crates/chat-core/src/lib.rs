@@ -55,10 +55,13 @@ pub use layer::{RedisChannelLayer, RedisError, RedisLayerConfig};
 pub use message::{GuestId, NewMessage, Sender, Seq, StoredMessage, Timestamp};
 pub use names::{ChannelName, GroupName, InvalidName, RoomKind, RoomName};
 pub use pair::{PairError, PairRoom, UserId};
-pub use policy::{AnyPair, Member, PairPolicy, RolePairs};
+pub use policy::{AnyPair, InvalidPolicy, Member, PairPolicy, RolePairs, parse_pair_policy};
 #[cfg(feature = "redis")]
 pub use presence::RedisPresence;
 pub use presence::{MemoryPresence, Presence, PresenceError, SharedPresence};
-pub use protocol::{ClientFrame, ErrorCode, FrameError, Limits, PresenceEvent, ServerFrame, close};
+pub use protocol::{
+    ClientFrame, ErrorCode, FrameError, InvalidDisplayName, Limits, PresenceEvent, ServerFrame,
+    close,
+};
 pub use rate::TokenBucket;
 pub use store::{Appended, HistoryPage, HistoryQuery, MemoryStore, MessageStore, StoreError};

@@ -1,5 +1,7 @@
 //! Who may open a private room with whom: the embedding service decides.
 
+use std::sync::Arc;
+
 use crate::pair::UserId;
 
 /// A user as a [`PairPolicy`] sees them.
@@ -58,6 +60,32 @@ impl PairPolicy for RolePairs {
     }
 }
 
+/// A pair policy written as text, as a configuration carries it: `any`, or
+/// `roles:tutor=vet,vet=vet` (pairs of roles that may talk, separated by commas).
+pub fn parse_pair_policy(text: &str) -> Result<Arc<dyn PairPolicy>, InvalidPolicy> {
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("any") {
+        return Ok(Arc::new(AnyPair));
+    }
+    let bad = || InvalidPolicy(text.to_owned());
+    let pairs = text.strip_prefix("roles:").ok_or_else(bad)?;
+    let mut policy = RolePairs::new();
+    for pair in pairs.split(',') {
+        let (a, b) = pair.split_once('=').ok_or_else(bad)?;
+        let (a, b) = (a.trim(), b.trim());
+        if a.is_empty() || b.is_empty() {
+            return Err(bad());
+        }
+        policy = policy.allow(a, b);
+    }
+    Ok(Arc::new(policy))
+}
+
+/// A pair policy text that is neither `any` nor `roles:a=b,…`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pair policy {0:?}: use `any` or `roles:tutor=vet` (pairs of roles separated by commas)")]
+pub struct InvalidPolicy(pub String);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +107,24 @@ mod tests {
         assert!(p.may_pair(m(2, "vet"), m(1, "tutor")));
         assert!(!p.may_pair(m(1, "tutor"), m(3, "tutor")));
         assert!(!p.may_pair(m(2, "vet"), m(4, "admin")));
+    }
+
+    #[test]
+    fn policies_parse_from_text() {
+        let any = parse_pair_policy("any").unwrap_or_else(|e| panic!("{e}"));
+        assert!(any.may_pair(m(1, "tutor"), m(2, "tutor")));
+        let clinic = parse_pair_policy("roles:tutor=vet").unwrap_or_else(|e| panic!("{e}"));
+        assert!(clinic.may_pair(m(1, "tutor"), m(2, "vet")));
+        assert!(clinic.may_pair(m(2, "vet"), m(1, "tutor")));
+        assert!(!clinic.may_pair(m(1, "tutor"), m(3, "tutor")));
+        let two = parse_pair_policy("roles: tutor=vet , vet=vet").unwrap_or_else(|e| panic!("{e}"));
+        assert!(two.may_pair(m(2, "vet"), m(4, "vet")));
+        for bad in ["roles", "roles:", "roles:tutor", "roles:=vet", "everyone"] {
+            assert_eq!(
+                parse_pair_policy(bad).err(),
+                Some(InvalidPolicy(bad.to_owned())),
+                "{bad}"
+            );
+        }
     }
 }

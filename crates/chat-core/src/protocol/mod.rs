@@ -151,22 +151,33 @@ impl Limits {
 
     /// Checks and normalizes a guest's display name: trimmed, 1 to `max_name_chars`
     /// characters, no control characters. The error says what to fix.
-    pub fn check_guest_name(&self, name: &str) -> Result<String, String> {
+    pub fn check_guest_name(&self, name: &str) -> Result<String, InvalidDisplayName> {
         let name = name.trim();
         if name.is_empty() {
-            return Err("the name is empty".into());
+            return Err(InvalidDisplayName::Empty);
         }
         if name.chars().count() > self.max_name_chars {
-            return Err(format!(
-                "a name has at most {} characters",
-                self.max_name_chars
-            ));
+            return Err(InvalidDisplayName::TooLong(self.max_name_chars));
         }
         if name.chars().any(char::is_control) {
-            return Err("a name cannot contain control characters".into());
+            return Err(InvalidDisplayName::ControlCharacters);
         }
         Ok(name.to_owned())
     }
+}
+
+/// Why a display name was refused ([`Limits::check_guest_name`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidDisplayName {
+    /// Nothing but spaces.
+    #[error("the name is empty")]
+    Empty,
+    /// More characters than this.
+    #[error("a name has at most {0} characters")]
+    TooLong(usize),
+    /// A control character (a newline, a bell).
+    #[error("a name cannot contain control characters")]
+    ControlCharacters,
 }
 
 #[cfg(test)]
@@ -197,8 +208,14 @@ mod tests {
             ErrorCode::TooLarge
         );
         assert_eq!(l.check_guest_name("  ana ").unwrap(), "ana");
-        assert!(l.check_guest_name("").is_err());
-        assert!(l.check_guest_name("a\u{7}b").is_err());
-        assert!(l.check_guest_name(&"n".repeat(65)).is_err());
+        assert_eq!(l.check_guest_name(" "), Err(InvalidDisplayName::Empty));
+        assert_eq!(
+            l.check_guest_name("a\u{7}b"),
+            Err(InvalidDisplayName::ControlCharacters)
+        );
+        assert_eq!(
+            l.check_guest_name(&"n".repeat(65)),
+            Err(InvalidDisplayName::TooLong(64))
+        );
     }
 }

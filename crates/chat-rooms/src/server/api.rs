@@ -166,8 +166,13 @@ where
                     "a guest post needs a \"name\"",
                 )
             })?;
-            crate::server::auth::guest::sender(limits, &guest, Some(name))
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, e))?
+            crate::server::auth::guest::sender(limits, &guest, Some(name)).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidJson,
+                    format!("invalid name: {e}"),
+                )
+            })?
         }
     };
     // A guest without the guest cookie is a new guest for this post; the cookie keeps a

@@ -39,6 +39,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// - [`ConnectionSlot`]: where the per-address socket cap keeps a socket's slot for the
 ///   connection's lifetime (see [`sockets`](crate::server::sockets)). Without it, sockets are
 ///   not counted against `max_sockets_per_ip`.
+///
+/// Mounted under a prefix (axum's `nest_service("/chat", …)`), every socket and API route
+/// works relative to it; the bundled web client's pages still link from the root, so serve
+/// them at `/` if you use them.
 #[derive(Clone)]
 pub struct ChatService {
     chat: Chat,

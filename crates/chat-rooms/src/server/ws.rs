@@ -81,7 +81,9 @@ pub fn guest_sender<B>(app: &Chat, req: &Request<B>) -> Result<(Sender, Guest), 
         .rev()
         .find(|(k, _)| k == "name")
         .map(|(_, n)| n.as_str());
-    Ok((guest::sender(&app.config.limits, &guest, name)?, guest))
+    let sender = guest::sender(&app.config.limits, &guest, name)
+        .map_err(|e| format!("invalid name: {e}"))?;
+    Ok((sender, guest))
 }
 
 /// Gives a guest who came without the guest cookie the one their id was derived from, on the

@@ -10,7 +10,7 @@
 //! contact over a socket) is a new guest for that connection or request; a browser that takes
 //! the cookie keeps the id from then on.
 
-use chat_core::{GuestId, Limits, Sender};
+use chat_core::{GuestId, InvalidDisplayName, Limits, Sender};
 use cookie::{Cookie, SameSite};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue, header};
@@ -117,11 +117,13 @@ fn cookie_secret(headers: &HeaderMap) -> Option<String> {
 /// A guest as the protocol shows them: their id and the name they asked for (checked; the
 /// error says what to fix), or without one the name generated from their id. Every path that
 /// names a guest goes through here, so they all name a guest alike.
-pub fn sender(limits: &Limits, guest: &Guest, name: Option<&str>) -> Result<Sender, String> {
+pub fn sender(
+    limits: &Limits,
+    guest: &Guest,
+    name: Option<&str>,
+) -> Result<Sender, InvalidDisplayName> {
     let name = match name {
-        Some(n) => limits
-            .check_guest_name(n)
-            .map_err(|e| format!("invalid name: {e}"))?,
+        Some(n) => limits.check_guest_name(n)?,
         None => guest.id.default_name(),
     };
     Ok(Sender::guest_with_id(guest.id.clone(), name))

@@ -84,7 +84,7 @@ pub(super) async fn caller(
                 .unwrap_or_else(|| app.guests.guest(&http::HeaderMap::new()));
             let name = query(s, "name").or_else(|| auth_str("name"));
             guest::sender(&app.config.limits, &guest, name.as_deref())
-                .map_err(|e| Refused::new(StatusCode::BAD_REQUEST, e))
+                .map_err(|e| Refused::new(StatusCode::BAD_REQUEST, format!("invalid name: {e}")))
         }
     }?;
     Ok((user, credential))

@@ -1,13 +1,13 @@
 //! An existing axum service with its own login adds chat: rooms, pair chats, history and
-//! long-poll under `/chat` in one line, a consumer of its own in three, and its login decides
-//! who is who in both.
+//! long-poll under `/chat` in one line, and a consumer of its own in a three-line handler; its
+//! login decides who is who in both.
 //!
 //! ```sh
 //! cargo run -p chat-rooms --example embed_axum
 //! curl -i -d name=ana http://127.0.0.1:3002/login        # the app's login: a cookie
 //! websocat -H 'Cookie: app_session=…' ws://127.0.0.1:3002/chat/ws
 //! #   {"type":"join","room":"lobby"}   {"type":"message","room":"lobby","body":"oi"}
-//! websocat ws://127.0.0.1:3002/echo                       # the app's own consumer
+//! websocat -H 'Cookie: app_session=…' ws://127.0.0.1:3002/echo   # the app's own consumer
 //! ```
 
 use std::collections::HashMap;
@@ -62,28 +62,42 @@ fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
         .find_map(|(k, v)| (k == name).then_some(v))
 }
 
-/// The app's own consumer: echoes every text frame.
-struct Echo;
+/// The app's own consumer: echoes every text frame to a logged-in user, under their name.
+struct Echo {
+    who: Option<String>,
+}
 
 impl Consumer for Echo {
     async fn connect(&mut self, cx: &mut Context) -> Result<(), ConsumerError> {
-        cx.accept();
+        match self.who {
+            Some(_) => cx.accept(),
+            None => cx.reject(401, "log in first"),
+        }
         Ok(())
     }
 
     async fn receive_text(&mut self, cx: &mut Context, text: &str) -> Result<(), ConsumerError> {
-        cx.send_text(text.to_owned());
+        let who = self.who.as_deref().unwrap_or_default();
+        cx.send_text(format!("{who}: {text}"));
         Ok(())
     }
+}
+
+/// What the app's own handlers share: the chat's sockets (one shutdown for all) and its login.
+#[derive(Clone)]
+struct AppState {
+    sockets: Sockets,
+    login: Arc<AppLogin>,
 }
 
 /// The app: its login, its echo socket, and the chat under `/chat`.
 async fn app(store: Store, sessions: Sessions) -> (Router, Chat) {
     let mut config = ChatConfig::new("app-secret-key-of-at-least-32-chars!");
-    config.authenticator = Some(Arc::new(AppLogin {
+    let app_login = Arc::new(AppLogin {
         sessions: sessions.clone(),
         store: store.clone(),
-    }));
+    });
+    config.authenticator = Some(app_login.clone());
     let layer = Arc::new(InMemoryChannelLayer::default());
     let chat = Chat::new(
         store.clone(),
@@ -115,16 +129,23 @@ async fn app(store: Store, sessions: Sessions) -> (Router, Chat) {
     });
     let router = Router::new()
         .route("/login", login)
-        // A consumer of the app's own, in three lines, sharing the chat's shutdown.
+        // A consumer of the app's own behind the same login, sharing the chat's shutdown.
         .route(
             "/echo",
-            get(async |State(sockets): State<Sockets>, req: Request| {
-                sockets.upgrade(req, Echo).await
+            get(async |State(app): State<AppState>, req: Request| {
+                let who = app.login.authenticate((&req).into()).await.ok().flatten();
+                let echo = Echo {
+                    who: who.map(|a| a.user.display_name),
+                };
+                app.sockets.upgrade(req, echo).await
             }),
         )
         // The whole chat: rooms, pair rooms, /ws, history, long-poll, Socket.IO.
         .nest_service("/chat", chat.service())
-        .with_state(chat.sockets().clone());
+        .with_state(AppState {
+            sockets: chat.sockets().clone(),
+            login: app_login,
+        });
     (router, chat)
 }
 
@@ -248,10 +269,19 @@ mod tests {
             Err(WsError::Http(res)) => assert_eq!(res.status(), 401),
             other => panic!("expected 401, got {other:?}"),
         }
-        let (mut echo, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/echo"))
-            .await
-            .unwrap();
+        // The app's own socket: the same login, the same 401 without it.
+        let mut req = format!("ws://{addr}/echo").into_client_request().unwrap();
+        let cookie = format!("app_session={token}").parse().unwrap();
+        req.headers_mut().insert("cookie", cookie);
+        let (mut echo, _) = tokio_tungstenite::connect_async(req).await.unwrap();
         echo.send(Message::text("ping?")).await.unwrap();
-        assert_eq!(echo.next().await.unwrap().unwrap(), Message::text("ping?"));
+        assert_eq!(
+            echo.next().await.unwrap().unwrap(),
+            Message::text("Ana: ping?")
+        );
+        match tokio_tungstenite::connect_async(format!("ws://{addr}/echo")).await {
+            Err(WsError::Http(res)) => assert_eq!(res.status(), 401),
+            other => panic!("expected 401, got {other:?}"),
+        }
     }
 }

@@ -6,24 +6,39 @@
 //! ids (which the server deduplicates), so a caller sees every message exactly once and in
 //! order, and every send is stored exactly once, across disconnects and server restarts.
 //!
-//! ```no_run
+//! ```
 //! use chat_client::{Auth, ChatClient, ClientConfig, Event};
 //!
-//! # async fn demo() -> Result<(), chat_client::ClientError> {
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // A chat server in this process, for the example to talk to.
+//! # let dir = tempfile::tempdir()?;
+//! # let url = format!("sqlite://{}/chat.db", dir.path().display());
+//! # let store = chat_store::Store::open(chat_store::StoreConfig::new(url)).await?;
+//! # let chat = chat_rooms::server::Chat::new(
+//! #     store,
+//! #     std::sync::Arc::new(chat_core::InMemoryChannelLayer::default()),
+//! #     std::sync::Arc::new(chat_core::MemoryPresence::new()),
+//! #     chat_rooms::server::ChatConfig::new("an example secret key of 32+ chars"),
+//! # );
+//! # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! # let addr = listener.local_addr()?;
+//! # tokio::spawn(chat_rooms::server::serve(listener, chat.service(), chat.shutdown_token()));
 //! let mut client = ChatClient::connect(ClientConfig::new(
-//!     "ws://127.0.0.1:8000/ws",
-//!     Auth::Bearer("v1.3.1767225600.9f…".into()),
+//!     format!("ws://{addr}/ws"),
+//!     Auth::Guest("a service".into()),
 //! ))
 //! .await?;
-//! let lobby = "lobby".parse().expect("valid room");
+//! let lobby = "lobby".parse()?;
 //! client.join(&lobby, None).await?;
 //! let seq = client.send(&lobby, "hello from a service").await?;
 //! while let Some(event) = client.next_event().await {
 //!     if let Event::Message(m) = event {
 //!         println!("{} #{}: {}", m.room, m.seq, m.body);
+//!         assert_eq!(m.seq, seq);
+//!         break;
 //!     }
 //! }
-//! # let _ = seq;
 //! # Ok(())
 //! # }
 //! ```

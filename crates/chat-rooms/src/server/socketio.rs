@@ -305,9 +305,14 @@ impl OutboundSink for SocketSink {
                     acks.clear();
                 }
                 // Shutting down: the endpoint closes the transports, so clients reconnect.
+                // Otherwise the Socket.IO disconnect is queued now, before the connection
+                // ends (a spawned task could run after the transport went, and the client
+                // would see a transport close and reconnect); only a full queue waits.
                 if code != chat_core::close::GOING_AWAY {
                     let socket = self.socket.clone();
-                    tokio::spawn(async move { disconnect_when_room(&socket).await });
+                    if let Err(SocketError::InternalChannelFull) = socket.clone().disconnect() {
+                        tokio::spawn(async move { disconnect_when_room(&socket).await });
+                    }
                 }
                 Ok(())
             }

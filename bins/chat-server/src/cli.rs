@@ -163,6 +163,15 @@ pub struct Settings {
         global = true
     )]
     pub max_sockets_per_ip: usize,
+    /// The largest attachment a member may upload, in bytes (files are kept in the data
+    /// directory's `attachments/`).
+    #[arg(
+        long,
+        env = "CHAT_MAX_ATTACHMENT_BYTES",
+        default_value_t = 10 * 1024 * 1024,
+        global = true
+    )]
+    pub max_attachment_bytes: usize,
     /// Messages a connection may send at once above the sustained rate.
     #[arg(long, env = "CHAT_MESSAGE_BURST", default_value_t = 40, global = true)]
     pub message_burst: u32,

@@ -1,10 +1,12 @@
 //! Turns flags into the server's configuration: resolves defaults in the data directory.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use chat_core::Limits;
 
 use chat_rooms::server::ChatConfig;
+use chat_rooms::server::attachments::DirAttachments;
 
 use crate::cli::{Compat, Settings};
 
@@ -104,6 +106,8 @@ impl ServerConfig {
             pair_policy,
             body_timeout,
             authenticator: None,
+            attachments: Some(Arc::new(DirAttachments::new(dir.join("attachments")))),
+            max_attachment_bytes: settings.max_attachment_bytes,
         };
         Ok(Self {
             redis_url: set(&settings.redis_url),

@@ -35,6 +35,10 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// Something failed on the server.
     Internal,
+    /// What was asked for does not exist (an attachment id).
+    NotFound,
+    /// A file of a kind the server does not accept.
+    UnsupportedType,
 }
 
 impl ErrorCode {
@@ -51,6 +55,8 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::StoreUnavailable => "store_unavailable",
             Self::Internal => "internal",
+            Self::NotFound => "not_found",
+            Self::UnsupportedType => "unsupported_type",
         }
     }
 }

@@ -8,6 +8,7 @@ use chat_store::Store;
 use chat_ws::{ConnectionConfig, OriginPolicy, Sockets};
 
 use crate::server::ChatConfig;
+use crate::server::attachments::AttachmentStore;
 use crate::server::auth::{ChatAuthenticator, GuestKeys, SessionKeys, default_authenticator};
 use crate::server::ratelimit::KeyedLimiter;
 use crate::server::sockets::SocketLimiter;
@@ -36,6 +37,8 @@ pub struct Chat {
     pub(crate) policy: Arc<dyn PairPolicy>,
     /// Who callers are.
     pub(crate) authenticator: ChatAuthenticator,
+    /// Where attachments are kept (`None`: off).
+    pub(crate) attachments: Option<Arc<dyn AttachmentStore>>,
     /// Session cookie signing.
     pub(crate) sessions: SessionKeys,
     /// Guest ids from guest cookies.
@@ -95,6 +98,7 @@ impl Chat {
             connections,
             policy: config.pair_policy.clone(),
             authenticator,
+            attachments: config.attachments.clone(),
             sessions: SessionKeys::new(&config.secret_key, config.secure_cookies),
             guests: GuestKeys::new(&config.secret_key, config.secure_cookies),
             post_limiter: Arc::new(KeyedLimiter::new(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chat_core::{AnyPair, Limits, PairPolicy};
 
+use crate::server::attachments::{AttachmentStore, DEFAULT_MAX_ATTACHMENT_BYTES};
 use crate::server::auth::ChatAuthenticator;
 
 /// Which clients' frames the tutorials' WebSocket URLs speak.
@@ -55,6 +56,10 @@ pub struct ChatConfig {
     /// ([`default_authenticator`](crate::server::auth::default_authenticator)); a service with
     /// its own login puts its [`Authenticator`](chat_ws::Authenticator) here.
     pub authenticator: Option<ChatAuthenticator>,
+    /// Where attachments are kept; `None`: attachments are off (their routes answer 404).
+    pub attachments: Option<Arc<dyn AttachmentStore>>,
+    /// The largest attachment, in bytes.
+    pub max_attachment_bytes: usize,
 }
 
 impl ChatConfig {
@@ -76,6 +81,8 @@ impl ChatConfig {
             pair_policy: Arc::new(AnyPair),
             body_timeout: Duration::from_secs(30),
             authenticator: None,
+            attachments: None,
+            max_attachment_bytes: DEFAULT_MAX_ATTACHMENT_BYTES,
         }
     }
 }

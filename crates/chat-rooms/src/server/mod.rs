@@ -11,6 +11,7 @@ mod access;
 mod accounts;
 mod api;
 mod app;
+pub mod attachments;
 pub mod auth;
 mod body;
 mod config;

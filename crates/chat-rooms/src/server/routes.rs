@@ -15,7 +15,7 @@ use crate::server::body::TimedBody;
 use crate::server::respond::{Resp, error, redirect, text};
 use crate::server::service::ChatBody;
 use crate::server::sockets::ConnectionSlot;
-use crate::server::{accounts, api, pages, socketio, trace, tutorials, ws};
+use crate::server::{accounts, api, attachments, pages, socketio, trace, tutorials, ws};
 
 /// Decodes `%XX` escapes in one path segment (no `+` rule in paths), with the
 /// `percent-encoding` crate: a `%` not followed by two hex digits stays as it is, and bytes
@@ -200,6 +200,10 @@ async fn route<B: ChatBody>(
         ["api", "contacts"] if get => accounts::contacts(app, &req).await,
         ["api", "unread"] if get => accounts::unread(app, &req).await,
         ["api", "config"] if get => accounts::config(app),
+        ["api", "rooms", room, "attachments"] if req.method() == Method::POST => {
+            attachments::upload(app, room, ip, req).await
+        }
+        ["api", "attachments", id] if get => attachments::download(app, id, &req).await,
         ["api", "rooms", room, "messages"] => match *req.method() {
             Method::GET => api::history(app, room, &req).await,
             Method::POST => api::post(app, room, ip, req).await,

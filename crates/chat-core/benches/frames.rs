@@ -11,6 +11,7 @@ fn frames(c: &mut Criterion) {
     let mut group = c.benchmark_group("frames");
     group.throughput(Throughput::Elements(1));
     let msg = ServerFrame::Message(StoredMessage {
+        attachment: None,
         room: RoomName::parse("lobby").unwrap(),
         seq: 123_456,
         sender: Sender::user(3, "Ana", Some("tutor".into())),

@@ -52,7 +52,7 @@ pub use layer::{
 };
 #[cfg(feature = "redis")]
 pub use layer::{RedisChannelLayer, RedisError, RedisLayerConfig};
-pub use message::{GuestId, NewMessage, Sender, Seq, StoredMessage, Timestamp};
+pub use message::{AttachmentInfo, GuestId, NewMessage, Sender, Seq, StoredMessage, Timestamp};
 pub use names::{ChannelName, GroupName, InvalidName, RoomKind, RoomName};
 pub use pair::{PairError, PairRoom, UserId};
 pub use policy::{AnyPair, InvalidPolicy, Member, PairPolicy, RolePairs, parse_pair_policy};

@@ -190,6 +190,20 @@ impl Sender {
     }
 }
 
+/// A file attached to a message, as every frame and answer shows it. The bytes are the
+/// server's attachment store's (`GET /api/attachments/{id}`); the message keeps only this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentInfo {
+    /// Its id: 32 lowercase hex digits.
+    pub id: String,
+    /// The file name the uploader gave (shown, never used as a path).
+    pub name: String,
+    /// The sniffed type (`image/png`, `application/pdf`, …).
+    pub content_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// A message to store: what the consumer hands to [`crate::MessageStore::append`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
@@ -201,6 +215,8 @@ pub struct NewMessage {
     pub body: String,
     /// The sender's id for this message, for idempotent retries.
     pub client_id: Option<String>,
+    /// The file it carries, already checked (it exists, in this room, from this sender).
+    pub attachment: Option<AttachmentInfo>,
 }
 
 /// A message as stored: with its room sequence number and the time the store accepted it.
@@ -220,6 +236,9 @@ pub struct StoredMessage {
     pub client_id: Option<String>,
     /// When the store accepted it.
     pub sent_at: Timestamp,
+    /// The file it carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<AttachmentInfo>,
 }
 
 #[cfg(test)]

@@ -175,6 +175,7 @@ mod tests {
 
     fn stored(body: &str, sender: Sender) -> StoredMessage {
         StoredMessage {
+            attachment: None,
             room: RoomName::parse("dm_3_8").unwrap_or_else(|e| panic!("{e}")),
             seq: 4,
             sender,

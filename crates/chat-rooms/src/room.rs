@@ -337,6 +337,7 @@ impl RoomSession {
         let appended = s
             .store
             .append(NewMessage {
+                attachment: None,
                 room: self.room.clone(),
                 sender: s.user.clone(),
                 body,

@@ -143,6 +143,7 @@ impl Rooms {
                 Ok(Reply::Left(room))
             }
             ClientFrame::Message {
+                attachment: _,
                 room,
                 body,
                 client_id,

@@ -182,6 +182,7 @@ fn request(event: &str, data: Value) -> Result<ClientFrame, FrameError> {
         },
         "leave_chat" => ClientFrame::Leave { room },
         "send_message" => ClientFrame::Message {
+            attachment: None,
             room: Some(room),
             body: f
                 .conteudo

@@ -71,6 +71,7 @@ impl Room {
     async fn store_direct(&self, body: &str) -> u64 {
         self.store
             .append(NewMessage {
+                attachment: None,
                 room: Self::lobby(),
                 sender: Sender::guest("ghost"),
                 body: body.into(),
@@ -165,6 +166,7 @@ async fn a_retry_broadcasts_a_stored_message_the_room_never_heard() {
     let mut bruno = room.join("bruno").await;
     room.store
         .append(NewMessage {
+            attachment: None,
             room: Room::lobby(),
             sender: Sender::guest("ana"),
             body: "lost in transit".into(),
@@ -238,6 +240,7 @@ async fn a_gap_in_live_delivery_is_filled_from_the_store() {
 /// A live `chat.message` as another socket would broadcast it, without storing it.
 async fn broadcast_only(room: &Room, seq: u64, body: &str) {
     let frame = ServerFrame::Message(StoredMessage {
+        attachment: None,
         room: Room::lobby(),
         seq,
         sender: Sender::guest("ghost"),

@@ -182,6 +182,7 @@ async fn join_with_since_replays_exactly_the_missed_then_live_even_while_message
     for i in 1..=100 {
         w.store
             .append(NewMessage {
+                attachment: None,
                 room: room.clone(),
                 sender: Sender::guest("x"),
                 body: format!("m{i}"),
@@ -256,6 +257,7 @@ async fn messages_a_full_mailbox_lost_are_read_from_the_store_for_every_room() {
             let stored = w
                 .store
                 .append(NewMessage {
+                    attachment: None,
                     room: RoomName::parse(room).unwrap(),
                     sender: Sender::guest("ghost"),
                     body: format!("{room}{i}"),

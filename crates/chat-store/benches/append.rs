@@ -17,6 +17,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn msg(room: &RoomName, i: u64) -> NewMessage {
     NewMessage {
+        attachment: None,
         room: room.clone(),
         sender: Sender::guest("bench"),
         body: format!("message number {i} with a realistic length of text in it"),

@@ -16,6 +16,9 @@ pub(crate) enum WriteOp {
 }
 
 /// What one op did inside a batch, delivered to its caller once the batch committed.
+// Nearly every op is an append: boxing it would cost an allocation per message to save
+// space in the rare read marks.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Done {
     Appended(Appended),
     Read,

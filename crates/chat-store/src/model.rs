@@ -26,6 +26,7 @@ pub(crate) struct MessageRow {
 impl MessageRow {
     pub(crate) fn into_stored(self, room: RoomName) -> StoredMessage {
         StoredMessage {
+            attachment: None,
             room,
             // Seqs are written by this crate from 1 upwards; a negative one cannot exist.
             seq: Seq::try_from(self.seq).unwrap_or_default(),

@@ -62,6 +62,7 @@ async fn unread_counts_follow_read_receipts_and_skip_own_messages(s: Store) {
     let carol = s.create_user(new_user("carol", "vet")).await.unwrap();
     let dm = PairRoom::new(ana.id, bruno.id).unwrap().name();
     let send = |room: RoomName, from: &chat_store::User, body: &str| NewMessage {
+        attachment: None,
         room,
         sender: Sender::user(from.id, from.display_name.clone(), Some(from.role.clone())),
         body: body.into(),

@@ -10,6 +10,7 @@ use diesel::{Connection, SqliteConnection};
 
 fn msg(body: &str, client_id: Option<&str>) -> NewMessage {
     NewMessage {
+        attachment: None,
         room: RoomName::parse("r").unwrap(),
         sender: Sender::guest("ana"),
         body: body.into(),

@@ -43,6 +43,7 @@ async fn append_worker() {
             for n in (t..PER_PROCESS).step_by(TASKS) {
                 let sent = store
                     .append(NewMessage {
+                        attachment: None,
                         room: room(),
                         sender: Sender::guest(format!("p{id}")),
                         body: format!("{id}/{n}"),
@@ -123,6 +124,7 @@ async fn four_processes_share_one_gap_free_room() {
 
 fn msg(body: &str, client_id: &str) -> NewMessage {
     NewMessage {
+        attachment: None,
         room: room(),
         sender: Sender::guest("ana"),
         body: body.into(),

@@ -19,6 +19,7 @@ fn room(name: &str) -> RoomName {
 
 fn msg(room_name: &str, sender: Sender, body: &str, client_id: Option<&str>) -> NewMessage {
     NewMessage {
+        attachment: None,
         room: room(room_name),
         sender,
         body: body.into(),

@@ -17,6 +17,8 @@ pub enum ClientFrame {
         body: String,
         /// The client's id for this message, for idempotent retries.
         client_id: Option<String>,
+        /// The id of a file the sender uploaded to the room, to send with (or as) the message.
+        attachment: Option<String>,
     },
     /// Join a room on a multiplexed socket, replaying stored messages after `since`.
     Join {
@@ -117,6 +119,7 @@ struct RawFrame {
     message: Option<String>,
     mensagem: Option<String>,
     client_id: Option<String>,
+    attachment: Option<String>,
     since: Option<Seq>,
     active: Option<bool>,
     seq: Option<Seq>,
@@ -156,12 +159,14 @@ impl ClientFrame {
                     .or(raw.mensagem)
                     .unwrap_or_default(),
                 client_id: raw.client_id,
+                attachment: raw.attachment,
             },
             // The seed tutorials' clients send {"message": "..."} with no type.
             None if raw.message.is_some() || raw.mensagem.is_some() => Self::Message {
                 room,
                 body: raw.message.or(raw.mensagem).unwrap_or_default(),
                 client_id: raw.client_id,
+                attachment: None,
             },
             None => {
                 return Err(FrameError::new(
@@ -252,6 +257,7 @@ mod tests {
             )
             .unwrap(),
             ClientFrame::Message {
+                attachment: None,
                 room: Some(lobby.clone()),
                 body: "hi".into(),
                 client_id: Some("c-17".into())
@@ -304,6 +310,7 @@ mod tests {
         for text in [r#"{"message":"oi"}"#, r#"{"mensagem":"oi"}"#] {
             match ClientFrame::parse(text).unwrap() {
                 ClientFrame::Message {
+                    attachment: _,
                     body,
                     room: None,
                     client_id: None,
@@ -406,6 +413,7 @@ mod tests {
                     prop::option::of(any::<String>())
                 )
                     .prop_map(|(room, body, client_id)| ClientFrame::Message {
+                        attachment: None,
                         room,
                         body,
                         client_id
@@ -439,6 +447,7 @@ mod tests {
         fn to_json(frame: &ClientFrame) -> Value {
             let mut v = match frame {
                 ClientFrame::Message {
+                    attachment: _,
                     room,
                     body,
                     client_id,
@@ -509,7 +518,7 @@ mod tests {
                 let text = json!({ field: body }).to_string();
                 prop_assert_eq!(
                     ClientFrame::parse(&text),
-                    Ok(ClientFrame::Message { room: None, body, client_id: None })
+                    Ok(ClientFrame::Message { attachment: None, room: None, body, client_id: None })
                 );
             }
         }

@@ -130,7 +130,18 @@ impl Limits {
     /// at most `max_body_chars` characters and a client id of 1 to `max_client_id_bytes`
     /// bytes (`too_large`).
     pub fn check_message(&self, body: &str, client_id: Option<&str>) -> Result<(), FrameError> {
-        if body.trim().is_empty() {
+        self.check_attached_message(body, client_id, false)
+    }
+
+    /// [`Limits::check_message`] for a message that may carry a file: with one
+    /// (`attached`), the text may be empty.
+    pub fn check_attached_message(
+        &self,
+        body: &str,
+        client_id: Option<&str>,
+        attached: bool,
+    ) -> Result<(), FrameError> {
+        if body.trim().is_empty() && !attached {
             return Err(FrameError::new(
                 ErrorCode::EmptyMessage,
                 "the message is empty",

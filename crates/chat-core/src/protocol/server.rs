@@ -125,6 +125,7 @@ mod tests {
     fn server_frames_match_the_contract() {
         let room = RoomName::parse("lobby").unwrap();
         let msg = StoredMessage {
+            attachment: None,
             room: room.clone(),
             seq: 43,
             sender: Sender::user(3, "ana", Some("tutor".into())),

@@ -74,6 +74,7 @@ impl MessageStore for MemoryStore {
             body: msg.body,
             client_id: msg.client_id,
             sent_at: Timestamp::now(),
+            attachment: msg.attachment,
         };
         if let Some(key) = key {
             room.by_client_id.insert(key, room.messages.len());
@@ -156,6 +157,7 @@ mod tests {
 
     fn msg(room: &str, body: &str, client_id: Option<&str>) -> NewMessage {
         NewMessage {
+            attachment: None,
             room: RoomName::parse(room).unwrap(),
             sender: Sender::guest("ana"),
             body: body.into(),

@@ -49,6 +49,7 @@ mod tests {
 
     fn message(room: &str, seq: Seq, body: &str) -> LayerMessage {
         let frame = ServerFrame::Message(StoredMessage {
+            attachment: None,
             room: RoomName::parse(room).unwrap_or_else(|e| panic!("{e}")),
             seq,
             sender: Sender::guest("ana"),

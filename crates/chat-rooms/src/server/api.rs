@@ -181,6 +181,7 @@ where
     let appended = app
         .messages
         .append(NewMessage {
+            attachment: None,
             room: room.clone(),
             sender,
             body: body.body,

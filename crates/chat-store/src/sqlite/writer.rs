@@ -244,6 +244,7 @@ pub(super) mod tests {
     ) -> (WriteOp, AppendRx) {
         let (tx, rx) = oneshot::channel();
         let msg = NewMessage {
+            attachment: None,
             room: RoomName::parse("r").unwrap(),
             sender,
             body: body.into(),

@@ -557,6 +557,19 @@ pub fn log_message(line: &Value) -> &str {
 }
 
 /// A `redis-server` of the test's own on a spare port (never the shared one on 6379).
+/// Whether a Redis server answers `PING` on `port` (not just anything accepting connections).
+fn redis_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut answer = [0u8; 7];
+    conn.write_all(b"PING\r\n").is_ok()
+        && conn.read_exact(&mut answer).is_ok()
+        && &answer == b"+PONG\r\n"
+}
+
 pub struct OwnRedis {
     child: Child,
     /// Its port.
@@ -564,32 +577,46 @@ pub struct OwnRedis {
 }
 
 impl OwnRedis {
-    /// Starts one on `port` (0: a spare one) and waits until it accepts connections.
+    /// Starts one on `port` (0: a spare one) and waits until it answers `PING`. A spare port
+    /// can be taken by another test's server between our probe and redis-server's bind: then
+    /// redis-server exits, and this tries another port rather than trusting whoever answers.
     pub fn start(port: u16) -> Self {
-        let port = if port == 0 {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        } else {
-            port
-        };
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed on this machine");
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        for _ in 0..5 {
+            let chosen = if port == 0 {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port()
+            } else {
+                port
+            };
+            let mut child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &chosen.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server is installed on this machine");
+            let deadline = std::time::Instant::now() + WAIT;
+            loop {
+                if child.try_wait().ok().flatten().is_some() {
+                    break; // it could not bind: another port
+                }
+                if redis_answers(chosen) {
+                    return Self {
+                        child,
+                        port: chosen,
+                    };
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "redis-server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(port, 0, "redis-server could not listen on port {port}");
         }
-        Self { child, port }
+        panic!("redis-server found no spare port in 5 tries");
     }
 
     /// Its URL.

@@ -601,7 +601,16 @@ test("refused inputs: 45 in a row keep the socket; a client that keeps at it is 
   c.assertConnected();
   for (let i = 0; i < 30; i++) c.emit("join_chat", { chat_id: "bad name!" });
   await eventually(() => c.disconnects.length > 0, "the disconnect of an abusive client");
-  assert.deepEqual(c.disconnects, ["io server disconnect"]);
+  // The server disconnects the socket from its namespace ("io server disconnect"). When more of
+  // the client's events were already on their way, socketioxide answers the first one that
+  // finds no socket by closing the whole transport ("transport close"), and which of the two
+  // the client sees first depends on timing. Either way the server ended it: one disconnect,
+  // and the client is not connected.
+  assert.equal(c.disconnects.length, 1, `one disconnect: ${c.disconnects}`);
+  assert.ok(
+    ["io server disconnect", "transport close"].includes(c.disconnects[0]),
+    `disconnected by the server: ${c.disconnects}`,
+  );
 });
 
 test("rate limit: a burst over 40 is refused with rate_limited (ack and error event), not stored, and the socket recovers", async () => {

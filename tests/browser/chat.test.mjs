@@ -62,6 +62,41 @@ test("two people in a room see each message once, with the same seq and the send
   await bruno.context().close();
 });
 
+test("a picture sent in a room is shown to the others, once, scaled into the message", async () => {
+  // A real 1x1 PNG: the other side must decode it, not just receive a link.
+  const png = Buffer.from(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
+    "base64",
+  );
+  const ana = await openRoom("ana", "pets");
+  const bruno = await openRoom("bruno", "pets");
+  await ana.getByTestId("message-input").fill("o Rex");
+  await ana.getByTestId("file-input").setInputFiles({ name: "rex.png", mimeType: "image/png", buffer: png });
+  const shown = bruno.getByTestId("message").filter({ hasText: "o Rex" });
+  await shown.waitFor();
+  assert.equal(await shown.count(), 1);
+  const img = shown.getByTestId("attachment-image");
+  await img.waitFor();
+  assert.equal(await img.getAttribute("alt"), "rex.png");
+  await bruno.waitForFunction(
+    () => {
+      const i = document.querySelector('[data-testid="attachment-image"]');
+      return i && i.complete && i.naturalWidth === 1;
+    },
+    null,
+    { timeout: 5000 },
+  );
+  // The sender's copy is the stored one, with the picture, and no pending leftover.
+  await ana.getByTestId("message").filter({ hasText: "o Rex" }).getByTestId("attachment-image").waitFor();
+  assert.equal(await ana.getByTestId("pending-message").count(), 0);
+  // A file the server refuses is said so, and nothing is sent.
+  await ana.getByTestId("file-input").setInputFiles({ name: "x.exe", mimeType: "application/octet-stream", buffer: Buffer.from("MZ\x90\x00\x03\x00\x00\x00\x04\x00") });
+  await ana.getByTestId("notice").waitFor();
+  assert.match(await ana.getByTestId("notice").textContent(), /cannot be attached/);
+  await ana.context().close();
+  await bruno.context().close();
+});
+
 test("messages are text, never HTML", async () => {
   const ana = await openRoom("ana", "xss");
   const evil = '<img src=x onerror="window.__xss=1"><b>bold</b>';

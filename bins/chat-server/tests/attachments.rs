@@ -8,8 +8,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{Server, WAIT, add_user, login};
-use serde_json::Value;
+use common::{Client, Server, WAIT, add_user, http_json, login, urlencode};
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -260,5 +260,72 @@ async fn bad_uploads_get_their_status_and_leave_no_file() {
     assert_eq!(
         got.header("content-disposition"),
         Some("attachment; filename*=UTF-8''note%2Etxt")
+    );
+}
+
+#[tokio::test]
+async fn a_file_sent_in_a_message_reaches_the_other_member_and_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let ana = add_user(dir.path(), "ana", "Ana", "tutor", PASSWORD);
+    let bruno = add_user(dir.path(), "bruno", "Bruno", "vet", PASSWORD);
+    let server = Server::start(dir.path(), &[]);
+    let addr = &server.addr;
+    let (ana_session, ana_cookie) = login(addr, "ana", PASSWORD).await;
+    let (bruno_session, _) = login(addr, "bruno", PASSWORD).await;
+    let room = format!("dm_{ana}_{bruno}");
+    let path = format!("/api/rooms/{room}/attachments?name=rex.png");
+    let up = send(addr, "POST", &path, Some(&ana_cookie), PNG, None).await;
+    assert_eq!(up.status, 201);
+    let info = up.json();
+    let id = info["id"].as_str().unwrap().to_owned();
+
+    let url = |other: i64, session: &str| {
+        server.ws_url(&format!("/ws/dm/{other}/?session={}", urlencode(session)))
+    };
+    let mut a = Client::connect(&url(bruno, &ana_session)).await;
+    let mut b = Client::connect(&url(ana, &bruno_session)).await;
+    a.send(json!({"type": "message", "body": "o Rex hoje", "attachment": id, "client_id": "a1"}))
+        .await;
+    assert_eq!(a.recv_type("ack").await["seq"], 1);
+    let got = b.recv_type("message").await;
+    assert_eq!(got["attachment"], info, "the upload's answer, as it was");
+    assert_eq!(got["body"], "o Rex hoje");
+
+    // Bruno cannot pass Ana's file off as his; over HTTP, Ana sends it again without text.
+    b.send(json!({"type": "message", "body": "mine", "attachment": id, "client_id": "b1"}))
+        .await;
+    assert_eq!(b.recv_type("error").await["code"], "forbidden");
+    let (status, _) = http_json(
+        addr,
+        "POST",
+        &format!(
+            "/api/rooms/{room}/messages?session={}",
+            urlencode(&ana_session)
+        ),
+        Some(json!({"attachment": id, "client_id": "a2"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, history) = http_json(
+        addr,
+        "GET",
+        &format!(
+            "/api/rooms/{room}/messages?session={}",
+            urlencode(&ana_session)
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let attached: Vec<&Value> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["attachment"])
+        .collect();
+    assert_eq!(
+        attached,
+        [&info, &info],
+        "both messages carry it, in the history too"
     );
 }

@@ -10,6 +10,7 @@ use chat_core::{
     ServerFrame, SharedPresence, TokenBucket, close,
 };
 
+use crate::attachment::AttachmentLookup;
 use crate::dialect::Render;
 use crate::observe;
 use crate::room::{CHAT_MESSAGE, CHAT_PRESENCE, Meta, RoomSession, Shared};
@@ -97,6 +98,7 @@ impl ChatConsumer {
                 user,
                 store,
                 presence: None,
+                attachments: None,
                 limits,
                 render: Render::Native,
             },
@@ -110,6 +112,13 @@ impl ChatConsumer {
     /// many tabs they have).
     pub fn with_presence(mut self, presence: SharedPresence) -> Self {
         self.shared.presence = Some(presence);
+        self
+    }
+
+    /// Lets messages carry files uploaded to their room by their sender, found in
+    /// `attachments`.
+    pub fn with_attachments(mut self, attachments: Arc<dyn AttachmentLookup>) -> Self {
+        self.shared.attachments = Some(attachments);
         self
     }
 
@@ -129,13 +138,16 @@ impl ChatConsumer {
         let s = &self.shared;
         match frame {
             ClientFrame::Message {
-                body, client_id, ..
+                body,
+                client_id,
+                attachment,
+                ..
             } => {
                 let refused = |e: FrameError| e.for_message(client_id.clone());
                 self.limiter.message().map_err(refused)?;
                 let m = self
                     .session
-                    .message(cx, s, body, client_id.clone())
+                    .message(cx, s, body, client_id.clone(), attachment)
                     .await
                     .map_err(refused)?;
                 cx.send_text(

@@ -45,6 +45,7 @@
 //! # }
 //! ```
 
+pub mod attachment;
 mod chat;
 mod dialect;
 mod mux;

@@ -10,6 +10,7 @@ use chat_core::{
     SharedPresence,
 };
 
+use crate::attachment::AttachmentLookup;
 use crate::dialect::Render;
 use crate::observe;
 use crate::room::Shared;
@@ -34,6 +35,7 @@ impl MuxConsumer {
             user,
             store,
             presence: None,
+            attachments: None,
             limits,
             render: Render::Native,
         };
@@ -45,6 +47,13 @@ impl MuxConsumer {
     /// Tracks who is online (see [`crate::ChatConsumer::with_presence`]).
     pub fn with_presence(mut self, presence: SharedPresence) -> Self {
         self.rooms.shared.presence = Some(presence);
+        self
+    }
+
+    /// Lets messages carry files uploaded to their room by their sender, found in
+    /// `attachments`.
+    pub fn with_attachments(mut self, attachments: Arc<dyn AttachmentLookup>) -> Self {
+        self.rooms.shared.attachments = Some(attachments);
         self
     }
 

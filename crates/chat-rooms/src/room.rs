@@ -18,12 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::{
-    ErrorCode, FrameError, GroupName, HistoryPage, HistoryQuery, LayerMessage, Limits,
-    MessageStore, NewMessage, PresenceEvent, RoomName, Sender, Seq, ServerFrame, SharedPresence,
-    StoredMessage,
+    AttachmentInfo, ErrorCode, FrameError, GroupName, HistoryPage, HistoryQuery, LayerMessage,
+    Limits, MessageStore, NewMessage, PresenceEvent, RoomName, Sender, Seq, ServerFrame,
+    SharedPresence, StoredMessage,
 };
 use tokio::time::Instant;
 
+use crate::attachment::{AttachmentLookup, authorize};
 use crate::dialect::Render;
 use crate::observe;
 use chat_ws::ConsumerError;
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     pub user: Sender,
     pub store: Arc<dyn MessageStore>,
     pub presence: Option<SharedPresence>,
+    /// Where the files messages may carry are found; `None`: messages carry none.
+    pub attachments: Option<Arc<dyn AttachmentLookup>>,
     pub limits: Limits,
     /// What the socket's client reads.
     pub render: Render,
@@ -331,13 +334,19 @@ impl RoomSession {
         s: &Shared,
         body: String,
         client_id: Option<String>,
+        attachment: Option<String>,
     ) -> Result<StoredMessage, FrameError> {
         let received = std::time::Instant::now();
-        s.limits.check_message(&body, client_id.as_deref())?;
+        s.limits
+            .check_attached_message(&body, client_id.as_deref(), attachment.is_some())?;
+        let attachment = match attachment {
+            Some(id) => Some(self.attachment(s, &id).await?),
+            None => None,
+        };
         let appended = s
             .store
             .append(NewMessage {
-                attachment: None,
+                attachment,
                 room: self.room.clone(),
                 sender: s.user.clone(),
                 body,
@@ -360,6 +369,11 @@ impl RoomSession {
             .await;
         observe::send_ack(received.elapsed());
         Ok(msg)
+    }
+
+    /// The file `id` names, when this sender may send it here (see [`authorize`]).
+    async fn attachment(&self, s: &Shared, id: &str) -> Result<AttachmentInfo, FrameError> {
+        authorize(s.attachments.as_deref(), id, &self.room, &s.user).await
     }
 
     /// Starts, refreshes or stops the typing indicator. The room hears a start, a refresh at

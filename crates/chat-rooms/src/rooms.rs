@@ -143,7 +143,7 @@ impl Rooms {
                 Ok(Reply::Left(room))
             }
             ClientFrame::Message {
-                attachment: _,
+                attachment,
                 room,
                 body,
                 client_id,
@@ -151,7 +151,9 @@ impl Rooms {
                 let refused = |e: FrameError| tag(e).for_message(client_id.clone());
                 self.limiter.message().map_err(refused)?;
                 let session = self.joined(room).map_err(refused)?;
-                let stored = session.message(cx, &s, body, client_id.clone()).await;
+                let stored = session
+                    .message(cx, &s, body, client_id.clone(), attachment)
+                    .await;
                 stored.map(Reply::Sent).map_err(refused)
             }
             ClientFrame::Typing { room, active } => {

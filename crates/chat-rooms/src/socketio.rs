@@ -16,6 +16,7 @@ use chat_core::{
 };
 use serde_json::{Value, json};
 
+use crate::attachment::AttachmentLookup;
 use crate::dialect::Render;
 use crate::observe;
 use crate::room::Shared;
@@ -83,8 +84,13 @@ pub(crate) fn message(m: &StoredMessage) -> Value {
         "sender": m.sender,
         "sent_at": m.sent_at,
     });
-    if let (Some(id), Some(obj)) = (&m.client_id, v.as_object_mut()) {
-        obj.insert("client_id".into(), json!(id));
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(id) = &m.client_id {
+            obj.insert("client_id".into(), json!(id));
+        }
+        if let Some(a) = &m.attachment {
+            obj.insert("attachment".into(), json!(a));
+        }
     }
     v
 }
@@ -120,6 +126,7 @@ struct Fields {
     conteudo: Option<String>,
     body: Option<String>,
     client_id: Option<String>,
+    attachment: Option<String>,
     seq: Option<Seq>,
     before: Option<Seq>,
     after: Option<Seq>,
@@ -182,13 +189,15 @@ fn request(event: &str, data: Value) -> Result<ClientFrame, FrameError> {
         },
         "leave_chat" => ClientFrame::Leave { room },
         "send_message" => ClientFrame::Message {
-            attachment: None,
             room: Some(room),
-            body: f
-                .conteudo
-                .or(f.body)
-                .ok_or_else(|| invalid("send_message needs conteudo, a string"))?,
+            // With a file, the text may be left out.
+            body: match (f.conteudo.or(f.body), &f.attachment) {
+                (Some(text), _) => text,
+                (None, Some(_)) => String::new(),
+                (None, None) => return Err(invalid("send_message needs conteudo, a string")),
+            },
             client_id: f.client_id,
+            attachment: f.attachment,
         },
         "typing_start" | "typing_stop" => ClientFrame::Typing {
             room: Some(room),
@@ -224,6 +233,7 @@ impl SocketIoConsumer {
             user,
             store,
             presence: None,
+            attachments: None,
             limits,
             render: Render::SocketIo,
         };
@@ -236,6 +246,13 @@ impl SocketIoConsumer {
     /// hears `user_joined` and `user_left`.
     pub fn with_presence(mut self, presence: SharedPresence) -> Self {
         self.rooms.shared.presence = Some(presence);
+        self
+    }
+
+    /// Lets messages carry files uploaded to their room by their sender, found in
+    /// `attachments`.
+    pub fn with_attachments(mut self, attachments: Arc<dyn AttachmentLookup>) -> Self {
+        self.rooms.shared.attachments = Some(attachments);
         self
     }
 

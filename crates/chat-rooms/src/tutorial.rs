@@ -47,6 +47,7 @@ impl TutorialConsumer {
                 user,
                 store,
                 presence: None,
+                attachments: None,
                 limits,
                 render: Render::Tutorial(tutorial, UtcOffset::UTC),
             },
@@ -102,7 +103,9 @@ impl TutorialConsumer {
         self.limiter.message()?;
         // The sender sees its message when the room's broadcast reaches it, as in the
         // tutorials' group_send: no ack.
-        self.session.message(cx, &self.shared, body, None).await?;
+        self.session
+            .message(cx, &self.shared, body, None, None)
+            .await?;
         Ok(())
     }
 }

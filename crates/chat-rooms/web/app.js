@@ -205,6 +205,40 @@ function roomFromPath() {
   return m ? decodeURIComponent(m[1]) : "";
 }
 
+/** A file on a message: pictures shown (scaled by the style sheet), the rest a download link. */
+function attachmentElement(a) {
+  const href = "/api/attachments/" + encodeURIComponent(a.id);
+  const box = document.createElement("div");
+  box.className = "attachment";
+  if (/^image\//.test(a.content_type)) {
+    const link = document.createElement("a");
+    link.href = href;
+    link.target = "_blank";
+    link.rel = "noopener";
+    const img = document.createElement("img");
+    img.src = href;
+    img.alt = a.name;
+    img.loading = "lazy";
+    img.setAttribute("data-testid", "attachment-image");
+    link.appendChild(img);
+    box.appendChild(link);
+  } else {
+    const link = document.createElement("a");
+    link.href = href;
+    link.download = a.name;
+    link.textContent = a.name + " (" + sizeOf(a.size) + ")";
+    link.setAttribute("data-testid", "attachment-link");
+    box.appendChild(link);
+  }
+  return box;
+}
+
+function sizeOf(bytes) {
+  if (bytes < 1024) return bytes + " B";
+  if (bytes < 1024 * 1024) return Math.round(bytes / 1024) + " KB";
+  return (bytes / (1024 * 1024)).toFixed(1) + " MB";
+}
+
 function timeOf(iso) {
   const d = new Date(iso);
   if (isNaN(d.getTime())) return "";
@@ -240,6 +274,7 @@ class RoomView {
     document.addEventListener("visibilitychange", () => this.scheduleRead());
     $("composer").hidden = false;
     this.bindComposer();
+    this.bindAttach();
     $("load-older").addEventListener("click", () => this.loadOlder());
     $("notice-close").addEventListener("click", () => {
       $("notice").hidden = true;
@@ -370,6 +405,7 @@ class RoomView {
     body.className = "body";
     body.textContent = m.body;
     li.append(meta, body);
+    if (m.attachment) li.appendChild(attachmentElement(m.attachment));
     return li;
   }
 
@@ -475,6 +511,44 @@ class RoomView {
       this.list.scrollTop = this.list.scrollHeight;
       input.value = "";
       this.lastTypingSent = 0;
+    });
+  }
+
+  bindAttach() {
+    const picker = $("file-input");
+    if (!picker) return;
+    picker.addEventListener("change", async () => {
+      const file = picker.files && picker.files[0];
+      picker.value = "";
+      if (!file) return;
+      const url = "/api/rooms/" + encodeURIComponent(this.room) + "/attachments?name=" + encodeURIComponent(file.name);
+      let info;
+      try {
+        const res = await fetch(url, { method: "POST", body: file, credentials: "same-origin" });
+        const answer = await res.json().catch(() => ({}));
+        if (!res.ok) {
+          this.notify((answer.error && answer.error.message) || "The file could not be sent.");
+          return;
+        }
+        info = answer;
+      } catch (e) {
+        this.notify("The file could not be sent: " + e.message);
+        return;
+      }
+      const input = $("input");
+      const text = input.value.trim();
+      const clientId = randomId();
+      if (!this.send({ type: "message", body: text, attachment: info.id, client_id: clientId })) {
+        this.notify("Not connected; the file was not sent.");
+        return;
+      }
+      const li = this.messageElement({ sender: { name: this.name, role: this.me && this.me.role }, body: text, attachment: info });
+      li.classList.add("pending", "own");
+      li.setAttribute("data-testid", "pending-message");
+      this.pending.set(clientId, li);
+      this.list.appendChild(li);
+      this.list.scrollTop = this.list.scrollHeight;
+      input.value = "";
     });
   }
 

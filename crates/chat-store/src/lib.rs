@@ -43,6 +43,7 @@
 //!         sender: Sender::guest("ana"),
 //!         body: "oi".into(),
 //!         client_id: Some("c-1".into()),
+//!         attachment: None,
 //!     })
 //!     .await?;
 //! assert_eq!(sent.message.seq, 1);

@@ -25,6 +25,7 @@ diesel::table! {
         body -> Text,
         client_id -> Nullable<Text>,
         created_at -> BigInt,
+        attachment -> Nullable<Text>,
     }
 }
 

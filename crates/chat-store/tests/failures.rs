@@ -8,6 +8,8 @@ use chat_store::{OpenError, Store, StoreConfig};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, SqliteConnection};
 
+mod common;
+
 fn msg(body: &str, client_id: Option<&str>) -> NewMessage {
     NewMessage {
         attachment: None,
@@ -63,6 +65,23 @@ async fn a_refused_write_is_unavailable_and_takes_no_seq() {
         .unwrap();
     let bodies: Vec<_> = page.messages.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["first", "boom"]);
+}
+
+/// A stored attachment that does not parse back (edited by hand, say) is dropped with a
+/// warning: the message is still read, and nothing panics.
+#[tokio::test]
+async fn a_stored_attachment_that_does_not_parse_is_dropped() {
+    let (store, dir) = common::sqlite().await;
+    common::store_attachments_to_corrupt(&store).await;
+    let path = dir.path().join("chat.db");
+    let mut other = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    other
+        .batch_execute(&format!(
+            "PRAGMA busy_timeout = 5000; {}",
+            common::CORRUPT_ATTACHMENTS_SQL
+        ))
+        .unwrap();
+    common::check_corrupt_attachments_are_dropped(&store).await;
 }
 
 #[tokio::test]

@@ -167,3 +167,18 @@ async fn an_outage_is_unavailable_and_the_store_recovers() {
     assert_eq!(bodies, ["before", "during"]);
     store.ping().await.unwrap();
 }
+
+/// A stored attachment that does not parse back (edited by hand, say) is dropped with a
+/// warning: the message is still read, and nothing panics.
+#[tokio::test]
+async fn a_stored_attachment_that_does_not_parse_is_dropped() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let (store, db) = common::postgres().await;
+    common::store_attachments_to_corrupt(&store).await;
+    let mut other = AsyncPgConnection::establish(db.url()).await.unwrap();
+    other
+        .batch_execute(common::CORRUPT_ATTACHMENTS_SQL)
+        .await
+        .unwrap();
+    common::check_corrupt_attachments_are_dropped(&store).await;
+}

@@ -7,7 +7,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chat_core::{GuestId, HistoryPage, HistoryQuery, MessageStore, NewMessage, RoomName, Sender};
+use chat_core::{
+    AttachmentInfo, GuestId, HistoryPage, HistoryQuery, MessageStore, NewMessage, RoomName, Sender,
+};
 use chat_store::{Store, StoreConfig};
 
 mod common;
@@ -301,6 +303,112 @@ async fn history_pages_both_ways(store: impl MessageStore) {
     assert_eq!((seqs(&p), p.has_more), (vec![], false));
 }
 
+fn attachment(id: char, name: &str, size: u64) -> AttachmentInfo {
+    AttachmentInfo {
+        id: id.to_string().repeat(32),
+        name: name.into(),
+        content_type: "image/png".into(),
+        size,
+    }
+}
+
+/// A message's attachment is stored with it and comes back from every read: the append's
+/// answer, history, a repeated client id (the first message's, whatever the retry carries).
+async fn attachments_are_stored_and_read_back(store: impl MessageStore) {
+    // Quotes, non-ASCII and a size beyond i64: JSON in a text column must keep them all.
+    let cat = attachment('a', "gato \"fofo\" \\ 🐈.png", u64::MAX);
+    let with = |body: &str, client_id: Option<&str>, a: Option<AttachmentInfo>| NewMessage {
+        attachment: a,
+        ..msg("att", Sender::guest("ana"), body, client_id)
+    };
+
+    let sent = store
+        .append(with("look", Some("c-1"), Some(cat.clone())))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.message.attachment.as_ref(),
+        Some(&cat),
+        "append answers it"
+    );
+    let plain = store
+        .append(with("no file", Some("c-2"), None))
+        .await
+        .unwrap();
+    assert_eq!(plain.message.attachment, None);
+    let pdf = attachment('b', "notes.pdf", 1_234);
+    let other = store
+        .append(with("", None, Some(pdf.clone())))
+        .await
+        .unwrap();
+
+    // A retry answers the first message, attachment and all, even if it carries another one
+    // or none.
+    for retry in [Some(pdf.clone()), None] {
+        let again = store
+            .append(with("look again", Some("c-1"), retry))
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.message, sent.message);
+    }
+    let again = store
+        .append(with("no file", Some("c-2"), Some(pdf.clone())))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message.attachment, None, "a retry adds no attachment");
+
+    let page = store
+        .history(&room("att"), HistoryQuery::latest(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.messages,
+        [sent.message, plain.message, other.message],
+        "history has what append answered"
+    );
+    let page = store
+        .history(&room("att"), HistoryQuery::after(2, 10))
+        .await
+        .unwrap();
+    assert_eq!(page.messages[0].attachment.as_ref(), Some(&pdf));
+
+    // Concurrent retries of one client id (they may land in one batch, where the writer
+    // answers from the message it is about to insert): every answer has the attachment.
+    let store = Arc::new(store);
+    let mut handles = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let file = attachment('c', &format!("try-{i}.png"), i);
+        handles.push(tokio::spawn(async move {
+            store
+                .append(with("burst", Some("c-3"), Some(file)))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut answers = Vec::new();
+    for h in handles {
+        answers.push(h.await.unwrap());
+    }
+    assert_eq!(answers.iter().filter(|a| !a.duplicate).count(), 1);
+    let first = answers.iter().find(|a| !a.duplicate).unwrap();
+    assert!(first.message.attachment.is_some());
+    for a in &answers {
+        assert_eq!(
+            a.message, first.message,
+            "every retry answers the stored one"
+        );
+    }
+    let page = store
+        .history(&room("att"), HistoryQuery::after(3, 10))
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0], first.message);
+}
+
 async fn read_state_never_moves_back(store: impl MessageStore) {
     let r = room("reads");
     assert_eq!(store.last_read(&r, 3).await.unwrap(), 0);
@@ -321,6 +429,7 @@ suite!(
     client_id_is_idempotent,
     guests_are_told_apart_by_their_ids,
     history_pages_both_ways,
+    attachments_are_stored_and_read_back,
     read_state_never_moves_back,
 );
 
@@ -331,6 +440,7 @@ suite!(
     client_id_is_idempotent,
     guests_are_told_apart_by_their_ids,
     history_pages_both_ways,
+    attachments_are_stored_and_read_back,
     read_state_never_moves_back,
 );
 

@@ -101,8 +101,10 @@ async fn read_history<B>(app: &Chat, room: &str, req: &Request<B>) -> Result<Res
 
 #[derive(Deserialize)]
 struct PostBody {
+    #[serde(default)]
     body: String,
     client_id: Option<String>,
+    attachment: Option<String>,
     name: Option<String>,
 }
 
@@ -155,7 +157,11 @@ where
             format!("expected {{\"body\": \"...\", \"client_id\": \"...\"}}: {e}"),
         )
     })?;
-    limits.check_message(&body.body, body.client_id.as_deref())?;
+    limits.check_attached_message(
+        &body.body,
+        body.client_id.as_deref(),
+        body.attachment.is_some(),
+    )?;
     let sender = match &access {
         Access::User(u) => sender_of(u),
         Access::Guest => {
@@ -178,10 +184,17 @@ where
     // A guest without the guest cookie is a new guest for this post; the cookie keeps a
     // client with a cookie jar that guest for its retries.
     let guest = matches!(access, Access::Guest).then_some(guest);
+    let attachment = match &body.attachment {
+        Some(id) => {
+            let lookup = app.attachment_lookup.as_deref();
+            Some(crate::attachment::authorize(lookup, id, &room, &sender).await?)
+        }
+        None => None,
+    };
     let appended = app
         .messages
         .append(NewMessage {
-            attachment: None,
+            attachment,
             room: room.clone(),
             sender,
             body: body.body,

@@ -7,6 +7,7 @@ use chat_core::{MessageStore, PairPolicy, SharedLayer, SharedPresence};
 use chat_store::Store;
 use chat_ws::{ConnectionConfig, OriginPolicy, Sockets};
 
+use crate::attachment::AttachmentLookup;
 use crate::server::ChatConfig;
 use crate::server::attachments::AttachmentStore;
 use crate::server::auth::{ChatAuthenticator, GuestKeys, SessionKeys, default_authenticator};
@@ -39,6 +40,8 @@ pub struct Chat {
     pub(crate) authenticator: ChatAuthenticator,
     /// Where attachments are kept (`None`: off).
     pub(crate) attachments: Option<Arc<dyn AttachmentStore>>,
+    /// The same store, as the room sessions look files up.
+    pub(crate) attachment_lookup: Option<Arc<dyn AttachmentLookup>>,
     /// Session cookie signing.
     pub(crate) sessions: SessionKeys,
     /// Guest ids from guest cookies.
@@ -99,6 +102,9 @@ impl Chat {
             policy: config.pair_policy.clone(),
             authenticator,
             attachments: config.attachments.clone(),
+            attachment_lookup: config.attachments.clone().map(|store| {
+                Arc::new(crate::server::attachments::Lookup(store)) as Arc<dyn AttachmentLookup>
+            }),
             sessions: SessionKeys::new(&config.secret_key, config.secure_cookies),
             guests: GuestKeys::new(&config.secret_key, config.secure_cookies),
             post_limiter: Arc::new(KeyedLimiter::new(

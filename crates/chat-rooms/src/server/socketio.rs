@@ -155,6 +155,10 @@ async fn start(app: Chat, s: SocketRef, auth: Value) -> Result<(), Refused> {
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
+    let consumer = match app.attachment_lookup.clone() {
+        Some(files) => consumer.with_attachments(files),
+        None => consumer,
+    };
     let consumer = bind(consumer, &credential);
     let request = RequestInfo {
         path: s.req_parts().uri.path().to_owned(),

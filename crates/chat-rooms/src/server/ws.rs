@@ -131,6 +131,10 @@ pub async fn chat_room<B: Send + 'static>(app: &Chat, room: &str, req: Request<B
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
+    let consumer = match app.attachment_lookup.clone() {
+        Some(files) => consumer.with_attachments(files),
+        None => consumer,
+    };
     let res = upgrade_native(req, bind(consumer, &credential), app)
         .instrument(span)
         .await;
@@ -162,6 +166,10 @@ pub async fn pair_room<B: Send + 'static>(app: &Chat, other: &str, req: Request<
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
+    let consumer = match app.attachment_lookup.clone() {
+        Some(files) => consumer.with_attachments(files),
+        None => consumer,
+    };
     upgrade_native(req, bind(consumer, &credential), app)
         .instrument(span)
         .await
@@ -190,6 +198,10 @@ pub async fn multiplexed<B: Send + 'static>(app: &Chat, req: Request<B>) -> Resp
         app.config.limits.clone(),
     )
     .with_presence(app.presence.clone());
+    let consumer = match app.attachment_lookup.clone() {
+        Some(files) => consumer.with_attachments(files),
+        None => consumer,
+    };
     let res = upgrade_native(req, bind(consumer, &credential), app)
         .instrument(span)
         .await;

@@ -20,10 +20,11 @@ use tokio::sync::mpsc;
 
 use super::connect;
 use crate::batch::{Done, Op, Reply, WriteOp, answer, record_commit, room_kind, split};
-use crate::model::{MessageRow, NewMessageRow, db_seq};
+use crate::model::{MessageRow, NewMessageRow, attachment_json, db_seq};
 use crate::schema::{messages, rooms};
 
-/// Most rows in one INSERT (PostgreSQL takes at most 65,535 bind parameters per statement).
+/// Most rows in one INSERT (PostgreSQL takes at most 65,535 bind parameters per statement;
+/// a row has 10 columns).
 const INSERT_CHUNK: usize = 4_096;
 
 /// Room ids remembered, at most, before the cache starts over.
@@ -184,7 +185,7 @@ async fn known_client_ids(
     let clients: Vec<&str> = keys.iter().map(|k| k.2.as_str()).collect();
     let rows: Vec<KnownRow> = diesel::sql_query(
         "SELECT m.room_id, m.sender_key, m.seq, m.sender_id, m.sender_name, m.sender_role,
-                m.body, m.client_id, m.created_at
+                m.body, m.client_id, m.created_at, m.attachment
            FROM messages m
            JOIN unnest($1::int4[], $2::text[], $3::text[]) AS k(room_id, sender_key, client_id)
              ON m.room_id = k.room_id AND m.sender_key = k.sender_key
@@ -207,11 +208,13 @@ async fn known_client_ids(
         .collect())
 }
 
-/// A message the batch stores: where, under which seq and sender key.
+/// A message the batch stores: where, under which seq and sender key, and its attachment as
+/// the `attachment` column holds it.
 struct Pending {
     room_id: i32,
     seq: i64,
     sender_key: String,
+    attachment: Option<String>,
     msg: NewMessage,
 }
 
@@ -288,6 +291,7 @@ async fn write_batch(
                     room_id: id,
                     seq: *last,
                     sender_key,
+                    attachment: attachment_json(msg.attachment.as_ref())?,
                     msg,
                 };
                 done.push(Done::Appended(Appended {
@@ -334,7 +338,7 @@ fn duplicate(message: chat_core::StoredMessage) -> Done {
 }
 
 fn stored(p: &Pending, now: i64) -> chat_core::StoredMessage {
-    MessageRow {
+    let mut message = MessageRow {
         seq: p.seq,
         sender_id: p.msg.sender.id,
         sender_name: p.msg.sender.name.clone(),
@@ -343,8 +347,12 @@ fn stored(p: &Pending, now: i64) -> chat_core::StoredMessage {
         body: p.msg.body.clone(),
         client_id: p.msg.client_id.clone(),
         created_at: now,
+        // The attachment as given, rather than parsed back from its JSON.
+        attachment: None,
     }
-    .into_stored(p.msg.room.clone())
+    .into_stored(p.msg.room.clone());
+    message.attachment = p.msg.attachment.clone();
+    message
 }
 
 async fn insert_messages(
@@ -364,6 +372,7 @@ async fn insert_messages(
             body: &p.msg.body,
             client_id: p.msg.client_id.as_deref(),
             created_at: now,
+            attachment: p.attachment.as_deref(),
         })
         .collect();
     for chunk in rows.chunks(INSERT_CHUNK) {

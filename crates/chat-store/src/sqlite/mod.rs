@@ -224,4 +224,24 @@ mod tests {
         fn check<T: Clone + Send + Sync + 'static>() {}
         check::<SqliteStore>();
     }
+
+    /// The latest migration reverts and applies again (its down.sql drops what up.sql adds).
+    #[test]
+    fn the_latest_migration_reverts_and_reapplies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let mut conn = open_writer(&path, &StoreConfig::new("unused")).unwrap();
+        let columns = |conn: &mut SqliteConnection| -> i64 {
+            diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'attachment'",
+            )
+            .get_result(conn)
+            .unwrap()
+        };
+        assert_eq!(columns(&mut conn), 1);
+        conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        assert_eq!(columns(&mut conn), 0);
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+        assert_eq!(columns(&mut conn), 1);
+    }
 }

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer};
 
 use crate::batch::{Done, Op, Reply, WriteOp, answer, record_commit, room_kind, split};
-use crate::model::{MessageRow, db_seq};
+use crate::model::{MessageRow, attachment_json, db_seq};
 use crate::schema::{messages, rooms};
 
 /// A room's id and latest seq as the current batch sees them.
@@ -65,6 +65,7 @@ fn append(
     now: i64,
 ) -> QueryResult<Appended> {
     let key = msg.sender.idempotency_key();
+    let attachment = attachment_json(msg.attachment.as_ref())?;
     let state = load_room(conn, cache, &msg.room, now)?;
     let room_id = state.id;
     let seq = state.last_seq + 1;
@@ -83,6 +84,7 @@ fn append(
             messages::body.eq(&msg.body),
             messages::client_id.eq(msg.client_id.as_deref()),
             messages::created_at.eq(now),
+            messages::attachment.eq(attachment.as_deref()),
         ))
         .on_conflict_do_nothing()
         .execute(conn)?;
@@ -109,9 +111,13 @@ fn append(
         body: msg.body,
         client_id: msg.client_id,
         created_at: now,
+        // The attachment as given, rather than parsed back from the JSON just written.
+        attachment: None,
     };
+    let mut message = row.into_stored(msg.room);
+    message.attachment = msg.attachment;
     Ok(Appended {
-        message: row.into_stored(msg.room),
+        message,
         duplicate: false,
     })
 }

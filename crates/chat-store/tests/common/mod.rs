@@ -53,3 +53,72 @@ macro_rules! suite {
         }
     };
 }
+
+/// The room of [`store_attachments_to_corrupt`].
+pub const CORRUPT_ROOM: &str = "corrupt";
+
+/// What [`check_corrupt_attachments_are_dropped`] expects the test to run on the database
+/// between the two halves: stored attachments that do not parse back.
+pub const CORRUPT_ATTACHMENTS_SQL: &str = "
+    UPDATE messages SET attachment = 'not json' WHERE body = 'one';
+    UPDATE messages SET attachment = '{\"id\": 7}' WHERE body = 'two';";
+
+/// First half of the check that a stored attachment which does not parse back is no panic
+/// and no error: stores the messages whose attachments the test then corrupts.
+pub async fn store_attachments_to_corrupt(store: &Store) {
+    use chat_core::{AttachmentInfo, MessageStore, NewMessage, RoomName, Sender};
+    for (body, client_id) in [("one", "c-1"), ("two", "c-2"), ("fine", "c-3")] {
+        store
+            .append(NewMessage {
+                room: RoomName::parse(CORRUPT_ROOM).unwrap(),
+                sender: Sender::guest("ana"),
+                body: body.into(),
+                client_id: Some(client_id.into()),
+                attachment: Some(AttachmentInfo {
+                    id: "d".repeat(32),
+                    name: format!("{body}.png"),
+                    content_type: "image/png".into(),
+                    size: 10,
+                }),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// Second half: the messages are still read (history, a retry of their client id), only
+/// without their attachments; the intact one keeps its own.
+pub async fn check_corrupt_attachments_are_dropped(store: &Store) {
+    use chat_core::{HistoryQuery, MessageStore, NewMessage, RoomName, Sender};
+    let room = RoomName::parse(CORRUPT_ROOM).unwrap();
+    let page = store
+        .history(&room, HistoryQuery::latest(10))
+        .await
+        .unwrap();
+    let got: Vec<_> = page
+        .messages
+        .iter()
+        .map(|m| {
+            (
+                m.body.as_str(),
+                m.attachment.as_ref().map(|a| a.name.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("one", None), ("two", None), ("fine", Some("fine.png"))]
+    );
+    let retry = store
+        .append(NewMessage {
+            room,
+            sender: Sender::guest("ana"),
+            body: "one".into(),
+            client_id: Some("c-1".into()),
+            attachment: None,
+        })
+        .await
+        .unwrap();
+    assert!(retry.duplicate);
+    assert_eq!((retry.message.seq, retry.message.attachment), (1, None));
+}

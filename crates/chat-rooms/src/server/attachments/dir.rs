@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::{Attachment, AttachmentError, AttachmentFuture, AttachmentStore, is_attachment_id};
+use super::{
+    Attachment, AttachmentError, AttachmentFuture, AttachmentLookup, AttachmentStore,
+    is_attachment_id,
+};
 
 /// Attachments kept as files under one directory.
 #[derive(Debug, Clone)]
@@ -43,6 +46,21 @@ async fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     written
 }
 
+impl AttachmentLookup for DirAttachments {
+    fn find<'a>(&'a self, id: &'a str) -> AttachmentFuture<'a, Option<Attachment>> {
+        Box::pin(async move {
+            if !is_attachment_id(id) {
+                return Ok(None);
+            }
+            match tokio::fs::read(self.path(id, "json")).await {
+                Ok(record) => Ok(Some(serde_json::from_slice(&record)?)),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+}
+
 impl AttachmentStore for DirAttachments {
     fn put<'a>(&'a self, attachment: &'a Attachment, data: Bytes) -> AttachmentFuture<'a, ()> {
         Box::pin(async move {
@@ -67,15 +85,9 @@ impl AttachmentStore for DirAttachments {
 
     fn get<'a>(&'a self, id: &'a str) -> AttachmentFuture<'a, Option<(Attachment, Bytes)>> {
         Box::pin(async move {
-            if !is_attachment_id(id) {
+            let Some(attachment) = self.find(id).await? else {
                 return Ok(None);
-            }
-            let record = match tokio::fs::read(self.path(id, "json")).await {
-                Ok(r) => r,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e.into()),
             };
-            let attachment: Attachment = serde_json::from_slice(&record)?;
             let data = tokio::fs::read(self.path(id, "bin")).await?;
             Ok(Some((attachment, Bytes::from(data))))
         })

@@ -11,12 +11,12 @@ mod dir;
 mod http;
 mod sniff;
 
-use std::future::Future;
-use std::pin::Pin;
-
 use bytes::Bytes;
-use chat_core::RoomName;
-use serde::{Deserialize, Serialize};
+pub use chat_core::AttachmentInfo;
+
+pub use crate::attachment::{
+    Attachment, AttachmentError, AttachmentFuture, AttachmentLookup, is_attachment_id,
+};
 
 pub use self::dir::DirAttachments;
 pub(crate) use self::http::{download, upload};
@@ -25,53 +25,10 @@ pub use self::sniff::{ALLOWED_TYPES, sniff};
 /// The default largest attachment: 10 MiB.
 pub const DEFAULT_MAX_ATTACHMENT_BYTES: usize = 10 * 1024 * 1024;
 
-/// What the protocol shows of an attachment (in the upload's answer).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttachmentInfo {
-    /// Its id: 32 lowercase hex digits.
-    pub id: String,
-    /// The file name the uploader gave (shown, never used as a path).
-    pub name: String,
-    /// The sniffed type (`image/png`, `application/pdf`, …).
-    pub content_type: String,
-    /// Its size in bytes.
-    pub size: u64,
-}
-
-/// An attachment as stored: what the protocol shows, the room it belongs to (whose members
-/// may read it) and who uploaded it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attachment {
-    /// What the protocol shows.
-    #[serde(flatten)]
-    pub info: AttachmentInfo,
-    /// The room it was sent to.
-    pub room: RoomName,
-    /// Who uploaded it: `u:<user id>` or `g:<guest id>`.
-    pub uploader: String,
-}
-
-/// Why an attachment store failed.
-#[derive(Debug, thiserror::Error)]
-pub enum AttachmentError {
-    /// The file system failed (full disk, permissions).
-    #[error("attachment storage: {0}")]
-    Io(#[from] std::io::Error),
-    /// A stored record could not be read back.
-    #[error("an attachment record is damaged: {0}")]
-    Corrupt(#[from] serde_json::Error),
-    /// Another backend failed.
-    #[error("attachment storage: {0}")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
-
-/// What an [`AttachmentStore`] call returns.
-pub type AttachmentFuture<'a, T> =
-    Pin<Box<dyn Future<Output = Result<T, AttachmentError>> + Send + 'a>>;
-
 /// Where attachments are kept. Each call is all-or-nothing: a failed `put` leaves nothing
 /// behind, and `get` never returns a file whose record is missing or the other way round.
-pub trait AttachmentStore: Send + Sync + 'static {
+/// Its [`AttachmentLookup::find`] reads the record alone.
+pub trait AttachmentStore: AttachmentLookup {
     /// Stores `data` under `attachment.info.id`.
     fn put<'a>(&'a self, attachment: &'a Attachment, data: Bytes) -> AttachmentFuture<'a, ()>;
 
@@ -79,10 +36,13 @@ pub trait AttachmentStore: Send + Sync + 'static {
     fn get<'a>(&'a self, id: &'a str) -> AttachmentFuture<'a, Option<(Attachment, Bytes)>>;
 }
 
-/// Whether `id` is an attachment id (32 lowercase hex digits): checked before any store sees
-/// it, so no id can name a path.
-pub fn is_attachment_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+/// An [`AttachmentStore`] as a room session looks files up.
+pub(crate) struct Lookup(pub(crate) std::sync::Arc<dyn AttachmentStore>);
+
+impl AttachmentLookup for Lookup {
+    fn find<'a>(&'a self, id: &'a str) -> AttachmentFuture<'a, Option<Attachment>> {
+        self.0.find(id)
+    }
 }
 
 /// A new random attachment id.

@@ -1,6 +1,9 @@
 // The web client, end to end: real server, real browser.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { guestPage, launchBrowser, startServer } from "./harness.mjs";
 
 let server;
@@ -95,6 +98,46 @@ test("a picture sent in a room is shown to the others, once, scaled into the mes
   assert.match(await ana.getByTestId("notice").textContent(), /cannot be attached/);
   await ana.context().close();
   await bruno.context().close();
+});
+
+test("the server restarts mid-conversation: both pages reconnect and every message shows once", async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "chat-restart-"));
+  let node = await startServer({ dataDir });
+  const bind = new URL(node.url).host;
+  const open = async (name) => {
+    const page = await guestPage(browser, node.url, name);
+    await page.goto(`${node.url}/chat/restart/`);
+    await page.getByTestId("status").and(page.locator('[data-state="online"]')).waitFor();
+    return page;
+  };
+  const ana = await open("ana");
+  const bruno = await open("bruno");
+  await send(ana, "before the restart");
+  await bruno.getByTestId("message").filter({ hasText: "before the restart" }).waitFor();
+
+  await node.stop();
+  for (const page of [ana, bruno]) {
+    await page.getByTestId("status").and(page.locator('[data-state="online"]')).waitFor({ state: "detached" });
+  }
+  node = await startServer({ dataDir, bind });
+  // Ana is back first and writes; Bruno, whenever he is back, gets what he missed.
+  await ana.getByTestId("status").and(ana.locator('[data-state="online"]')).waitFor({ timeout: 15_000 });
+  await send(ana, "while bruno was away");
+  await send(ana, "and one more");
+  await bruno.getByTestId("status").and(bruno.locator('[data-state="online"]')).waitFor({ timeout: 15_000 });
+  for (const page of [ana, bruno]) {
+    for (const text of ["before the restart", "while bruno was away", "and one more"]) {
+      const msg = page.getByTestId("message").filter({ hasText: text });
+      await msg.waitFor();
+      assert.equal(await msg.count(), 1, `${text} once`);
+    }
+    const seqs = await page.getByTestId("message").evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
+    assert.deepEqual(seqs, [1, 2, 3], "in order, no gap, no duplicate");
+  }
+  await ana.context().close();
+  await bruno.context().close();
+  await node.stop();
+  rmSync(dataDir, { recursive: true, force: true });
 });
 
 test("messages are text, never HTML", async () => {

@@ -11,8 +11,9 @@ const ROOT = resolve(import.meta.dirname, "..", "..");
 
 /// Starts a server. `args` are extra `serve` flags (`["--compat", "tutorials"]`); `dataDir`
 /// shares a data directory (and so the SQLite file and the secret key) between servers; `env`
-/// adds environment variables.
-export async function startServer({ args = [], dataDir: sharedDir, env: extraEnv = {} } = {}) {
+/// adds environment variables; `bind` is the address (a free port by default; a stopped
+/// server's, to restart it where its pages reconnect).
+export async function startServer({ args = [], dataDir: sharedDir, env: extraEnv = {}, bind = "127.0.0.1:0" } = {}) {
   const bin = process.env.CHAT_SERVER_BIN || join(ROOT, "target", "debug", "chat-server");
   const dataDir = sharedDir || mkdtempSync(join(tmpdir(), "chat-browser-"));
   const env = { ...process.env, CHAT_LOG: "warn" };
@@ -20,7 +21,7 @@ export async function startServer({ args = [], dataDir: sharedDir, env: extraEnv
   delete env.REDIS_URL;
   delete env.CHAT_COMPAT;
   Object.assign(env, extraEnv);
-  const child = spawn(bin, ["serve", "--bind", "127.0.0.1:0", "--data-dir", dataDir, ...args], {
+  const child = spawn(bin, ["serve", "--bind", bind, "--data-dir", dataDir, ...args], {
     env,
     stdio: ["ignore", "pipe", "inherit"],
   });

@@ -140,6 +140,22 @@ test("the server restarts mid-conversation: both pages reconnect and every messa
   rmSync(dataDir, { recursive: true, force: true });
 });
 
+test("the connection status says offline without a network and comes back online by itself", async () => {
+  const ana = await openRoom("ana", "flaky");
+  const bruno = await openRoom("bruno", "flaky");
+  const status = (page, state) => page.getByTestId("status").and(page.locator(`[data-state="${state}"]`));
+  await ana.context().setOffline(true);
+  await status(ana, "offline").waitFor();
+  await send(bruno, "while ana was offline");
+  await ana.context().setOffline(false);
+  await status(ana, "online").waitFor({ timeout: 15_000 });
+  const missed = ana.getByTestId("message").filter({ hasText: "while ana was offline" });
+  await missed.waitFor();
+  assert.equal(await missed.count(), 1);
+  await ana.context().close();
+  await bruno.context().close();
+});
+
 test("messages are text, never HTML", async () => {
   const ana = await openRoom("ana", "xss");
   const evil = '<img src=x onerror="window.__xss=1"><b>bold</b>';

@@ -279,6 +279,12 @@ class RoomView {
     $("notice-close").addEventListener("click", () => {
       $("notice").hidden = true;
     });
+    // A lost network may leave the socket looking open for a long time: drop it at once, and
+    // come back with since when the browser is online again.
+    window.addEventListener("offline", () => {
+      this.setStatus("offline", "offline");
+      if (this.ws) this.ws.close();
+    });
     await this.loadHistory();
     this.connect();
   }
@@ -313,14 +319,30 @@ class RoomView {
   }
 
   connect() {
+    // The browser knows it has no network: say so, and wait for it rather than retry blind.
+    if (navigator.onLine === false) {
+      this.setStatus("offline", "offline");
+      if (!this.waitingForNetwork) {
+        this.waitingForNetwork = true;
+        window.addEventListener("online", () => {
+          this.waitingForNetwork = false;
+          this.backoff = 1000;
+          this.connect();
+        }, { once: true });
+      }
+      return;
+    }
     const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
     let url = proto + "//" + window.location.host + this.wsPath + "?since=" + this.lastSeq;
     if (!this.me) url += "&name=" + encodeURIComponent(this.name);
-    this.setStatus("connecting", "connecting…");
+    // Four states: connecting (the first time), online, reconnecting (after a drop, with
+    // back-off, resuming with since), offline (the browser has no network).
+    if (!this.everOnline) this.setStatus("connecting", "connecting…");
     const ws = new WebSocket(url, ["chat.v1"]);
     this.ws = ws;
     ws.addEventListener("open", () => {
       this.backoff = 1000;
+      this.everOnline = true;
       this.setStatus("online", "connected");
       this.lastReadSent = 0;
       this.scheduleRead();
@@ -336,7 +358,11 @@ class RoomView {
     });
     ws.addEventListener("close", () => {
       if (this.ws !== ws) return;
-      this.setStatus("offline", "reconnecting…");
+      if (navigator.onLine === false) {
+        this.connect();
+        return;
+      }
+      this.setStatus("reconnecting", "reconnecting…");
       const delay = this.backoff;
       this.backoff = Math.min(this.backoff * 2, 10000);
       setTimeout(() => this.connect(), delay);

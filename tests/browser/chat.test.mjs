@@ -156,6 +156,34 @@ test("the connection status says offline without a network and comes back online
   await bruno.context().close();
 });
 
+test("while the tab is hidden, new messages count in the title and chime when sound is on", async () => {
+  const ana = await openRoom("ana", "chimes");
+  const bruno = await openRoom("bruno", "chimes");
+  const toggle = ana.getByTestId("sound-toggle");
+  assert.equal(await toggle.getAttribute("aria-pressed"), "false", "off by default in a public room");
+  await toggle.click();
+  assert.equal(await toggle.getAttribute("aria-pressed"), "true");
+  const setHidden = (hidden) =>
+    ana.evaluate((h) => {
+      Object.defineProperty(document, "hidden", { value: h, configurable: true });
+      Object.defineProperty(document, "visibilityState", { value: h ? "hidden" : "visible", configurable: true });
+      document.dispatchEvent(new Event("visibilitychange"));
+    }, hidden);
+  await setHidden(true);
+  await send(bruno, "one");
+  await send(bruno, "two");
+  await ana.waitForFunction(() => document.title.startsWith("(2) #chimes"));
+  assert.equal(await ana.evaluate(() => document.body.dataset.chimes), "2");
+  // Her own messages do not count; coming back clears the count.
+  await setHidden(false);
+  await ana.waitForFunction(() => document.title === "#chimes · Chat");
+  // The choice is remembered for the room.
+  await ana.reload();
+  assert.equal(await ana.getByTestId("sound-toggle").getAttribute("aria-pressed"), "true");
+  await ana.context().close();
+  await bruno.context().close();
+});
+
 test("messages are text, never HTML", async () => {
   const ana = await openRoom("ana", "xss");
   const evil = '<img src=x onerror="window.__xss=1"><b>bold</b>';

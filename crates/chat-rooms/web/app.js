@@ -205,6 +205,30 @@ function roomFromPath() {
   return m ? decodeURIComponent(m[1]) : "";
 }
 
+/** A short, quiet two-tone chime (no audio file to fetch). Counted in `data-chimes` on <body>. */
+function beep() {
+  document.body.dataset.chimes = String(Number(document.body.dataset.chimes || 0) + 1);
+  try {
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return;
+    const ctx = beep.ctx || (beep.ctx = new Ctx());
+    const now = ctx.currentTime;
+    [880, 1320].forEach((freq, i) => {
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, now + i * 0.12);
+      gain.gain.exponentialRampToValueAtTime(0.08, now + i * 0.12 + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, now + i * 0.12 + 0.15);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(now + i * 0.12);
+      osc.stop(now + i * 0.12 + 0.16);
+    });
+  } catch (_) {
+    /* a browser that will not play without a gesture stays silent */
+  }
+}
+
 /** A file on a message: pictures shown (scaled by the style sheet), the rest a download link. */
 function attachmentElement(a) {
   const href = "/api/attachments/" + encodeURIComponent(a.id);
@@ -271,7 +295,11 @@ class RoomView {
   async start() {
     $("room-title").textContent = this.title;
     document.title = this.title + " · Chat";
-    document.addEventListener("visibilitychange", () => this.scheduleRead());
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden) this.clearUnseen();
+      this.scheduleRead();
+    });
+    this.bindSound();
     $("composer").hidden = false;
     this.bindComposer();
     this.bindAttach();
@@ -378,6 +406,7 @@ class RoomView {
   onFrame(f) {
     switch (f.type) {
       case "message":
+        if (!this.bySeq.has(f.seq) && !this.isOwn(f.sender)) this.onUnseen();
         this.addMessage(f);
         break;
       case "ack":
@@ -538,6 +567,40 @@ class RoomView {
       input.value = "";
       this.lastTypingSent = 0;
     });
+  }
+
+  // A new message from someone else: while the tab is hidden, a count in the title and,
+  // when switched on, a short sound.
+  onUnseen() {
+    if (!document.hidden) return;
+    this.unseen = (this.unseen || 0) + 1;
+    document.title = "(" + this.unseen + ") " + this.title + " · Chat";
+    if (this.soundOn) beep();
+  }
+
+  clearUnseen() {
+    this.unseen = 0;
+    document.title = this.title + " · Chat";
+  }
+
+  // The sound switch: off by default in public rooms (busy, full of strangers), on in
+  // private conversations; the choice is remembered per room.
+  bindSound() {
+    const button = $("sound-toggle");
+    const key = "chat.sound." + this.room;
+    const saved = localStorage.getItem(key);
+    this.soundOn = saved === null ? /^dm_/.test(this.room) : saved === "on";
+    const show = () => {
+      button.setAttribute("aria-pressed", String(this.soundOn));
+      button.textContent = this.soundOn ? "\u{1F514}" : "\u{1F515}";
+      button.setAttribute("aria-label", this.soundOn ? "Sound on" : "Sound off");
+    };
+    button.addEventListener("click", () => {
+      this.soundOn = !this.soundOn;
+      localStorage.setItem(key, this.soundOn ? "on" : "off");
+      show();
+    });
+    show();
   }
 
   bindAttach() {

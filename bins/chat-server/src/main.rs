@@ -21,6 +21,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 use crate::config::ServerConfig;
 use chat_rooms::server::Chat;
+use chat_rooms::server::attachments::DbAttachments;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -73,7 +74,7 @@ async fn run(cli: Cli, utc_offset: time::UtcOffset) -> Result<(), Box<dyn std::e
             Err("doctor found problems".into())
         };
     }
-    let config = ServerConfig::resolve(cli.settings, utc_offset)?;
+    let mut config = ServerConfig::resolve(cli.settings, utc_offset)?;
     let store = chat_store::Store::open(chat_store::StoreConfig::new(&config.database_url))
         .await
         .map_err(|e| {
@@ -87,7 +88,13 @@ async fn run(cli: Cli, utc_offset: time::UtcOffset) -> Result<(), Box<dyn std::e
             println!("migrations applied to {}", redact_url(&config.database_url));
             Ok(())
         }
-        Command::Serve => serve(config, store).await,
+        Command::Serve => {
+            if store.backend_name() == "postgres" {
+                // Every node must serve every file: keep them in the shared database.
+                config.chat.attachments = Some(Arc::new(DbAttachments::new(store.clone())));
+            }
+            serve(config, store).await
+        }
         Command::Doctor => Ok(()),
         Command::User(cmd) => cli_accounts::user(&store, &config, cmd).await,
         Command::Token(cmd) => cli_accounts::token(&store, &config, cmd).await,

@@ -8,7 +8,7 @@ mod common;
 
 use std::hash::{BuildHasher, Hasher};
 
-use common::{Client, Server, add_user_in, login, postgres};
+use common::{Client, Server, add_user_in, login, postgres, request};
 use serde_json::json;
 
 fn prefix() -> String {
@@ -194,5 +194,44 @@ async fn presence_spans_nodes_and_forgets_a_dead_node() {
     assert!(
         bruno.silent(std::time::Duration::from_secs(2)).await,
         "one goodbye, from one node"
+    );
+}
+
+#[tokio::test]
+async fn a_file_uploaded_to_one_node_is_served_by_the_other() {
+    // Each node has its own data directory (as on two machines): the file must come from
+    // the shared database, not from a directory they happen to share.
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let db = postgres().await;
+    let p = prefix();
+    let key = "a-secret-key-the-two-nodes-share-0123456789";
+    let flags = [
+        "--redis-url",
+        "redis://127.0.0.1:6379",
+        "--redis-prefix",
+        p.as_str(),
+        "--database-url",
+        db.url(),
+        "--secret-key",
+        key,
+    ];
+    let a = Server::start(dir_a.path(), &flags);
+    let b = Server::start(dir_b.path(), &flags);
+    let note = "o Rex comeu bem hoje\n";
+    let up = request(
+        &a.addr,
+        "POST",
+        "/api/rooms/lobby/attachments?name=rex.txt",
+        &[],
+        Some(note),
+    )
+    .await;
+    assert_eq!(up.status, 201, "{}", up.body);
+    let id = up.json()["id"].as_str().unwrap().to_owned();
+    let got = request(&b.addr, "GET", &format!("/api/attachments/{id}"), &[], None).await;
+    assert_eq!((got.status, got.body.as_str()), (200, note));
+    assert!(
+        !dir_a.path().join("attachments").exists(),
+        "with PostgreSQL, files live in the database"
     );
 }

@@ -21,6 +21,9 @@
 //!   holds it, is waited for on a blocking thread; reads run on the blocking pool.
 //! - Reads use their own connections (SQLite's WAL mode lets them run beside the writer; on
 //!   PostgreSQL, a deadpool pool).
+//! - **Uploaded files live in the database** ([`Store::put_file`]): one row holds a file's
+//!   record and its bytes, so a file is stored whole or not at all, and every server process
+//!   sharing a PostgreSQL database serves every file.
 //! - **Outages are answers, not hangs**: while PostgreSQL is unreachable every call fails
 //!   within [`StoreConfig::busy_timeout`] with `Unavailable`, and the store reconnects by
 //!   itself once the server is back.
@@ -56,6 +59,7 @@
 mod accounts;
 mod batch;
 mod config;
+mod files;
 mod model;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -66,6 +70,7 @@ pub mod testing;
 
 pub use accounts::{AccountError, NewUser, User};
 pub use config::{OpenError, StoreConfig, redact_url};
+pub use files::StoredFile;
 
 use async_trait::async_trait;
 use chat_core::{
@@ -190,6 +195,61 @@ impl Store {
     /// read state in; their own messages do not count.
     pub async fn unread(&self, user: UserId) -> Result<Vec<(RoomName, Seq)>, StoreError> {
         dispatch!(self, s => s.unread(user).await)
+    }
+}
+
+/// Uploaded files (attachments): each one a row holding its record and its bytes, on either
+/// backend, so every server process sharing the database serves every file.
+///
+/// ```
+/// use chat_core::{RoomName, Timestamp};
+/// use chat_store::{Store, StoreConfig, StoredFile};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::open(StoreConfig::new(format!("sqlite://{}/chat.db", dir.path().display()))).await?;
+/// let bytes = b"hello".to_vec();
+/// let file = StoredFile {
+///     id: "0123456789abcdef0123456789abcdef".into(),
+///     room: RoomName::parse("lobby")?,
+///     uploader: "u:1".into(),
+///     name: "hello.txt".into(),
+///     content_type: "text/plain".into(),
+///     size: bytes.len() as u64,
+///     created_at: Timestamp::now(),
+/// };
+/// store.put_file(&file, &bytes).await?;
+/// assert_eq!(store.file(&file.id).await?, Some(file.clone()));
+/// assert_eq!(store.file_with_data(&file.id).await?, Some((file.clone(), bytes)));
+/// assert!(store.put_file(&file, b"hello").await.is_err(), "ids are unique");
+/// assert_eq!(store.file("unknown").await?, None);
+/// # Ok(())
+/// # }
+/// ```
+impl Store {
+    /// Stores a file: its record and `data` in one row, in one statement, so a failure
+    /// leaves nothing behind. `file.size` must be `data.len()`, and `file.id` must be new:
+    /// otherwise [`StoreError::Invalid`] and nothing changes (a file once stored is never
+    /// overwritten). [`StoreError::Unavailable`] when the database failed.
+    pub async fn put_file(&self, file: &StoredFile, data: &[u8]) -> Result<(), StoreError> {
+        files::check_new_file(file, data)?;
+        dispatch!(self, s => s.put_file(file, data).await)
+    }
+
+    /// A file's record, without reading its bytes; `None` for an id the store does not
+    /// hold. A stored row that cannot be read back (edited by hand, say) is an error.
+    pub async fn file(&self, id: &str) -> Result<Option<StoredFile>, StoreError> {
+        dispatch!(self, s => s.file(id).await)
+    }
+
+    /// A file's record and its bytes; `None` for an id the store does not hold. A stored
+    /// row that cannot be read back (bytes not as long as the record says, say) is an error.
+    pub async fn file_with_data(
+        &self,
+        id: &str,
+    ) -> Result<Option<(StoredFile, Vec<u8>)>, StoreError> {
+        dispatch!(self, s => s.file_with_data(id).await)
     }
 }
 

@@ -63,3 +63,16 @@ diesel::table! {
 
 diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(users, sessions);
+
+diesel::table! {
+    files (id) {
+        id -> Text,
+        room -> Text,
+        uploader -> Text,
+        name -> Text,
+        content_type -> Text,
+        size -> BigInt,
+        data -> Binary,
+        created_at -> BigInt,
+    }
+}

@@ -84,6 +84,22 @@ async fn a_stored_attachment_that_does_not_parse_is_dropped() {
     common::check_corrupt_attachments_are_dropped(&store).await;
 }
 
+/// A stored file that cannot be read back (edited by hand, say) is an error, not a panic.
+#[tokio::test]
+async fn a_stored_file_that_makes_no_sense_is_an_error() {
+    let (store, dir) = common::sqlite().await;
+    common::store_files_to_corrupt(&store).await;
+    let path = dir.path().join("chat.db");
+    let mut other = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    other
+        .batch_execute(&format!(
+            "PRAGMA busy_timeout = 5000; {}",
+            common::CORRUPT_FILES_SQL
+        ))
+        .unwrap();
+    common::check_corrupt_files_are_errors(&store).await;
+}
+
 #[tokio::test]
 async fn in_memory_urls_are_refused_clearly() {
     for url in ["sqlite::memory:", ":memory:"] {

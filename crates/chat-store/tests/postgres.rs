@@ -182,3 +182,17 @@ async fn a_stored_attachment_that_does_not_parse_is_dropped() {
         .unwrap();
     common::check_corrupt_attachments_are_dropped(&store).await;
 }
+
+/// A stored file that cannot be read back (edited by hand, say) is an error, not a panic.
+#[tokio::test]
+async fn a_stored_file_that_makes_no_sense_is_an_error() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let (store, db) = common::postgres().await;
+    common::store_files_to_corrupt(&store).await;
+    let mut other = AsyncPgConnection::establish(db.url()).await.unwrap();
+    other
+        .batch_execute(common::CORRUPT_FILES_SQL)
+        .await
+        .unwrap();
+    common::check_corrupt_files_are_errors(&store).await;
+}

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use chat_core::{
     AttachmentInfo, GuestId, HistoryPage, HistoryQuery, MessageStore, NewMessage, RoomName, Sender,
+    StoreError, Timestamp,
 };
-use chat_store::{Store, StoreConfig};
+use chat_store::{Store, StoreConfig, StoredFile};
 
 mod common;
 use common::{postgres, sqlite};
@@ -422,6 +423,135 @@ async fn read_state_never_moves_back(store: impl MessageStore) {
     store.ping().await.unwrap();
 }
 
+/// A file record for `data`, in room `room_name`.
+fn stored_file(id: &str, room_name: &str, name: &str, data: &[u8]) -> StoredFile {
+    StoredFile {
+        id: id.into(),
+        room: room(room_name),
+        uploader: "g:0123456789abcdef".into(),
+        name: name.into(),
+        content_type: "application/octet-stream".into(),
+        size: data.len() as u64,
+        created_at: Timestamp::from_unix_millis(1_764_460_800_123),
+    }
+}
+
+/// Bytes of every value, in an order no compression or text encoding keeps by accident.
+fn blob(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// A file comes back as stored, record and bytes, from `file_with_data`; `file` answers the
+/// record alone; an unknown id is `None`.
+async fn files_are_stored_and_read_back(store: Store) {
+    let id = "a".repeat(32);
+    // A NUL, quotes and bytes that are not UTF-8: stored as given, nothing escaped away.
+    let data = b"\x00 not text: \0\xff\xfe'\"".to_vec();
+    let mut file = stored_file(&id, "lobby", "gato \"fofo\" 🐈.bin", &data);
+    file.content_type = "image/png".into();
+    store.put_file(&file, &data).await.unwrap();
+    assert_eq!(store.file(&id).await.unwrap(), Some(file.clone()));
+    assert_eq!(
+        store.file_with_data(&id).await.unwrap(),
+        Some((file.clone(), data))
+    );
+
+    // A pair room, and an empty file.
+    let empty = stored_file(&"b".repeat(32), "dm_3_7", "empty", &[]);
+    store.put_file(&empty, &[]).await.unwrap();
+    assert_eq!(
+        store.file_with_data(&empty.id).await.unwrap(),
+        Some((empty.clone(), Vec::new()))
+    );
+
+    // 5 MiB, and then the largest upload the server takes (10 MiB).
+    for (n, len) in [(1, 5 << 20), (2, 10 << 20)] {
+        let data = blob(len);
+        let big = stored_file(&format!("{n}").repeat(32), "lobby", "big.bin", &data);
+        store.put_file(&big, &data).await.unwrap();
+        assert_eq!(store.file(&big.id).await.unwrap(), Some(big.clone()));
+        let (found, bytes) = store.file_with_data(&big.id).await.unwrap().unwrap();
+        assert_eq!(found, big);
+        assert!(bytes == data, "the {len} bytes come back as stored");
+    }
+
+    for unknown in ["c".repeat(32), String::new(), "a".into(), "'; --".into()] {
+        assert_eq!(store.file(&unknown).await.unwrap(), None, "{unknown:?}");
+        assert_eq!(
+            store.file_with_data(&unknown).await.unwrap(),
+            None,
+            "{unknown:?}"
+        );
+    }
+    // The first file is still there, untouched by the others.
+    assert_eq!(store.file(&id).await.unwrap(), Some(file));
+}
+
+/// A second file under a taken id is refused, and the first one stays as it was.
+async fn a_duplicate_file_id_is_an_error_and_keeps_the_first(store: Store) {
+    let id = "d".repeat(32);
+    let first_data = blob(1_000);
+    let first = stored_file(&id, "lobby", "first.bin", &first_data);
+    store.put_file(&first, &first_data).await.unwrap();
+
+    let other_data = blob(3_000);
+    let mut other = stored_file(&id, "other", "second.bin", &other_data);
+    other.uploader = "u:9".into();
+    let err = store.put_file(&other, &other_data).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert!(
+        err.to_string().contains(&id),
+        "the error names the id: {err}"
+    );
+    // The very same file again is refused too: ids are never overwritten.
+    assert!(store.put_file(&first, &first_data).await.is_err());
+    assert_eq!(
+        store.file_with_data(&id).await.unwrap(),
+        Some((first.clone(), first_data.clone()))
+    );
+
+    // Concurrent uploads under one new id: exactly one is stored, whole.
+    let store = Arc::new(store);
+    let id = "e".repeat(32);
+    let mut handles = Vec::new();
+    for i in 0..8_usize {
+        let store = store.clone();
+        let id = id.clone();
+        handles.push(tokio::spawn(async move {
+            let data = vec![i as u8; 10_000 + i];
+            let file = stored_file(&id, "lobby", &format!("try-{i}"), &data);
+            store.put_file(&file, &data).await.map(|()| (file, data))
+        }));
+    }
+    let mut stored = Vec::new();
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(kept) => stored.push(kept),
+            Err(e) => assert!(matches!(e, StoreError::Invalid(_)), "{e:?}"),
+        }
+    }
+    assert_eq!(stored.len(), 1, "exactly one upload of the id is stored");
+    assert_eq!(store.file_with_data(&id).await.unwrap(), stored.pop());
+    // And the store still works for the rest.
+    assert_eq!(
+        store.file_with_data(&first.id).await.unwrap(),
+        Some((first, first_data))
+    );
+}
+
+/// A record whose size is not its bytes' length is refused before anything is stored.
+async fn a_file_whose_size_is_wrong_is_refused(store: Store) {
+    let data = blob(10);
+    let mut file = stored_file(&"f".repeat(32), "lobby", "f.bin", &data);
+    file.size = 11;
+    let err = store.put_file(&file, &data).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert_eq!(store.file(&file.id).await.unwrap(), None, "nothing stored");
+    file.size = 10;
+    store.put_file(&file, &data).await.unwrap();
+    assert_eq!(store.file(&file.id).await.unwrap(), Some(file));
+}
+
 suite!(
     sqlite_suite, sqlite;
     seqs_start_at_one_per_room,
@@ -431,6 +561,9 @@ suite!(
     history_pages_both_ways,
     attachments_are_stored_and_read_back,
     read_state_never_moves_back,
+    files_are_stored_and_read_back,
+    a_duplicate_file_id_is_an_error_and_keeps_the_first,
+    a_file_whose_size_is_wrong_is_refused,
 );
 
 suite!(
@@ -442,6 +575,9 @@ suite!(
     history_pages_both_ways,
     attachments_are_stored_and_read_back,
     read_state_never_moves_back,
+    files_are_stored_and_read_back,
+    a_duplicate_file_id_is_an_error_and_keeps_the_first,
+    a_file_whose_size_is_wrong_is_refused,
 );
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 //! [`StoreConfig::busy_timeout`], so an unreachable server is an `Unavailable` answer rather
 //! than a hang, and broken connections are replaced on the next use.
 
+mod files;
 mod queries;
 mod writer;
 
@@ -28,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::accounts::{AccountError, NewUser, User};
 use crate::batch::WriteOp;
 use crate::config::redact_url;
+use crate::files::{FileRow, NewFileRow, StoredFile, duplicate_id};
 use crate::{OpenError, StoreConfig, not_stored};
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -251,5 +253,37 @@ impl PgStore {
     pub(crate) async fn unread(&self, user: UserId) -> Result<Vec<(RoomName, Seq)>, StoreError> {
         let mut c = self.conn().await?;
         self.within(queries::unread(&mut c, user)).await
+    }
+
+    /// Stores a file, record and bytes in one row; the caller checked that they agree.
+    pub(crate) async fn put_file(&self, file: &StoredFile, data: &[u8]) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let row = NewFileRow::new(file, data);
+        if self.within(files::put(&mut c, &row)).await? {
+            Ok(())
+        } else {
+            Err(duplicate_id(&file.id))
+        }
+    }
+
+    /// A file's record, without its bytes.
+    pub(crate) async fn file(&self, id: &str) -> Result<Option<StoredFile>, StoreError> {
+        let mut c = self.conn().await?;
+        self.within(files::record(&mut c, id))
+            .await?
+            .map(FileRow::into_stored)
+            .transpose()
+    }
+
+    /// A file's record and its bytes.
+    pub(crate) async fn file_with_data(
+        &self,
+        id: &str,
+    ) -> Result<Option<(StoredFile, Vec<u8>)>, StoreError> {
+        let mut c = self.conn().await?;
+        self.within(files::with_data(&mut c, id))
+            .await?
+            .map(|(row, data)| row.with_data(data))
+            .transpose()
     }
 }

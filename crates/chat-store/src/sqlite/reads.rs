@@ -18,8 +18,8 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// A small pool of connections, opened lazily: for reads, and for the rare account writes
-/// (which wait on SQLite's busy timeout while the message writer commits).
+/// A small pool of connections, opened lazily: for reads, and for the rare account and file
+/// writes (which wait on SQLite's busy timeout while the message writer commits).
 pub(crate) struct Pool {
     path: PathBuf,
     config: StoreConfig,

@@ -122,3 +122,59 @@ pub async fn check_corrupt_attachments_are_dropped(store: &Store) {
     assert!(retry.duplicate);
     assert_eq!((retry.message.seq, retry.message.attachment), (1, None));
 }
+
+/// What [`check_corrupt_files_are_errors`] expects the test to run on the database between
+/// the two halves: file rows this crate would never write.
+pub const CORRUPT_FILES_SQL: &str = "
+    UPDATE files SET room = 'not a room!' WHERE name = 'room';
+    UPDATE files SET size = -1 WHERE name = 'negative';
+    UPDATE files SET size = 99 WHERE name = 'length';";
+
+/// First half of the check that a stored file which cannot be read back is an error, never
+/// a panic: stores the files the test then corrupts, and one it leaves alone.
+pub async fn store_files_to_corrupt(store: &Store) {
+    for (n, name) in ["room", "negative", "length", "fine"]
+        .into_iter()
+        .enumerate()
+    {
+        store
+            .put_file(&corrupt_file(n, name), b"abc")
+            .await
+            .unwrap();
+    }
+}
+
+fn corrupt_file(n: usize, name: &str) -> chat_store::StoredFile {
+    chat_store::StoredFile {
+        id: n.to_string().repeat(32),
+        room: chat_core::RoomName::parse("lobby").unwrap(),
+        uploader: "u:1".into(),
+        name: name.into(),
+        content_type: "text/plain".into(),
+        size: 3,
+        created_at: chat_core::Timestamp::from_unix_millis(1),
+    }
+}
+
+/// Second half: each damaged file is an error (`file` too, unless only its bytes disagree
+/// with its record); the intact one still reads back.
+pub async fn check_corrupt_files_are_errors(store: &Store) {
+    for (n, name) in ["room", "negative"].into_iter().enumerate() {
+        let id = corrupt_file(n, name).id;
+        let e = store.file(&id).await.unwrap_err();
+        assert!(e.to_string().contains(&id), "names the file: {e}");
+        assert!(store.file_with_data(&id).await.is_err(), "{name}");
+    }
+    let length = corrupt_file(2, "length");
+    assert_eq!(
+        store.file(&length.id).await.unwrap().map(|f| f.size),
+        Some(99),
+        "the record alone is sensible"
+    );
+    assert!(store.file_with_data(&length.id).await.is_err());
+    let fine = corrupt_file(3, "fine");
+    assert_eq!(
+        store.file_with_data(&fine.id).await.unwrap(),
+        Some((fine, b"abc".to_vec()))
+    );
+}

@@ -5,8 +5,10 @@
 //! A file's type is what its bytes say (sniffed), never what the client claims: a page that
 //! calls itself `image/png` but is HTML is refused, so nothing a member uploads can run as a
 //! page on our origin. Files live behind [`AttachmentStore`]: the data directory by default
-//! ([`DirAttachments`]), and any store an embedder plugs in (object storage, a database).
+//! ([`DirAttachments`]), the database shared by several nodes ([`DbAttachments`]), or any
+//! store an embedder plugs in (object storage).
 
+mod db;
 mod dir;
 mod http;
 mod sniff;
@@ -18,6 +20,7 @@ pub use crate::attachment::{
     Attachment, AttachmentError, AttachmentFuture, AttachmentLookup, is_attachment_id,
 };
 
+pub use self::db::DbAttachments;
 pub use self::dir::DirAttachments;
 pub(crate) use self::http::{download, upload};
 pub use self::sniff::{ALLOWED_TYPES, sniff};

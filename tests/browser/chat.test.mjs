@@ -184,6 +184,40 @@ test("while the tab is hidden, new messages count in the title and chime when so
   await bruno.context().close();
 });
 
+test("with WebSocket blocked the page falls back to long-poll, then back to the socket, losing and repeating nothing", async () => {
+  const ana = await guestPage(browser, server.url, "ana");
+  let blocked = true;
+  // A proxy that refuses WebSocket: every socket of this page closes before its first frame.
+  await ana.routeWebSocket(/\/ws\//, (ws) => (blocked ? ws.close() : ws.connectToServer()));
+  await ana.goto(`${server.url}/chat/blocked/`);
+  const bruno = await openRoom("bruno", "blocked");
+  const status = ana.getByTestId("status");
+  await status.and(ana.locator('[data-transport="poll"][data-state="online"]')).waitFor({ timeout: 15_000 });
+
+  await send(ana, "sent over http");
+  await send(bruno, "heard over long-poll");
+  await bruno.getByTestId("message").filter({ hasText: "sent over http" }).waitFor();
+  await ana.getByTestId("message").filter({ hasText: "heard over long-poll" }).waitFor();
+
+  // The proxy lets WebSocket through again: the page moves back to its socket.
+  blocked = false;
+  await status.and(ana.locator('[data-transport="ws"][data-state="online"]')).waitFor({ timeout: 15_000 });
+  await send(ana, "back on the socket");
+  await send(bruno, "and live again");
+  for (const page of [ana, bruno]) {
+    for (const text of ["sent over http", "heard over long-poll", "back on the socket", "and live again"]) {
+      const msg = page.getByTestId("message").filter({ hasText: text });
+      await msg.waitFor();
+      assert.equal(await msg.count(), 1, `${text} once`);
+    }
+    const seqs = await page.getByTestId("message").evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
+    assert.deepEqual(seqs, [1, 2, 3, 4], "in order, no gap, no duplicate");
+  }
+  assert.equal(await ana.getByTestId("pending-message").count(), 0);
+  await ana.context().close();
+  await bruno.context().close();
+});
+
 test("messages are text, never HTML", async () => {
   const ana = await openRoom("ana", "xss");
   const evil = '<img src=x onerror="window.__xss=1"><b>bold</b>';

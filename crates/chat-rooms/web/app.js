@@ -205,6 +205,9 @@ function roomFromPath() {
   return m ? decodeURIComponent(m[1]) : "";
 }
 
+/** How often a client on long-poll tries its WebSocket again. */
+const POLL_MODE_SOCKET_RETRY_MS = 5000;
+
 /** A short, quiet two-tone chime (no audio file to fetch). Counted in `data-chimes` on <body>. */
 function beep() {
   document.body.dataset.chimes = String(Number(document.body.dataset.chimes || 0) + 1);
@@ -365,17 +368,26 @@ class RoomView {
     if (!this.me) url += "&name=" + encodeURIComponent(this.name);
     // Four states: connecting (the first time), online, reconnecting (after a drop, with
     // back-off, resuming with since), offline (the browser has no network).
-    if (!this.everOnline) this.setStatus("connecting", "connecting…");
+    if (!this.everOnline && !this.polling) this.setStatus("connecting", "connecting…");
     const ws = new WebSocket(url, ["chat.v1"]);
     this.ws = ws;
+    // A socket that closes before its first frame never worked: a proxy or a firewall may be
+    // blocking WebSocket. After two of those, the client carries on over long-poll.
+    let framed = false;
     ws.addEventListener("open", () => {
       this.backoff = 1000;
-      this.everOnline = true;
-      this.setStatus("online", "connected");
       this.lastReadSent = 0;
       this.scheduleRead();
     });
     ws.addEventListener("message", (ev) => {
+      if (!framed) {
+        framed = true;
+        this.wsFailures = 0;
+        // The socket works: leave long-poll (it resumed with since, so nothing is missed).
+        if (this.polling) this.stopPolling();
+        this.everOnline = true;
+        this.setStatus("online", "connected");
+      }
       let frame;
       try {
         frame = JSON.parse(ev.data);
@@ -388,6 +400,13 @@ class RoomView {
       if (this.ws !== ws) return;
       if (navigator.onLine === false) {
         this.connect();
+        return;
+      }
+      if (!framed) this.wsFailures = (this.wsFailures || 0) + 1;
+      if (this.polling || this.wsFailures >= 2) {
+        if (!this.polling) this.startPolling();
+        // Try the socket again now and then; long-poll carries the room meanwhile.
+        setTimeout(() => this.connect(), POLL_MODE_SOCKET_RETRY_MS);
         return;
       }
       this.setStatus("reconnecting", "reconnecting…");
@@ -649,6 +668,13 @@ class RoomView {
   }
 
   send(frame) {
+    if (this.polling) {
+      // Long-poll: messages go over the HTTP API with the same client_id; typing and read
+      // receipts wait for the socket.
+      if (frame.type !== "message") return false;
+      this.postMessage(frame);
+      return true;
+    }
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
     this.ws.send(JSON.stringify(frame));
     return true;
@@ -691,6 +717,70 @@ class RoomView {
       list.appendChild(li);
     }
     $("online").hidden = this.online.size === 0;
+  }
+
+  startPolling() {
+    this.polling = true;
+    this.everOnline = true;
+    const s = $("status");
+    s.dataset.transport = "poll";
+    this.setStatus("online", "connected (long-poll)");
+    this.pollLoop();
+  }
+
+  stopPolling() {
+    this.polling = false;
+    $("status").dataset.transport = "ws";
+    if (this.pollAbort) this.pollAbort.abort();
+  }
+
+  async pollLoop() {
+    let backoff = 1000;
+    while (this.polling) {
+      const ctrl = new AbortController();
+      this.pollAbort = ctrl;
+      try {
+        const url = "/api/rooms/" + encodeURIComponent(this.room) + "/poll?timeout=25&after=" + this.lastSeq;
+        const res = await fetch(url, { signal: ctrl.signal, credentials: "same-origin" });
+        if (!res.ok) throw new Error("HTTP " + res.status);
+        const page = await res.json();
+        page.messages.forEach((m) => this.addMessage(m));
+        backoff = 1000;
+        if (this.polling) this.setStatus("online", "connected (long-poll)");
+      } catch (e) {
+        if (!this.polling || ctrl.signal.aborted) return;
+        this.setStatus("reconnecting", "reconnecting…");
+        await new Promise((ok) => setTimeout(ok, backoff));
+        backoff = Math.min(backoff * 2, 10000);
+      }
+    }
+  }
+
+  async postMessage(frame) {
+    const body = { body: frame.body, client_id: frame.client_id };
+    if (frame.attachment) body.attachment = frame.attachment;
+    if (!this.me) body.name = this.name;
+    try {
+      const res = await fetch("/api/rooms/" + encodeURIComponent(this.room) + "/messages", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+        credentials: "same-origin",
+      });
+      const answer = await res.json().catch(() => ({}));
+      if (!res.ok) {
+        this.notify((answer.error && answer.error.message) || "The message was not sent.");
+        const li = this.pending.get(frame.client_id);
+        if (li) li.classList.add("failed");
+        return;
+      }
+      this.onAck({ client_id: frame.client_id, seq: answer.seq });
+      this.addMessage(answer);
+    } catch (e) {
+      this.notify("The message was not sent: " + e.message);
+      const li = this.pending.get(frame.client_id);
+      if (li) li.classList.add("failed");
+    }
   }
 
   notify(text) {

@@ -218,6 +218,33 @@ test("with WebSocket blocked the page falls back to long-poll, then back to the 
   await bruno.context().close();
 });
 
+test("messages group by sender and minute, under the date they were sent", async () => {
+  const ana = await openRoom("ana", "grouped");
+  const bruno = await openRoom("bruno", "grouped");
+  await send(ana, "first");
+  await bruno.getByTestId("message").filter({ hasText: "first" }).waitFor();
+  await send(ana, "second");
+  await bruno.getByTestId("message").filter({ hasText: "second" }).waitFor();
+  await send(bruno, "third");
+  const third = bruno.getByTestId("message").filter({ hasText: "third" });
+  await third.waitFor();
+  const classes = await bruno
+    .getByTestId("message")
+    .evaluateAll((els) => els.map((e) => [e.classList.contains("continued"), !!e.dataset.day]));
+  // The first message opens the day; ana's second follows hers; bruno's starts a new group.
+  // (A minute boundary between the first two would split them: allowed, not required.)
+  assert.deepEqual(classes[0], [false, true]);
+  assert.equal(classes[2][0], false, "another sender starts a group");
+  assert.equal(classes[2][1], false, "same day: no second date line");
+  const secondContinues = classes[1][0];
+  const sameMinute = await bruno.getByTestId("message").evaluateAll(
+    (els) => Math.floor(new Date(els[0].dataset.sentAt) / 60000) === Math.floor(new Date(els[1].dataset.sentAt) / 60000),
+  );
+  assert.equal(secondContinues, sameMinute, "ana's second joins her first exactly when in the same minute");
+  await ana.context().close();
+  await bruno.context().close();
+});
+
 test("messages are text, never HTML", async () => {
   const ana = await openRoom("ana", "xss");
   const evil = '<img src=x onerror="window.__xss=1"><b>bold</b>';

@@ -205,6 +205,27 @@ function roomFromPath() {
   return m ? decodeURIComponent(m[1]) : "";
 }
 
+/**
+ * Groups a message with the one before it: the same sender within the same minute shows no
+ * name and time again (`continued`), and the first message of a day carries its date
+ * (`data-day`, drawn as a separator by the style sheet).
+ */
+function regroup(li) {
+  const prev = li.previousElementSibling;
+  const at = li.dataset.sentAt ? new Date(li.dataset.sentAt) : null;
+  const prevAt = prev && prev.dataset.sentAt ? new Date(prev.dataset.sentAt) : null;
+  const day = (d) => (d ? d.toDateString() : "");
+  const minute = (d) => (d ? Math.floor(d.getTime() / 60000) : NaN);
+  const continued =
+    !!at && !!prevAt && prev.dataset.sender === li.dataset.sender && minute(prevAt) === minute(at);
+  li.classList.toggle("continued", continued);
+  if (at && day(at) !== day(prevAt)) {
+    li.dataset.day = at.toLocaleDateString([], { weekday: "short", day: "numeric", month: "short", year: "numeric" });
+  } else {
+    delete li.dataset.day;
+  }
+}
+
 /** How often a client on long-poll tries its WebSocket again. */
 const POLL_MODE_SOCKET_RETRY_MS = 5000;
 
@@ -529,6 +550,10 @@ class RoomView {
       const firstPending = this.list.querySelector(".pending");
       this.list.insertBefore(li, firstPending);
     }
+    li.dataset.sender = m.sender ? userKey(m.sender) : "";
+    li.dataset.sentAt = m.sent_at || "";
+    regroup(li);
+    if (li.nextElementSibling) regroup(li.nextElementSibling);
     if (m.seq > this.lastSeq) this.lastSeq = m.seq;
     if (this.oldestSeq === null || m.seq < this.oldestSeq) this.oldestSeq = m.seq;
     const typer = m.sender && userKey(m.sender);

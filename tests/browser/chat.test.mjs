@@ -245,6 +245,34 @@ test("messages group by sender and minute, under the date they were sent", async
   await bruno.context().close();
 });
 
+test("who is online: a column on a desktop, a panel on a phone; the header button and Esc open and close it", async () => {
+  const ana = await openRoom("ana", "panel");
+  const bruno = await openRoom("bruno", "panel");
+  const panel = ana.getByTestId("online");
+  await ana.getByTestId("online-count").and(ana.locator(":text('2')")).waitFor();
+  assert.ok(await panel.isVisible(), "open beside the messages at 1280 px");
+  const box = await panel.boundingBox();
+  const messages = await ana.getByTestId("messages").boundingBox();
+  assert.ok(box.x >= messages.x + messages.width - 1, "a column to the right of the messages, not above them");
+  await ana.keyboard.press("Escape");
+  await panel.waitFor({ state: "hidden" });
+  assert.equal(await ana.getByTestId("online-toggle").getAttribute("aria-expanded"), "false");
+  await ana.getByTestId("online-toggle").click();
+  await panel.waitFor({ state: "visible" });
+
+  // A phone: closed until asked for, then over the messages; Esc closes it again.
+  await bruno.setViewportSize({ width: 360, height: 740 });
+  await bruno.reload();
+  await bruno.getByTestId("status").and(bruno.locator('[data-state="online"]')).waitFor();
+  assert.equal(await bruno.getByTestId("online").isVisible(), false);
+  await bruno.getByTestId("online-toggle").click();
+  await bruno.getByTestId("online").waitFor({ state: "visible" });
+  await bruno.keyboard.press("Escape");
+  await bruno.getByTestId("online").waitFor({ state: "hidden" });
+  await ana.context().close();
+  await bruno.context().close();
+});
+
 test("messages are text, never HTML", async () => {
   const ana = await openRoom("ana", "xss");
   const evil = '<img src=x onerror="window.__xss=1"><b>bold</b>';

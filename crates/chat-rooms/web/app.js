@@ -324,6 +324,7 @@ class RoomView {
       this.scheduleRead();
     });
     this.bindSound();
+    this.bindOnlinePanel();
     $("composer").hidden = false;
     this.bindComposer();
     this.bindAttach();
@@ -636,7 +637,7 @@ class RoomView {
     this.soundOn = saved === null ? /^dm_/.test(this.room) : saved === "on";
     const show = () => {
       button.setAttribute("aria-pressed", String(this.soundOn));
-      button.textContent = this.soundOn ? "\u{1F514}" : "\u{1F515}";
+      button.classList.toggle("off", !this.soundOn);
       button.setAttribute("aria-label", this.soundOn ? "Sound on" : "Sound off");
     };
     button.addEventListener("click", () => {
@@ -741,7 +742,31 @@ class RoomView {
       li.textContent = u.name;
       list.appendChild(li);
     }
-    $("online").hidden = this.online.size === 0;
+    $("online-count").textContent = String(this.online.size);
+  }
+
+  // Who is online: a panel beside the messages on a wide screen, over them on a phone; the
+  // header button opens and closes it, Esc closes it. Open by default only where there is room.
+  bindOnlinePanel() {
+    const panel = $("online");
+    const toggle = $("online-toggle");
+    const show = (open) => {
+      panel.hidden = !open;
+      toggle.setAttribute("aria-expanded", String(open));
+      document.body.classList.toggle("online-open", open);
+    };
+    show(window.matchMedia("(min-width: 60rem)").matches);
+    toggle.addEventListener("click", () => show(panel.hidden));
+    $("online-close").addEventListener("click", () => {
+      show(false);
+      toggle.focus();
+    });
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && !panel.hidden) {
+        show(false);
+        toggle.focus();
+      }
+    });
   }
 
   startPolling() {

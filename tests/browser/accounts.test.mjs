@@ -74,6 +74,11 @@ test("two users chat privately; unread badges follow read receipts", async () =>
   await input.fill("Bring Rex at 3pm");
   await input.press("Enter");
   await b.getByTestId("message").filter({ hasText: "Bring Rex" }).waitFor();
+  // Bruno's sidebar lists his conversation with Ana as the current one, with no badge.
+  const own = b.getByTestId("sidebar-contact").filter({ hasText: "Ana (tutor)" });
+  await own.waitFor();
+  assert.equal(await own.locator("a").getAttribute("aria-current"), "page");
+  assert.equal(await own.getByTestId("sidebar-unread").count(), 0);
 
   // Ana sees one unread from Bruno, opens the conversation, reads it.
   await a.reload();

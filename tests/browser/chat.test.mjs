@@ -273,6 +273,23 @@ test("who is online: a column on a desktop, a panel on a phone; the header butto
   await bruno.context().close();
 });
 
+test("the sidebar lists the rooms visited lately beside the chat; a phone shows the chat alone", async () => {
+  const ana = await guestPage(browser, server.url, "ana");
+  for (const room of ["alpha", "beta"]) {
+    await ana.goto(`${server.url}/chat/${room}/`);
+    await ana.getByTestId("status").and(ana.locator('[data-state="online"]')).waitFor();
+  }
+  const links = ana.getByTestId("recent-rooms").locator("a");
+  assert.deepEqual(await links.allTextContents(), ["#beta", "#alpha"], "most recent first");
+  assert.equal(await links.first().getAttribute("aria-current"), "page");
+  assert.ok(await ana.getByTestId("sidebar").isVisible());
+  await links.nth(1).click();
+  await ana.waitForURL(/\/chat\/alpha\/$/);
+  await ana.setViewportSize({ width: 360, height: 740 });
+  assert.equal(await ana.getByTestId("sidebar").isVisible(), false, "two screens on a phone");
+  await ana.context().close();
+});
+
 test("messages are text, never HTML", async () => {
   const ana = await openRoom("ana", "xss");
   const evil = '<img src=x onerror="window.__xss=1"><b>bold</b>';

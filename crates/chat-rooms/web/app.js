@@ -226,6 +226,9 @@ function regroup(li) {
   }
 }
 
+/** How often the sidebar's conversations (and their unread counts) are read again. */
+const SIDEBAR_REFRESH_MS = 15000;
+
 /** How often a client on long-poll tries its WebSocket again. */
 const POLL_MODE_SOCKET_RETRY_MS = 5000;
 
@@ -325,6 +328,7 @@ class RoomView {
     });
     this.bindSound();
     this.bindOnlinePanel();
+    this.renderSidebar();
     $("composer").hidden = false;
     this.bindComposer();
     this.bindAttach();
@@ -743,6 +747,68 @@ class RoomView {
       list.appendChild(li);
     }
     $("online-count").textContent = String(this.online.size);
+  }
+
+  // The sidebar (wide screens): rooms visited lately, kept in this browser, and for a
+  // logged-in user their conversations with unread counts, refreshed while the page is open.
+  // On a phone the index page is that list, and the back arrow leads to it.
+  renderSidebar() {
+    const here = window.location.pathname;
+    let recent = [];
+    try {
+      recent = JSON.parse(localStorage.getItem("chat.recent") || "[]");
+    } catch (_) {
+      recent = [];
+    }
+    recent = [{ path: here, title: this.title }, ...recent.filter((r) => r && r.path !== here)].slice(0, 12);
+    localStorage.setItem("chat.recent", JSON.stringify(recent));
+    const list = $("recent-rooms");
+    list.replaceChildren(
+      ...recent.map((r) => {
+        const li = document.createElement("li");
+        const a = document.createElement("a");
+        a.href = r.path;
+        a.textContent = r.title;
+        if (r.path === here) a.setAttribute("aria-current", "page");
+        li.appendChild(a);
+        return li;
+      }),
+    );
+    if (!this.me) return;
+    const refresh = async () => {
+      let contacts;
+      try {
+        const res = await fetch("/api/contacts", { credentials: "same-origin" });
+        if (!res.ok) return;
+        contacts = await res.json();
+      } catch (_) {
+        return;
+      }
+      $("sidebar-contacts").replaceChildren(
+        ...contacts.map((c) => {
+          const li = document.createElement("li");
+          li.setAttribute("data-testid", "sidebar-contact");
+          const a = document.createElement("a");
+          a.href = "/dm/" + c.id + "/";
+          a.textContent = label(c);
+          if (a.getAttribute("href") === here) a.setAttribute("aria-current", "page");
+          li.appendChild(a);
+          if (c.unread > 0 && a.getAttribute("href") !== here) {
+            const badge = document.createElement("span");
+            badge.className = "badge";
+            badge.setAttribute("data-testid", "sidebar-unread");
+            badge.textContent = String(c.unread);
+            li.appendChild(badge);
+          }
+          return li;
+        }),
+      );
+      $("sidebar-conversations").hidden = contacts.length === 0;
+    };
+    refresh();
+    setInterval(() => {
+      if (!document.hidden) refresh();
+    }, SIDEBAR_REFRESH_MS);
   }
 
   // Who is online: a panel beside the messages on a wide screen, over them on a phone; the

@@ -201,13 +201,15 @@ async fn serve(
         layer = if config.redis_url.is_some() { "redis" } else { "memory" },
         "chat-server started"
     );
+    // Signals are handled from here on: a SIGTERM right after the line below is graceful.
+    let shutdown = server::shutdown_signal();
     // Scripts and tests read these lines to learn the ports when binding to :0.
     if let Some(metrics_addr) = metrics_addr {
         println!("metrics on http://{metrics_addr}/metrics");
     }
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    server::run(app, main_metrics, listener).await;
+    server::run(app, main_metrics, listener, shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }

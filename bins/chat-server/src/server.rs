@@ -5,6 +5,7 @@
 //! cleanup, then close the channel layer.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::time::Duration;
 
 use chat_core::ChannelLayer;
@@ -19,9 +20,14 @@ use crate::prometheus;
 /// How long shutdown waits for connections to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the chat on `listener` until Ctrl-C or SIGTERM; `/metrics` renders `metrics` to
-/// local peers (404 when `None`).
-pub async fn run(chat: Chat, metrics: Option<PrometheusHandle>, listener: TcpListener) {
+/// Serves the chat on `listener` until `shutdown` (see [`shutdown_signal`]); `/metrics`
+/// renders `metrics` to local peers (404 when `None`).
+pub async fn run(
+    chat: Chat,
+    metrics: Option<PrometheusHandle>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
     let service = {
         let chat = chat.clone();
         service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -40,7 +46,7 @@ pub async fn run(chat: Chat, metrics: Option<PrometheusHandle>, listener: TcpLis
         })
     };
     let http = tokio::spawn(serve(listener, service, chat.shutdown_token()));
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down: closing connections");
     // The chat's shutdown signal also stops the accept loop and tells every HTTP connection
     // to finish its request in flight: sockets and requests drain side by side.
@@ -65,30 +71,37 @@ pub async fn run(chat: Chat, metrics: Option<PrometheusHandle>, listener: TcpLis
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: call it before announcing the listener, so that a signal sent
+/// as soon as the server says it listens is a graceful shutdown, not the default death.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let handlers = signal(SignalKind::terminate())
+            .and_then(|term| signal(SignalKind::interrupt()).map(|interrupt| (term, interrupt)));
+        async move {
+            match handlers {
+                Ok((mut term, mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM or Ctrl-C");
+                    std::future::pending::<()>().await;
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }

@@ -66,6 +66,33 @@ async fn readable_room<B>(
     Ok((room, query))
 }
 
+/// What every write over HTTP passes first: a page of this site (not a cross-site form or
+/// script riding the visitor's cookies), and the address's post rate (`what` names the
+/// writes in the answer: "messages", "uploads").
+pub(crate) fn check_post(
+    app: &Chat,
+    headers: &http::HeaderMap,
+    peer: IpAddr,
+    what: &str,
+) -> Result<(), ApiError> {
+    if app.sockets.origins().check(headers).is_err() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "cross-site requests are not allowed",
+        ));
+    }
+    if !app.post_limiter.check(&peer) {
+        crate::observe::rate_limited("http_posts");
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            format!("too many {what} from this address; slow down"),
+        ));
+    }
+    Ok(())
+}
+
 /// `GET /api/rooms/{room}/messages?after=&before=&limit=`.
 pub async fn history<B>(app: &Chat, room: &str, req: &Request<B>) -> Resp {
     respond(read_history(app, room, req).await)
@@ -133,21 +160,7 @@ where
         .map_err(|e| ApiError::store(&e))?;
     let access = room_access(app, &identity, &room).await?;
     let guest = app.guests.guest(req.headers());
-    if app.sockets.origins().check(req.headers()).is_err() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "cross-site requests are not allowed",
-        ));
-    }
-    if !app.post_limiter.check(&peer) {
-        crate::observe::rate_limited("http_posts");
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            "too many messages from this address; slow down",
-        ));
-    }
+    check_post(app, req.headers(), peer, "messages")?;
     let limits = &app.config.limits;
     let bytes = read_body(req.into_body(), limits.max_frame_bytes).await?;
     let body: PostBody = serde_json::from_slice(&bytes).map_err(|e| {

@@ -124,17 +124,7 @@ pub async fn chat_room<B: Send + 'static>(app: &Chat, room: &str, req: Request<B
         Err(e) => return refuse(e),
     };
     let span = connection_span(Kind::Room, Some(room.as_str()), Some(&sender));
-    let consumer = ChatConsumer::new(
-        room,
-        sender,
-        app.messages.clone(),
-        app.config.limits.clone(),
-    )
-    .with_presence(app.presence.clone());
-    let consumer = match app.attachment_lookup.clone() {
-        Some(files) => consumer.with_attachments(files),
-        None => consumer,
-    };
+    let consumer = room_consumer(app, room, sender);
     let res = upgrade_native(req, bind(consumer, &credential), app)
         .instrument(span)
         .await;
@@ -159,17 +149,7 @@ pub async fn pair_room<B: Send + 'static>(app: &Chat, other: &str, req: Request<
     };
     let (room, sender) = (pair.name(), sender_of(me));
     let span = connection_span(Kind::Room, Some(room.as_str()), Some(&sender));
-    let consumer = ChatConsumer::new(
-        room,
-        sender,
-        app.messages.clone(),
-        app.config.limits.clone(),
-    )
-    .with_presence(app.presence.clone());
-    let consumer = match app.attachment_lookup.clone() {
-        Some(files) => consumer.with_attachments(files),
-        None => consumer,
-    };
+    let consumer = room_consumer(app, room, sender);
     upgrade_native(req, bind(consumer, &credential), app)
         .instrument(span)
         .await
@@ -206,4 +186,19 @@ pub async fn multiplexed<B: Send + 'static>(app: &Chat, req: Request<B>) -> Resp
         .instrument(span)
         .await;
     with_guest_cookie(res, guest.as_ref())
+}
+
+/// A room-bound consumer for `sender`, with the server's presence and attachments.
+fn room_consumer(app: &Chat, room: RoomName, sender: Sender) -> ChatConsumer {
+    let consumer = ChatConsumer::new(
+        room,
+        sender,
+        app.messages.clone(),
+        app.config.limits.clone(),
+    )
+    .with_presence(app.presence.clone());
+    match app.attachment_lookup.clone() {
+        Some(files) => consumer.with_attachments(files),
+        None => consumer,
+    }
 }

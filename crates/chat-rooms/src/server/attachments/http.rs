@@ -59,21 +59,7 @@ where
         .await
         .map_err(|e| ApiError::store(&e))?;
     let access = room_access(app, &identity, &room).await?;
-    if app.sockets.origins().check(req.headers()).is_err() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "cross-site requests are not allowed",
-        ));
-    }
-    if !app.post_limiter.check(&peer) {
-        crate::observe::rate_limited("http_posts");
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            "too many uploads from this address; slow down",
-        ));
-    }
+    crate::server::api::check_post(app, req.headers(), peer, "uploads")?;
     let max = app.config.max_attachment_bytes;
     let too_large = || {
         ApiError::new(

@@ -290,6 +290,43 @@ test("the sidebar lists the rooms visited lately beside the chat; a phone shows 
   await ana.context().close();
 });
 
+test("scrolling up reads older messages in, keeping the view where it was", async () => {
+  // 70 messages: the page opens on the latest 50.
+  for (let i = 1; i <= 70; i++) {
+    for (;;) {
+      const res = await fetch(`${server.url}/api/rooms/longread/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ body: `note ${i}`, name: "archivist", client_id: `n${i}` }),
+      });
+      if (res.status !== 429) {
+        assert.ok(res.ok, `post ${i}: ${res.status}`);
+        break;
+      }
+      await new Promise((ok) => setTimeout(ok, 100)); // over the post rate: back off
+    }
+  }
+  const ana = await openRoom("ana", "longread");
+  const messages = ana.getByTestId("message");
+  await ana.waitForFunction(() => document.querySelectorAll('[data-testid="message"]').length === 50);
+  assert.equal(await messages.first().textContent().then((t) => t.includes("note 21")), true);
+  const anchor = ana.getByTestId("message").filter({ hasText: /note 21$/ });
+  const listTop = (await ana.getByTestId("messages").boundingBox()).y;
+  await ana.getByTestId("messages").evaluate((el) => {
+    el.scrollTop = 0;
+    el.dispatchEvent(new Event("scroll"));
+  });
+  await ana.waitForFunction(() => document.querySelectorAll('[data-testid="message"]').length === 70);
+  assert.ok(await ana.getByTestId("load-older").isHidden(), "nothing older left");
+  const seqs = await messages.evaluateAll((els) => els.map((e) => Number(e.dataset.seq)));
+  assert.deepEqual(seqs, Array.from({ length: 70 }, (_, i) => i + 1));
+  // Note 21 was at the top when the reader scrolled up; it stays there, the 20 older notes
+  // above it (without that, it would be pushed down by their whole height).
+  const after = (await anchor.boundingBox()).y;
+  assert.ok(after >= listTop - 5 && after - listTop < 120, `note 21 stays at the top (${listTop} -> ${after})`);
+  await ana.context().close();
+});
+
 test("messages are text, never HTML", async () => {
   const ana = await openRoom("ana", "xss");
   const evil = '<img src=x onerror="window.__xss=1"><b>bold</b>';

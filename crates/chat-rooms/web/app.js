@@ -333,6 +333,10 @@ class RoomView {
     this.bindComposer();
     this.bindAttach();
     $("load-older").addEventListener("click", () => this.loadOlder());
+    // Scrolling up near the top reads the page before (the button stays, for keyboards).
+    this.list.addEventListener("scroll", () => {
+      if (this.list.scrollTop < 80 && !$("load-older").hidden) this.loadOlder();
+    });
     $("notice-close").addEventListener("click", () => {
       $("notice").hidden = true;
     });
@@ -363,15 +367,21 @@ class RoomView {
   }
 
   async loadOlder() {
-    if (this.oldestSeq === null) return;
+    if (this.oldestSeq === null || this.loadingOlder) return;
+    this.loadingOlder = true;
     try {
       const res = await fetch(this.api("limit=50&before=" + this.oldestSeq));
       if (!res.ok) throw new Error("HTTP " + res.status);
       const page = await res.json();
+      // Keep what the reader looks at in place while the page above it grows.
+      const below = this.list.scrollHeight - this.list.scrollTop;
       page.messages.forEach((m) => this.addMessage(m));
+      this.list.scrollTop = this.list.scrollHeight - below;
       $("load-older").hidden = !page.has_more;
     } catch (e) {
       this.notify("Could not load older messages (" + e.message + ").");
+    } finally {
+      this.loadingOlder = false;
     }
   }
 

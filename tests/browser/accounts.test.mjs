@@ -74,6 +74,9 @@ test("two users chat privately; unread badges follow read receipts", async () =>
   await input.fill("Bring Rex at 3pm");
   await input.press("Enter");
   await b.getByTestId("message").filter({ hasText: "Bring Rex" }).waitFor();
+  // Stored, not read yet: one tick on Bruno's own message.
+  const sent = b.getByTestId("message").filter({ hasText: "Bring Rex" });
+  assert.equal(await sent.getByTestId("ticks").textContent(), "\u2713");
   // Bruno's sidebar lists his conversation with Ana as the current one, with no badge.
   const own = b.getByTestId("sidebar-contact").filter({ hasText: "Ana (tutor)" });
   await own.waitFor();
@@ -91,6 +94,13 @@ test("two users chat privately; unread badges follow read receipts", async () =>
   await msg.waitFor();
   assert.equal(await msg.locator(".role").textContent(), "vet");
   assert.equal(await msg.locator(".sender").textContent(), "Bruno");
+
+  // Bruno, still on the page, sees his message read: two ticks.
+  await b.waitForFunction(() => {
+    const m = [...document.querySelectorAll('[data-testid="message"]')].find((e) => e.textContent.includes("Bring Rex"));
+    return m && m.dataset.read === "true";
+  });
+  assert.equal(await sent.getByTestId("ticks").textContent(), "\u2713\u2713");
 
   // The read receipt clears the badge.
   await eventually(async () => {

@@ -467,6 +467,9 @@ class RoomView {
       case "ack":
         this.onAck(f);
         break;
+      case "read":
+        this.onRead(f);
+        break;
       case "typing":
         this.onTyping(f);
         break;
@@ -552,7 +555,10 @@ class RoomView {
     li.dataset.seq = String(m.seq);
     li.dataset.testid = "message";
     li.setAttribute("data-testid", "message");
-    if (this.isOwn(m.sender)) li.classList.add("own");
+    if (this.isOwn(m.sender)) {
+      li.classList.add("own");
+      this.renderTicks(li, m.seq);
+    }
     this.bySeq.set(m.seq, li);
     // Keep the list ordered by seq; pending messages stay at the bottom.
     let next = null;
@@ -575,6 +581,33 @@ class RoomView {
     if (typer && this.typers.has(typer)) this.stopTyping(typer);
     if (atBottom || li.classList.contains("own")) this.list.scrollTop = this.list.scrollHeight;
     this.scheduleRead();
+  }
+
+  // Read ticks on one's own messages in a pair room: ✓ stored, ✓✓ read by the other member
+  // (a `read` frame from them at or past the message). Live only: a page opened later shows
+  // ✓ until the other member reads again.
+  renderTicks(li, seq) {
+    if (!/^dm_/.test(this.room) || typeof seq !== "number") return;
+    let ticks = li.querySelector(".ticks");
+    if (!ticks) {
+      ticks = document.createElement("span");
+      ticks.className = "ticks";
+      ticks.setAttribute("data-testid", "ticks");
+      li.querySelector(".meta").appendChild(ticks);
+    }
+    const read = seq <= (this.otherReadSeq || 0);
+    ticks.textContent = read ? "\u2713\u2713" : "\u2713";
+    ticks.title = read ? "read" : "sent";
+    li.dataset.read = String(read);
+  }
+
+  onRead(f) {
+    if (!f.user || this.isOwn(f.user) || typeof f.seq !== "number") return;
+    if (f.seq <= (this.otherReadSeq || 0)) return;
+    this.otherReadSeq = f.seq;
+    for (const [seq, li] of this.bySeq) {
+      if (li.classList.contains("own")) this.renderTicks(li, seq);
+    }
   }
 
   onAck(f) {

@@ -119,7 +119,7 @@ async fn app(store: Store, sessions: Sessions) -> (Router, Chat) {
                 [("set-cookie", String::new())],
             );
         };
-        let token = format!("{:032x}", rand_token());
+        let token = format!("{:032x}", rand::random::<u128>());
         sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -147,18 +147,6 @@ async fn app(store: Store, sessions: Sessions) -> (Router, Chat) {
             login: app_login,
         });
     (router, chat)
-}
-
-/// A random session token (the app's business; any CSPRNG will do).
-fn rand_token() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    let a = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let b = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    (u128::from(a) << 64) | u128::from(b)
 }
 
 /// The app's users, also the chat's: Ana (id 1) and Bruno (id 2).

@@ -60,8 +60,8 @@ pub use policy::{AnyPair, InvalidPolicy, Member, PairPolicy, RolePairs, parse_pa
 pub use presence::RedisPresence;
 pub use presence::{MemoryPresence, Presence, PresenceError, SharedPresence};
 pub use protocol::{
-    ClientFrame, ErrorCode, FrameError, InvalidDisplayName, Limits, PresenceEvent, ServerFrame,
-    close,
+    ClientFrame, ErrorCode, FrameError, InvalidDisplayName, Limits, PresenceEvent, ReadMark,
+    ServerFrame, close,
 };
 pub use rate::TokenBucket;
 pub use store::{Appended, HistoryPage, HistoryQuery, MemoryStore, MessageStore, StoreError};

@@ -51,6 +51,9 @@ pub enum RoomKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoomName(Box<str>);
 
+/// The text of [`RoomName::everyone`]: `~` is outside the room alphabet.
+const EVERYONE: &str = "~everyone";
+
 /// Lets maps keyed by room be searched with the name's text (the hash is the same).
 impl std::borrow::Borrow<str> for RoomName {
     fn borrow(&self) -> &str {
@@ -99,6 +102,28 @@ impl RoomName {
             }
         }
         Ok(Self(s.into()))
+    }
+
+    /// The presence set of the users connected at all, whichever page or room they have open
+    /// (their inbox socket): the online dots of a contact list come from it. No client can
+    /// join it as a room: [`RoomName::parse`] refuses its name.
+    pub fn everyone() -> Self {
+        Self(EVERYONE.into())
+    }
+
+    /// Whether this is [`RoomName::everyone`].
+    pub fn is_everyone(&self) -> bool {
+        &*self.0 == EVERYONE
+    }
+
+    /// Parses a name read back from a presence backend: a room, or [`RoomName::everyone`].
+    #[cfg(any(test, feature = "redis"))]
+    pub(crate) fn parse_stored(s: &str) -> Result<Self, InvalidName> {
+        if s == EVERYONE {
+            Ok(Self::everyone())
+        } else {
+            Self::parse(s)
+        }
     }
 
     /// Builds the name of a pair room; always valid.
@@ -283,6 +308,16 @@ mod tests {
         assert!(RoomName::parse("dm_8_3").is_err());
         assert!(RoomName::parse("dm_3_3").is_err());
         assert!(RoomName::parse("dm_03_8").is_err());
+    }
+
+    #[test]
+    fn everyone_is_no_room_a_client_can_name() {
+        let everyone = RoomName::everyone();
+        assert!(everyone.is_everyone());
+        assert!(RoomName::parse(everyone.as_str()).is_err());
+        assert_eq!(RoomName::parse_stored(everyone.as_str()).unwrap(), everyone);
+        assert!(!RoomName::parse_stored("lobby").unwrap().is_everyone());
+        assert!(RoomName::parse_stored("a b").is_err());
     }
 
     #[test]

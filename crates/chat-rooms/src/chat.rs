@@ -219,11 +219,13 @@ impl Consumer for ChatConsumer {
         let online = self.session.announce(cx, &self.shared).await;
         if self.shared.presence.is_some() {
             let last_seq = self.session.last_seq(&self.shared).await;
+            let reads = self.session.reads(&self.shared).await;
             cx.send_text(
                 ServerFrame::Joined {
                     room: self.room().clone(),
                     last_seq,
                     online,
+                    reads,
                 }
                 .to_json(),
             );

@@ -48,6 +48,7 @@
 pub mod attachment;
 mod chat;
 mod dialect;
+pub mod inbox;
 mod mux;
 mod observe;
 mod room;
@@ -61,6 +62,7 @@ pub mod server;
 
 pub use chat::ChatConsumer;
 pub use dialect::{MESSAGE2_SEPARATOR, Tutorial};
+pub use inbox::InboxConsumer;
 pub use mux::MuxConsumer;
 pub use room::{CHAT_MESSAGE, CHAT_PRESENCE, CHAT_READ, CHAT_TYPING, REORDER_WAIT, TYPING_EXPIRY};
 pub use rooms::{AccessCheck, MAX_ROOMS_PER_SOCKET, RoomAccess};

@@ -63,6 +63,7 @@ impl MuxConsumer {
                 room,
                 last_seq,
                 online,
+                reads,
                 replay,
             } => {
                 cx.send_text(
@@ -70,6 +71,7 @@ impl MuxConsumer {
                         room: room.clone(),
                         last_seq,
                         online,
+                        reads,
                     }
                     .to_json(),
                 );

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chat_core::{
     AttachmentInfo, ErrorCode, FrameError, GroupName, HistoryPage, HistoryQuery, LayerMessage,
-    Limits, MessageStore, NewMessage, PresenceEvent, RoomName, Sender, Seq, ServerFrame,
+    Limits, MessageStore, NewMessage, PresenceEvent, ReadMark, RoomName, Sender, Seq, ServerFrame,
     SharedPresence, StoredMessage,
 };
 use tokio::time::Instant;
@@ -164,6 +164,26 @@ impl RoomSession {
             });
         }
         online
+    }
+
+    /// How far each member of a pair room has read, for `joined` (nothing for a public room,
+    /// or when the store does not answer: ticks then show from the next read receipt).
+    pub async fn reads(&self, s: &Shared) -> Vec<ReadMark> {
+        let Some(pair) = self.room.pair() else {
+            return Vec::new();
+        };
+        let mut reads = Vec::with_capacity(2);
+        for user in [pair.low(), pair.high()] {
+            match s.store.last_read(&self.room, user).await {
+                Ok(0) => {}
+                Ok(seq) => reads.push(ReadMark { user, seq }),
+                Err(e) => {
+                    tracing::warn!(room = %self.room, error = %e, "last_read failed at join");
+                    return Vec::new();
+                }
+            }
+        }
+        reads
     }
 
     /// The room's latest seq, for `joined` (the delivered one when the store does not answer).
@@ -367,6 +387,7 @@ impl RoomSession {
         // before broadcasting it: broadcast it again. Members already holding that seq skip it.
         self.broadcast(cx, CHAT_MESSAGE, &ServerFrame::Message(msg.clone()))
             .await;
+        crate::inbox::notify_message(cx.layer(), &msg).await;
         observe::send_ack(received.elapsed());
         Ok(msg)
     }
@@ -458,6 +479,7 @@ impl RoomSession {
             seq,
         };
         self.broadcast(cx, CHAT_READ, &frame).await;
+        crate::inbox::notify_read(cx.layer(), &self.room, user_id, seq).await;
         Ok(())
     }
 

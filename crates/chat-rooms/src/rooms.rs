@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chat_core::{
-    ClientFrame, ErrorCode, FrameError, HistoryPage, LayerMessage, RoomName, Sender, Seq,
+    ClientFrame, ErrorCode, FrameError, HistoryPage, LayerMessage, ReadMark, RoomName, Sender, Seq,
     StoredMessage,
 };
 
@@ -41,6 +41,7 @@ pub(crate) enum Reply {
         room: RoomName,
         last_seq: Seq,
         online: Vec<Sender>,
+        reads: Vec<ReadMark>,
         replay: bool,
     },
     /// The socket left a room.
@@ -121,11 +122,13 @@ impl Rooms {
                 })?;
                 let online = session.announce(cx, &s).await;
                 let last_seq = session.last_seq(&s).await;
+                let reads = session.reads(&s).await;
                 self.sessions.insert(room.clone(), session);
                 Ok(Reply::Joined {
                     room,
                     last_seq,
                     online,
+                    reads,
                     replay: since.is_some(),
                 })
             }

@@ -262,9 +262,13 @@ impl SocketIoConsumer {
                 room,
                 last_seq,
                 online,
+                reads,
                 replay,
             } => {
-                let p = json!({"chat_id": room, "last_seq": last_seq, "online": online});
+                let mut p = json!({"chat_id": room, "last_seq": last_seq, "online": online});
+                if !reads.is_empty() {
+                    p["reads"] = json!(reads);
+                }
                 (p, replay.then_some(room))
             }
             Reply::Sent(m) => {

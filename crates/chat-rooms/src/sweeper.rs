@@ -20,6 +20,10 @@ pub async fn announce_departures(
 ) -> Result<usize, PresenceError> {
     let left = presence.sweep().await?;
     for (room, user) in &left {
+        if room.is_everyone() {
+            crate::inbox::announce_gone(layer, user).await;
+            continue;
+        }
         tracing::info!(%room, user = %user.name, "presence: left with a node that died");
         // Announced here, for a user another node announced online: the sum over nodes of
         // the users-online gauge stays right.

@@ -383,7 +383,7 @@ impl Presence for RedisPresence {
         Ok(left
             .chunks_exact(2)
             .filter_map(|pair| {
-                let room = RoomName::parse(&pair[0]).ok()?;
+                let room = RoomName::parse_stored(&pair[0]).ok()?;
                 let user = serde_json::from_str(&pair[1]).ok()?;
                 Some((room, user))
             })

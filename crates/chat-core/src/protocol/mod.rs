@@ -7,7 +7,7 @@ mod client;
 mod server;
 
 pub use client::{ClientFrame, FrameError};
-pub use server::{PresenceEvent, ServerFrame};
+pub use server::{PresenceEvent, ReadMark, ServerFrame};
 
 use serde::{Deserialize, Serialize};
 

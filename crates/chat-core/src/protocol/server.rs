@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::ErrorCode;
 use crate::message::{Sender, Seq, StoredMessage};
 use crate::names::RoomName;
+use crate::pair::UserId;
 
 /// Whether a user joined or left a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +15,15 @@ pub enum PresenceEvent {
     Join,
     /// The user's last connection to the room closed.
     Leave,
+}
+
+/// How far one member of a room has read: every message up to `seq` is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadMark {
+    /// The member's user id.
+    pub user: UserId,
+    /// The highest seq they have read.
+    pub seq: Seq,
 }
 
 /// A frame from the server.
@@ -40,6 +50,11 @@ pub enum ServerFrame {
         last_seq: Seq,
         /// Who is online.
         online: Vec<Sender>,
+        /// In a pair room, how far each member has read (members who never sent a read
+        /// receipt are left out), so that read ticks show from the start. Empty, and left out
+        /// of the frame, in public rooms.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reads: Vec<ReadMark>,
     },
     /// A user joined or left.
     Presence {

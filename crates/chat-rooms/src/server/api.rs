@@ -241,6 +241,9 @@ where
         }
         Err(e) => tracing::error!(error = %e, "could not encode a message"),
     }
+    if let ServerFrame::Message(msg) = &frame {
+        crate::inbox::notify_message(&app.layer, msg).await;
+    }
     Ok(answer(StatusCode::CREATED))
 }
 

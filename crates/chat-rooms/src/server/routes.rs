@@ -191,6 +191,7 @@ async fn route<B: ChatBody>(
         }
         ["ws", "chat", room, ""] | ["ws", "chat", room] => ws::chat_room(app, room, req).await,
         ["ws", "dm", user, ""] | ["ws", "dm", user] => ws::pair_room(app, user, req).await,
+        ["ws", "inbox", ""] | ["ws", "inbox"] => ws::inbox(app, req).await,
         ["api", "rooms", room, "online"] if get => api::online(app, room, &req).await,
         ["api", "rooms", room, "poll"] if get => {
             let span = trace::connection_span(trace::Kind::LongPoll, Some(room), None);

@@ -49,6 +49,8 @@ pub enum Kind {
     LongPoll,
     /// A socket speaking the Channels tutorials' frames (`--compat tutorials`).
     Tutorial,
+    /// A logged-in user's inbox socket (`/ws/inbox/`): unread and online changes.
+    Inbox,
 }
 
 impl Kind {
@@ -59,6 +61,7 @@ impl Kind {
             Self::SocketIo => "socketio",
             Self::LongPoll => "long-poll",
             Self::Tutorial => "tutorial",
+            Self::Inbox => "inbox",
         }
     }
 }

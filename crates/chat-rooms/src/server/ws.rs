@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::{ChatConsumer, MuxConsumer};
-use chat_core::{RoomName, Sender};
+use crate::{ChatConsumer, InboxConsumer, MuxConsumer};
+use chat_core::{Member, RoomName, Sender};
 use chat_ws::{form_decode, is_websocket_request};
 use http::{HeaderValue, Request, StatusCode, header};
 use tracing::Instrument;
@@ -186,6 +186,38 @@ pub async fn multiplexed<B: Send + 'static>(app: &Chat, req: Request<B>) -> Resp
         .instrument(span)
         .await;
     with_guest_cookie(res, guest.as_ref())
+}
+
+/// `GET /ws/inbox/`: the logged-in user's inbox (see [`crate::inbox`]): who of their contacts
+/// is online, and when their conversations change.
+pub async fn inbox<B: Send + 'static>(app: &Chat, req: Request<B>) -> Resp {
+    let (identity, credential) = match handshake(app, &req).await {
+        Ok(i) => i,
+        Err(res) => return res,
+    };
+    let Some(me) = identity.user() else {
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "the inbox needs an account; log in first",
+        );
+    };
+    let sender = sender_of(me);
+    let (policy, my_id, my_role) = (app.policy.clone(), me.id, me.role.clone());
+    let visible: crate::inbox::Visibility = Arc::new(move |u: &Sender| {
+        let me = Member {
+            id: my_id,
+            role: &my_role,
+        };
+        u.id.is_some_and(|id| {
+            let role = u.role.as_deref().unwrap_or("");
+            policy.may_pair(me, Member { id, role })
+        })
+    });
+    let span = connection_span(Kind::Inbox, None, Some(&sender));
+    let consumer = InboxConsumer::new(sender, Some(app.presence.clone()), visible);
+    upgrade_native(req, bind(consumer, &credential), app)
+        .instrument(span)
+        .await
 }
 
 /// A room-bound consumer for `sender`, with the server's presence and attachments.

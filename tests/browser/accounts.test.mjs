@@ -120,6 +120,66 @@ test("two users chat privately; unread badges follow read receipts", async () =>
   await b.context().close();
 });
 
+test("contacts are live: online dots and badges change without a reload, and read ticks survive one", async () => {
+  const dora = server.addUser("dora", "Dora", "tutor", PW);
+  const eli = server.addUser("eli", "Eli", "vet", PW);
+  const d = await loggedIn("dora");
+  const eliContact = d.getByTestId("contact").filter({ hasText: "Eli (vet)" });
+  await eliContact.and(d.locator('[data-online="false"]')).waitFor();
+
+  // Eli opens any page: Dora's list shows him online, without a reload.
+  const e = await loggedIn("eli");
+  await eliContact.and(d.locator('[data-online="true"]')).waitFor();
+
+  // Eli writes: Dora's badge appears where she is.
+  await e.goto(`${server.url}/dm/${dora}/`);
+  await e.getByTestId("status").and(e.locator('[data-state="online"]')).waitFor();
+  await e.getByTestId("message-input").fill("Is Rex eating?");
+  await e.getByTestId("message-input").press("Enter");
+  const sent = e.getByTestId("message").filter({ hasText: "Is Rex eating?" });
+  await sent.waitFor();
+  const badge = eliContact.getByTestId("unread");
+  await badge.waitFor();
+  assert.equal(await badge.textContent(), "1");
+
+  // Dora reads it; Eli sees two ticks live, and again after a reload (the join says how far
+  // Dora has read: she sends no new receipt meanwhile).
+  await eliContact.locator("a").click();
+  await d.waitForURL(new RegExp(`/dm/${eli}/$`));
+  await d.getByTestId("message").filter({ hasText: "Is Rex eating?" }).waitFor();
+  await sent.and(e.locator('[data-read="true"]')).waitFor();
+  await e.reload();
+  await sent.waitFor();
+  await sent.and(e.locator('[data-read="true"]')).waitFor();
+  assert.equal(await sent.getByTestId("ticks").textContent(), "\u2713\u2713");
+
+  // Eli leaves: Dora's sidebar shows him offline.
+  const inSidebar = d.getByTestId("sidebar-contact").filter({ hasText: "Eli (vet)" });
+  await inSidebar.and(d.locator('[data-online="true"]')).waitFor();
+  await e.context().close();
+  await inSidebar.and(d.locator('[data-online="false"]')).waitFor();
+  await d.context().close();
+});
+
+test("on a phone the conversations and the chat are two screens", async () => {
+  server.addUser("fay", "Fay", "tutor", PW);
+  const page = await loggedIn("fay");
+  await page.setViewportSize({ width: 360, height: 740 });
+  const bruno = page.getByTestId("contact").filter({ hasText: "Bruno (vet)" });
+  await bruno.waitFor();
+  await bruno.locator("a").click();
+  await page.getByTestId("message-input").waitFor();
+  assert.equal(await page.getByTestId("sidebar").isVisible(), false, "the chat alone");
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no sideways scrolling (${overflow}px too wide)`);
+  // The back arrow leads to the list, keyboard only.
+  await page.locator("a.back").focus();
+  await page.keyboard.press("Enter");
+  await page.waitForURL(server.url + "/");
+  await bruno.waitFor();
+  await page.context().close();
+});
+
 test("the pair page sends anonymous visitors to the login page and back", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();

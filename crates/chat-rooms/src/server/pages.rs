@@ -8,8 +8,23 @@ use crate::server::respond::{Resp, with_body};
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const ROOM_HTML: &str = include_str!("../../web/room.html");
 const LOGIN_HTML: &str = include_str!("../../web/login.html");
-const APP_JS: &str = include_str!("../../web/app.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
+
+/// The client's ES modules (no build step: the browser loads each by name); `app.js` is the
+/// entry point every page loads.
+const MODULES: &[(&str, &str)] = &[
+    ("app.js", include_str!("../../web/app.js")),
+    ("common.js", include_str!("../../web/common.js")),
+    ("contacts.js", include_str!("../../web/contacts.js")),
+    ("inbox.js", include_str!("../../web/inbox.js")),
+    ("index.js", include_str!("../../web/index.js")),
+    ("login.js", include_str!("../../web/login.js")),
+    ("messages.js", include_str!("../../web/messages.js")),
+    ("poll.js", include_str!("../../web/poll.js")),
+    ("room.js", include_str!("../../web/room.js")),
+    ("sidebar.js", include_str!("../../web/sidebar.js")),
+    ("sound.js", include_str!("../../web/sound.js")),
+];
 
 /// Pages may load scripts and styles from this server only and connect to its WebSockets.
 const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
@@ -92,9 +107,11 @@ fn escape_html(s: &str) -> String {
 /// `GET /static/{file}`.
 pub fn asset(name: &str) -> Option<Resp> {
     let (body, content_type) = match name {
-        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "style.css" => (STYLE_CSS, "text/css; charset=utf-8"),
-        _ => return None,
+        _ => {
+            let (_, js) = MODULES.iter().find(|(file, _)| *file == name)?;
+            (*js, "text/javascript; charset=utf-8")
+        }
     };
     let mut res = with_body(StatusCode::OK, content_type, body);
     res.headers_mut()
@@ -112,6 +129,24 @@ mod tests {
             escape_html("<b a=\"x\">&'"),
             "&lt;b a=&quot;x&quot;&gt;&amp;&#39;"
         );
+    }
+
+    #[test]
+    fn every_module_a_module_imports_is_served() {
+        for (file, js) in MODULES {
+            for line in js.lines().filter(|l| l.starts_with("import ")) {
+                let target = line
+                    .split("from \"./")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or_else(|| panic!("{file}: an import not from ./: {line}"));
+                assert!(
+                    asset(target).is_some(),
+                    "{file} imports {target}, which is not served"
+                );
+            }
+        }
+        assert!(asset("nope.js").is_none());
     }
 
     #[test]

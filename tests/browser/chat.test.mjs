@@ -327,16 +327,30 @@ test("scrolling up reads older messages in, keeping the view where it was", asyn
   await ana.context().close();
 });
 
-test("messages are text, never HTML", async () => {
-  const ana = await openRoom("ana", "xss");
+test("messages, display names and file names are text, never HTML", async () => {
+  const evilName = '<img src=x onerror="window.__xss=2">';
+  const ana = await openRoom(evilName, "xss");
+  const bruno = await openRoom("bruno", "xss");
   const evil = '<img src=x onerror="window.__xss=1"><b>bold</b>';
   await send(ana, evil);
-  const msg = ana.getByTestId("message").filter({ hasText: "<b>bold</b>" });
+  const msg = bruno.getByTestId("message").filter({ hasText: "<b>bold</b>" });
   await msg.waitFor();
   assert.equal(await msg.locator(".body").textContent(), evil);
-  assert.equal(await ana.locator("[data-testid=messages] b, [data-testid=messages] img").count(), 0);
-  assert.equal(await ana.evaluate(() => window.__xss), undefined);
+  assert.equal(await msg.locator(".sender").textContent(), evilName);
+  await bruno.locator("#online-list li").filter({ hasText: evilName }).waitFor();
+  // A file whose name is markup: a download link that shows the name as text.
+  const fileName = '<img src=x onerror="window.__xss=3">.txt';
+  await ana.getByTestId("file-input").setInputFiles({ name: fileName, mimeType: "text/plain", buffer: Buffer.from("notes\n") });
+  const link = bruno.getByTestId("attachment-link");
+  await link.waitFor();
+  assert.ok((await link.textContent()).startsWith(fileName), await link.textContent());
+  for (const page of [ana, bruno]) {
+    const markup = page.locator("[data-testid=messages] b, [data-testid=messages] img, #online-list img, #typing img");
+    assert.equal(await markup.count(), 0);
+    assert.equal(await page.evaluate(() => window.__xss), undefined);
+  }
   await ana.context().close();
+  await bruno.context().close();
 });
 
 test("a page opened later shows the history in order", async () => {

@@ -51,7 +51,7 @@ before(async () => {
   bruno = server.addUser("bruno", "Dr. Bruno Lima", "vet", PW);
   server.addUser("carla", "Dr. Carla Reis", "vet", PW);
   await post("lobby", "Good morning! Anyone around?", "marta");
-  await post("lobby", "Morning 👋", "joão");
+  await post("lobby", "Morning!", "joão");
   await post("lobby", "Does anyone know a vet open on Sundays?", "marta");
   await post("lobby", "The clinic on Rua Augusta is, until 2pm.", "lucas");
   await post("lobby", "Thanks!", "marta");
@@ -119,6 +119,14 @@ for (const size of Object.keys(SIZES)) {
     await page.goto(`${server.url}/chat/lobby/`);
     await page.getByTestId("status").and(page.locator('[data-state="online"]')).waitFor();
     await page.getByTestId("message").filter({ hasText: "Thanks!" }).waitFor();
+    await page.getByTestId("message-input").fill(`Good to know (from the ${size}).`);
+    await page.getByTestId("message-input").press("Enter");
+    // The stored message (the echo replaces the pending one, so wait for it by its test id).
+    const own = page.getByTestId("message").and(page.locator(".own")).filter({ hasText: `from the ${size}` });
+    await own.waitFor();
+    const ownBox = await own.boundingBox();
+    const listBox = await page.getByTestId("messages").boundingBox();
+    assert.ok(ownBox.x + ownBox.width > listBox.x + listBox.width - 40, "one's own messages sit on the right");
     await fits(page, size);
     const sidebar = await page.getByTestId("sidebar").isVisible();
     if (size === "desktop") {

@@ -1,7 +1,7 @@
 // Accounts in the browser: log in, contacts with unread badges, a private conversation.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, startServer } from "./harness.mjs";
+import { launchBrowser, loggedInPage, startServer } from "./harness.mjs";
 
 const PW = "correct horse battery";
 let server;
@@ -30,18 +30,8 @@ async function eventually(check, what) {
   }
 }
 
-async function loggedIn(username) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.on("pageerror", (e) => {
-    throw e;
-  });
-  await page.goto(server.url + "/login");
-  await page.getByTestId("login-username").fill(username);
-  await page.getByTestId("login-password").fill(PW);
-  await page.getByTestId("login-submit").click();
-  await page.getByTestId("whoami").waitFor();
-  return page;
+function loggedIn(username) {
+  return loggedInPage(browser, server.url, username, PW);
 }
 
 test("a wrong password is refused with a message and no session", async () => {

@@ -83,3 +83,18 @@ export async function guestPage(browser, url, name) {
   });
   return page;
 }
+
+/// A page logged in as `username` (through the login form), on the index; `viewport` sizes it.
+export async function loggedInPage(browser, url, username, password, viewport) {
+  const context = await browser.newContext(viewport ? { viewport } : {});
+  const page = await context.newPage();
+  page.on("pageerror", (e) => {
+    throw e;
+  });
+  await page.goto(url + "/login");
+  await page.getByTestId("login-username").fill(username);
+  await page.getByTestId("login-password").fill(password);
+  await page.getByTestId("login-submit").click();
+  await page.getByTestId("whoami").waitFor();
+  return page;
+}

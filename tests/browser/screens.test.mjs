@@ -7,7 +7,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { launchBrowser, startServer } from "./harness.mjs";
+import { launchBrowser, loggedInPage, startServer } from "./harness.mjs";
 
 const PW = "correct horse battery";
 const SHOTS = resolve(import.meta.dirname, "..", "..", "target", "screenshots");
@@ -29,18 +29,8 @@ async function post(room, body, who) {
   assert.equal(res.status, 201, await res.text());
 }
 
-async function loggedIn(username, size) {
-  const context = await browser.newContext({ viewport: SIZES[size] });
-  const page = await context.newPage();
-  page.on("pageerror", (e) => {
-    throw e;
-  });
-  await page.goto(server.url + "/login");
-  await page.getByTestId("login-username").fill(username);
-  await page.getByTestId("login-password").fill(PW);
-  await page.getByTestId("login-submit").click();
-  await page.getByTestId("whoami").waitFor();
-  return page;
+function loggedIn(username, size) {
+  return loggedInPage(browser, server.url, username, PW, SIZES[size]);
 }
 
 before(async () => {

@@ -13,7 +13,7 @@
 
 use ::metrics::{Counter, Gauge, describe_counter, describe_gauge, describe_histogram};
 
-/// Gauge, label `kind` (`room`, `mux`, `tutorial`, `socketio`, `longpoll`, `custom`): open
+/// Gauge, label `kind` (`room`, `mux`, `tutorial`, `socketio`, `inbox`, `longpoll`, `custom`): open
 /// connections of this node.
 pub const CONNECTIONS: &str = "chat_connections";
 /// Gauge: room subscriptions held by this node's sockets (a socket in three rooms counts 3).

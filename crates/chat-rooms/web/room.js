@@ -215,36 +215,6 @@ class RoomView {
     }
   }
 
-  messageElement(m) {
-    const li = document.createElement("li");
-    li.className = "message";
-    const meta = document.createElement("div");
-    meta.className = "meta";
-    const who = document.createElement("span");
-    who.className = "sender";
-    who.textContent = (m.sender && m.sender.name) || "?";
-    meta.appendChild(who);
-    if (m.sender && m.sender.role) {
-      const role = document.createElement("span");
-      role.className = "role";
-      role.textContent = m.sender.role;
-      meta.appendChild(role);
-    }
-    const time = document.createElement("time");
-    time.className = "time";
-    if (m.sent_at) {
-      time.dateTime = m.sent_at;
-      time.textContent = timeOf(m.sent_at);
-    }
-    meta.appendChild(time);
-    const body = document.createElement("div");
-    body.className = "body";
-    body.textContent = m.body;
-    li.append(meta, body);
-    if (m.attachment) li.appendChild(attachmentElement(m.attachment));
-    return li;
-  }
-
   isOwn(user) {
     if (!user) return false;
     if (this.me) return user.id === this.me.id;

@@ -107,6 +107,15 @@ struct Inbox {
     acks: Acks,
 }
 
+/// How long Engine.IO waits for a pong: what is left of `idle_timeout` after a ping interval
+/// (at least a second), so a silent Socket.IO client is closed when a silent native one is.
+fn sio_ping_timeout(limits: &chat_core::Limits) -> std::time::Duration {
+    limits
+        .idle_timeout
+        .saturating_sub(limits.ping_interval)
+        .max(std::time::Duration::from_secs(1))
+}
+
 /// Builds the endpoint. Its handlers use `app` (auth, store, layer, limits).
 pub fn endpoint(app: &Chat) -> Endpoint {
     let limits = &app.config.limits;
@@ -119,6 +128,10 @@ pub fn endpoint(app: &Chat) -> Endpoint {
         // Read 1 KiB at a time, as our own sockets do: events are small, most sockets idle,
         // and Engine.IO's default 4 KiB per socket would be a fifth of an idle one's memory.
         .ws_read_buffer_size(1024)
+        // The heartbeat of our own sockets: a ping every `ping_interval`, and a client that
+        // has not answered by `idle_timeout` is closed.
+        .ping_interval(limits.ping_interval)
+        .ping_timeout(sio_ping_timeout(limits))
         .build_with_inner_svc(NoRoute);
     let endpoint = Endpoint {
         service: svc,

@@ -127,13 +127,17 @@ async fn real_traffic_moves_the_metrics() {
             .any(|v| v == "lobby" || v == "Ana" || v == "Bruno")
     }));
 
-    // A client leaves: the gauges come down and the close is counted.
+    // A client leaves: the gauges come down and the close is counted. The connection gauge
+    // drops when the socket closes, presence and the joined rooms a moment later (when the
+    // consumer has left its room): wait for all of them.
     drop(b);
     let s = scrape_until(&server.addr, "b's close", |s| {
         s.value("chat_connections", &[("kind", "room")]) == Some(1.0)
             && s.value("chat_closes_total", &[("by", "client")])
                 .unwrap_or(0.0)
                 >= 1.0
+            && s.value("chat_users_online", &[]) == Some(1.0)
+            && s.value("chat_rooms_joined", &[]) == Some(1.0)
     })
     .await;
     assert_eq!(s.get("chat_rooms_joined", &[]), 1.0);

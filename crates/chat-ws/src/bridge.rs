@@ -21,8 +21,11 @@ pub const BRIDGE_EVENTS: usize = 256;
 
 /// A consumer running over a foreign transport.
 pub struct Bridge {
-    /// What the client does, in order.
-    pub events: mpsc::Sender<ClientEvent>,
+    /// What the client does, in order. A `flume` channel, not tokio's: tokio's bounded
+    /// channel allocates its first block of 32 slots (1.3 KB of `ClientEvent`s) with the
+    /// channel, and a mostly idle Socket.IO socket kept it for life; flume's queue grows with
+    /// what is queued.
+    pub events: flume::Sender<ClientEvent>,
     /// What the consumer sends, in order; after the connection ends, a last
     /// [`Outbound::Close`] when the server ended it (and the client could still take it).
     /// `None` when the frames go to an [`OutboundSink`] ([`Bridge::start_direct`]).
@@ -115,11 +118,9 @@ fn spawn<C: Consumer>(
     cx: Box<Context>,
     config: &ConnectionConfig,
     closing: impl FnOnce(&Ending) + Send + 'static,
-) -> (mpsc::Sender<ClientEvent>, JoinHandle<Ending>) {
-    let (events, rx) = mpsc::channel(BRIDGE_EVENTS);
-    let incoming = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (e, rx))
-    }));
+) -> (flume::Sender<ClientEvent>, JoinHandle<Ending>) {
+    let (events, rx) = flume::bounded(BRIDGE_EVENTS);
+    let incoming = Box::pin(rx.into_stream());
     let config = config.clone();
     let task = config.tracker.clone().spawn(
         async move {

@@ -41,7 +41,7 @@ pub struct Communicator<C> {
     layer: SharedLayer,
     request: RequestInfo,
     config: ConnectionConfig,
-    events: Option<mpsc::Sender<ClientEvent>>,
+    events: Option<flume::Sender<ClientEvent>>,
     outbound: Option<mpsc::Receiver<Outbound>>,
     task: Option<JoinHandle<Ending>>,
 }
@@ -146,7 +146,7 @@ impl<C: Consumer> Communicator<C> {
         }
     }
 
-    fn events(&self) -> &mpsc::Sender<ClientEvent> {
+    fn events(&self) -> &flume::Sender<ClientEvent> {
         self.events
             .as_ref()
             .expect("connect() must be accepted before sending")
@@ -154,7 +154,10 @@ impl<C: Consumer> Communicator<C> {
 
     /// Sends a text frame as the client.
     pub async fn send_text(&self, text: impl Into<Utf8Bytes>) {
-        let _ = self.events().send(ClientEvent::Text(text.into())).await;
+        let _ = self
+            .events()
+            .send_async(ClientEvent::Text(text.into()))
+            .await;
     }
 
     /// Sends a JSON value as a text frame.
@@ -164,7 +167,7 @@ impl<C: Consumer> Communicator<C> {
 
     /// Sends any client event (binary frames, oversized frames, a close).
     pub async fn send_event(&self, event: ClientEvent) {
-        let _ = self.events().send(event).await;
+        let _ = self.events().send_async(event).await;
     }
 
     /// The next frame the consumer sent, pings included.
@@ -234,7 +237,7 @@ impl<C: Consumer> Communicator<C> {
     /// Closes as the client and waits for `disconnect` and cleanup to finish.
     pub async fn disconnect(mut self, code: u16) -> Option<Ending> {
         if let Some(events) = &self.events {
-            let _ = events.send(ClientEvent::Closed(Some(code))).await;
+            let _ = events.send_async(ClientEvent::Closed(Some(code))).await;
         }
         self.finish().await
     }

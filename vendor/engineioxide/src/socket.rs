@@ -304,22 +304,25 @@ where
     ///
     /// Keep a handle to the job so that it can be aborted when the socket is closed
     pub(crate) fn spawn_heartbeat(self: Arc<Self>, interval: Duration, timeout: Duration) {
-        let cancellation_token = self.cancellation_token.clone();
+        tokio::spawn(async move { self.run_heartbeat(interval, timeout).await });
+    }
 
-        tokio::spawn(
-            cancellation_token
-                .run_until_cancelled_owned(async move {
-                    if let Err(_e) = self.heartbeat_job(interval, timeout).await {
-                        self.close(DisconnectReason::HeartbeatTimeout);
-                        #[cfg(feature = "tracing")]
-                        tracing::debug!(id = ?self.id, "heartbeat error: {_e}");
-                    }
-                })
-                .inspect(|_v| {
+    /// Runs the heartbeat job until the socket closes, closing it when the client stops
+    /// answering. Patched for chat (vendor/README.md): a WebSocket session runs it inside its
+    /// reader task instead of a task of its own (one task fewer per socket).
+    pub(crate) async fn run_heartbeat(&self, interval: Duration, timeout: Duration) {
+        let _v = self
+            .cancellation_token
+            .run_until_cancelled(async {
+                if let Err(_e) = self.heartbeat_job(interval, timeout).await {
+                    self.close(DisconnectReason::HeartbeatTimeout);
                     #[cfg(feature = "tracing")]
-                    tracing::debug!(aborted = _v.is_none(), "heartbeat job completed");
-                }),
-        );
+                    tracing::debug!(id = ?self.id, "heartbeat error: {_e}");
+                }
+            })
+            .await;
+        #[cfg(feature = "tracing")]
+        tracing::debug!(aborted = _v.is_none(), "heartbeat job completed");
     }
 
     /// Heartbeat is sent every `interval` milliseconds by the client and the server `is` expected to respond within `timeout` milliseconds.

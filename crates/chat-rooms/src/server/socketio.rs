@@ -35,7 +35,6 @@ use socketioxide::handler::{ConnectHandler, FromMessage, FromMessageParts};
 use socketioxide::service::SocketIoService;
 use socketioxide::socket::Socket;
 use socketioxide::{SendError, SocketError, SocketIo};
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 mod caller;
@@ -103,7 +102,7 @@ type Acks = Arc<Mutex<HashMap<i64, AckSender>>>;
 /// A socket's way into its consumer task (kept in the socket's extensions).
 #[derive(Clone)]
 struct Inbox {
-    events: mpsc::Sender<ClientEvent>,
+    events: flume::Sender<ClientEvent>,
     acks: Acks,
 }
 
@@ -125,9 +124,10 @@ pub fn endpoint(app: &Chat) -> Endpoint {
         .max_buffer_size(limits.outbound_queue)
         .max_payload(limits.max_frame_bytes as u64)
         .ws_max_message_size(limits.max_frame_bytes)
-        // Read 1 KiB at a time, as our own sockets do: events are small, most sockets idle,
-        // and Engine.IO's default 4 KiB per socket would be a fifth of an idle one's memory.
-        .ws_read_buffer_size(1024)
+        // Read 512 bytes at a time: a chat event fits (a longer frame takes more reads), most
+        // sockets are idle, and each keeps this buffer for life (Engine.IO's default, 4 KiB,
+        // would be a fifth of an idle socket's memory).
+        .ws_read_buffer_size(512)
         // The heartbeat of our own sockets: a ping every `ping_interval`, and a client that
         // has not answered by `idle_timeout` is closed.
         .ping_interval(limits.ping_interval)
@@ -250,7 +250,7 @@ impl FromMessage<socketioxide::adapter::LocalAdapter> for Queued {
         if let (Some(id), Ok(mut acks)) = (ack_id, inbox.acks.lock()) {
             acks.insert(id, ack);
         }
-        if let Err(mpsc::error::TrySendError::Full(_)) =
+        if let Err(flume::TrySendError::Full(_)) =
             inbox.events.try_send(ClientEvent::Text(text.into()))
         {
             // A flood faster than the consumer applies it: refused, not lost silently.

@@ -131,6 +131,9 @@ where
         .max_frame_size(Some(engine.config.ws_max_frame_size));
 
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
+    // Whether this task runs the session's heartbeat: a session upgraded from polling already
+    // has its heartbeat task.
+    let mut own_heartbeat = false;
     let (socket, ws) = if let Some(sid) = sid {
         match engine.get_socket(sid) {
             None => return Err(Error::UnknownSessionID(sid)),
@@ -167,9 +170,7 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
+        own_heartbeat = true;
         (socket, ws)
     };
     let (tx, rx) = ws.split();
@@ -178,10 +179,25 @@ where
     tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
 
     // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
-        .with_cancellation_token(&socket.cancellation_token)
-        .await
-    {
+    let forward = forward_to_handler(&engine, rx, &socket)
+        .with_cancellation_token(&socket.cancellation_token);
+    let heartbeat = async {
+        if own_heartbeat {
+            let config = &engine.config;
+            socket.run_heartbeat(config.ping_interval, config.ping_timeout).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(forward, heartbeat);
+    // The heartbeat ends only when the socket closes (it closes the socket itself when the
+    // client stops answering), and then the reader ends at once too.
+    let forwarded = tokio::select! {
+        biased;
+        res = &mut forward => res,
+        () = &mut heartbeat => forward.await,
+    };
+    match forwarded {
         Some(Err(ref e)) => {
             let reason =
                 Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);

@@ -14,6 +14,7 @@ use crate::server::app::Chat;
 use crate::server::auth::{Credential, Guest, Identity, authenticate_with, bind, guest, sender_of};
 use crate::server::respond::{ApiError, Resp, text};
 use crate::server::trace::{Kind, connection_span};
+use chat_store::User;
 
 /// The WebSocket subprotocol of our own protocol. Our clients ask for it, so that with
 /// `--compat tutorials` the tutorials' URLs still speak our frames to them.
@@ -131,18 +132,26 @@ pub async fn chat_room<B: Send + 'static>(app: &Chat, room: &str, req: Request<B
     with_guest_cookie(res, guest.as_ref())
 }
 
+/// The handshake of a socket for logged-in users only: a visitor gets 401 with `refusal`.
+async fn user_handshake<B>(
+    app: &Chat,
+    req: &Request<B>,
+    refusal: &'static str,
+) -> Result<(User, Credential), Resp> {
+    match handshake(app, req).await? {
+        (Identity::User(user), credential) => Ok((user, credential)),
+        (Identity::Anonymous, _) => Err(text(StatusCode::UNAUTHORIZED, refusal)),
+    }
+}
+
 /// `GET /ws/dm/{user_id}/`: the pair room of the logged-in user and `user_id`.
 pub async fn pair_room<B: Send + 'static>(app: &Chat, other: &str, req: Request<B>) -> Resp {
-    let (identity, credential) = match handshake(app, &req).await {
-        Ok(i) => i,
+    let refusal = "private rooms need an account; log in first";
+    let (me, credential) = match user_handshake(app, &req, refusal).await {
+        Ok(u) => u,
         Err(res) => return res,
     };
-    let Some(me) = identity.user() else {
-        return text(
-            StatusCode::UNAUTHORIZED,
-            "private rooms need an account; log in first",
-        );
-    };
+    let me = &me;
     let (pair, _other) = match pair_with(app, me, other).await {
         Ok(p) => p,
         Err(e) => return refuse(e),
@@ -191,17 +200,12 @@ pub async fn multiplexed<B: Send + 'static>(app: &Chat, req: Request<B>) -> Resp
 /// `GET /ws/inbox/`: the logged-in user's inbox (see [`crate::inbox`]): who of their contacts
 /// is online, and when their conversations change.
 pub async fn inbox<B: Send + 'static>(app: &Chat, req: Request<B>) -> Resp {
-    let (identity, credential) = match handshake(app, &req).await {
-        Ok(i) => i,
+    let refusal = "the inbox needs an account; log in first";
+    let (me, credential) = match user_handshake(app, &req, refusal).await {
+        Ok(u) => u,
         Err(res) => return res,
     };
-    let Some(me) = identity.user() else {
-        return text(
-            StatusCode::UNAUTHORIZED,
-            "the inbox needs an account; log in first",
-        );
-    };
-    let sender = sender_of(me);
+    let sender = sender_of(&me);
     let (policy, my_id, my_role) = (app.policy.clone(), me.id, me.role.clone());
     let visible: crate::inbox::Visibility = Arc::new(move |u: &Sender| {
         let me = Member {

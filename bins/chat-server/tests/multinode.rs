@@ -235,3 +235,69 @@ async fn a_file_uploaded_to_one_node_is_served_by_the_other() {
         "with PostgreSQL, files live in the database"
     );
 }
+
+#[tokio::test]
+async fn the_inbox_spans_nodes_and_a_dead_nodes_users_go_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = postgres().await;
+    let p = prefix();
+    let flags = [
+        "--redis-url",
+        "redis://127.0.0.1:6379",
+        "--redis-prefix",
+        p.as_str(),
+        "--presence-ttl",
+        "2",
+        "--database-url",
+        db.url(),
+    ];
+    let a = Server::start(dir.path(), &flags);
+    let b = Server::start(dir.path(), &flags);
+    let db_flags = ["--database-url", db.url()];
+    let ana = add_user_in(dir.path(), &db_flags, "ana", "Ana", "tutor", "password-ana");
+    let bruno = add_user_in(dir.path(), &db_flags, "bruno", "Bruno", "vet", "pw-bruno-1");
+    let (_, ana_cookie) = login(&a.addr, "ana", "password-ana").await;
+    let (_, bruno_cookie) = login(&b.addr, "bruno", "pw-bruno-1").await;
+    let inbox = async |server: &Server, cookie: &str| {
+        let mut c = Client::try_connect_with(&server.ws_url("/ws/inbox/"), &[("cookie", cookie)])
+            .await
+            .unwrap();
+        let first = c.recv_any().await;
+        assert_eq!(first["type"], "inbox", "{first}");
+        (c, first)
+    };
+
+    // Bruno's inbox on B hears Ana's open on A, and Ana's sees Bruno: one presence set.
+    let (mut bruno_inbox, first) = inbox(&b, &bruno_cookie).await;
+    assert_eq!(first["online"], json!([]));
+    let (mut ana_inbox, first) = inbox(&a, &ana_cookie).await;
+    assert_eq!(first["online"][0]["id"], bruno);
+    let came = bruno_inbox.recv_any().await;
+    assert_eq!(
+        (came["type"].as_str(), came["user"]["id"].as_i64()),
+        (Some("online"), Some(ana))
+    );
+
+    // Bruno writes on B: Ana's inbox on A hears of it.
+    let mut dm = Client::try_connect_with(
+        &b.ws_url(&format!("/ws/dm/{ana}/")),
+        &[("cookie", &bruno_cookie)],
+    )
+    .await
+    .unwrap();
+    dm.send(json!({"type": "message", "body": "results are in"}))
+        .await;
+    let n = ana_inbox.recv_any().await;
+    assert_eq!(
+        (n["type"].as_str(), n["seq"].as_u64()),
+        (Some("unread"), Some(1))
+    );
+
+    // Node A dies without a goodbye: within the presence TTL, node B says Ana is offline.
+    drop(a); // SIGKILL
+    let gone = bruno_inbox.recv_any().await;
+    assert_eq!(
+        (gone["type"].as_str(), gone["user"]["id"].as_i64()),
+        (Some("offline"), Some(ana))
+    );
+}

@@ -18,19 +18,29 @@ fn prefix() -> String {
     format!("chat-test-{r:x}")
 }
 
+/// The flags of a node sharing Redis (under `prefix`) and the database at `db_url` with the
+/// others; `presence_ttl` in seconds, to see a dead node's users leave quickly.
+fn node_flags<'a>(prefix: &'a str, db_url: &'a str, presence_ttl: Option<&'a str>) -> Vec<&'a str> {
+    let mut flags = vec![
+        "--redis-url",
+        "redis://127.0.0.1:6379",
+        "--redis-prefix",
+        prefix,
+        "--database-url",
+        db_url,
+    ];
+    if let Some(ttl) = presence_ttl {
+        flags.extend(["--presence-ttl", ttl]);
+    }
+    flags
+}
+
 #[tokio::test]
 async fn clients_on_two_nodes_share_rooms_and_pair_rooms() {
     let dir = tempfile::tempdir().unwrap();
     let db = postgres().await;
     let p = prefix();
-    let flags = [
-        "--redis-url",
-        "redis://127.0.0.1:6379",
-        "--redis-prefix",
-        p.as_str(),
-        "--database-url",
-        db.url(),
-    ];
+    let flags = node_flags(&p, db.url(), None);
     let a = Server::start(dir.path(), &flags);
     let b = Server::start(dir.path(), &flags);
     let db_flags = ["--database-url", db.url()];
@@ -107,16 +117,7 @@ async fn presence_spans_nodes_and_forgets_a_dead_node() {
     let dir = tempfile::tempdir().unwrap();
     let db = postgres().await;
     let p = prefix();
-    let flags = [
-        "--redis-url",
-        "redis://127.0.0.1:6379",
-        "--redis-prefix",
-        p.as_str(),
-        "--presence-ttl",
-        "2",
-        "--database-url",
-        db.url(),
-    ];
+    let flags = node_flags(&p, db.url(), Some("2"));
     let a = Server::start(dir.path(), &flags);
     let b = Server::start(dir.path(), &flags);
     // A third node sweeps for dead nodes too: a departure is still announced once.
@@ -241,16 +242,7 @@ async fn the_inbox_spans_nodes_and_a_dead_nodes_users_go_offline() {
     let dir = tempfile::tempdir().unwrap();
     let db = postgres().await;
     let p = prefix();
-    let flags = [
-        "--redis-url",
-        "redis://127.0.0.1:6379",
-        "--redis-prefix",
-        p.as_str(),
-        "--presence-ttl",
-        "2",
-        "--database-url",
-        db.url(),
-    ];
+    let flags = node_flags(&p, db.url(), Some("2"));
     let a = Server::start(dir.path(), &flags);
     let b = Server::start(dir.path(), &flags);
     let db_flags = ["--database-url", db.url()];

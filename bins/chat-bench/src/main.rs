@@ -9,6 +9,7 @@
 //! ```text
 //! cargo build --release -p chat-server -p chat-bench
 //! target/release/chat-bench fanout --clients 1000 --rooms 1
+//! target/release/chat-bench openloop --clients 1000 --senders 200 --rates 100,200,300,500
 //! target/release/chat-bench pairs --users 10000
 //! target/release/chat-bench idle --connections 19000
 //! target/release/chat-bench persist --rooms 100
@@ -23,6 +24,7 @@ mod client;
 mod engine;
 mod loss;
 mod net;
+mod openloop;
 mod proc;
 mod scenario;
 mod socketio;
@@ -66,6 +68,13 @@ enum Command {
     Fanout {
         #[command(flatten)]
         params: scenario::Fanout,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// A room at a fixed offered rate, stepped up: p50/p99/p99.9 per step, highest clean rate.
+    Openloop {
+        #[command(flatten)]
+        params: openloop::OpenLoop,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -129,6 +138,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let (name, args) = match &cli.command {
         Command::BaselineServer { .. } => return Ok(()),
         Command::Fanout { target, .. } => ("fanout", target),
+        Command::Openloop { target, .. } => ("openloop", target),
         Command::Pairs { target, .. } => ("pairs", target),
         Command::Idle { target, .. } => ("idle", target),
         Command::Persist { target, .. } => ("persist", target),
@@ -142,7 +152,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         let protocol = args.protocol(i, *kind)?;
         let target = target::start(*kind, protocol, args).await?;
         eprintln!("{name}: running against {}", target.name);
-        let report = match &cli.command {
+        let mut report = match &cli.command {
             Command::BaselineServer { .. } => return Ok(()),
             Command::Fanout { params, .. } => {
                 let plan = Plan {
@@ -152,6 +162,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 let specs = scenario::fanout_specs(params, &target);
                 scenario::measure(name, json(params), &target, specs, plan).await
             }
+            Command::Openloop { params, .. } => openloop::run(params, &target).await,
             Command::Persist { params, .. } => {
                 let plan = Plan {
                     duration: Duration::from_secs(params.duration),
@@ -177,6 +188,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 scenario::measure(name, json(params), &target, specs, plan).await
             }
         };
+        report.is_baseline = *kind == Kind::Baseline;
+        if let Some(label) = args.label.get(i) {
+            report.target.clone_from(label);
+        }
         reports.push(report);
         drop(target);
     }
@@ -197,20 +212,24 @@ fn json(params: &impl serde::Serialize) -> serde_json::Value {
 }
 
 /// Sets every non-baseline report's ratio to the baseline's figure of merit: acked sends/s
-/// for `persist`, memory per connection for `idle`, deliveries/s otherwise.
+/// for `persist`, memory per connection for `idle`, the highest clean deliveries/s for
+/// `openloop`, deliveries/s otherwise.
 fn compare_with_baseline(reports: &mut [Report]) {
     let merit = |r: &Report| match r.scenario.as_str() {
         "persist" => r.acks_per_s,
         "idle" => r.server_rss_per_connection_kib,
-        _ => r.deliveries_per_s,
+        _ => match &r.openloop {
+            Some(steps) => steps.highest_clean_deliveries_per_s,
+            None => r.deliveries_per_s,
+        },
     };
-    let Some(base) = reports.iter().find(|r| r.target == "baseline").map(merit) else {
+    let Some(base) = reports.iter().find(|r| r.is_baseline).map(merit) else {
         return;
     };
     if base <= 0.0 {
         return;
     }
-    for r in reports.iter_mut().filter(|r| r.target != "baseline") {
+    for r in reports.iter_mut().filter(|r| !r.is_baseline) {
         r.ratio_to_baseline = Some(merit(r) / base);
     }
 }

@@ -25,8 +25,8 @@ pub struct Fanout {
     /// Total messages per second over all senders; 0: closed loop (at most `--window`
     /// messages per sender on their way to some member of the room), to find the most the
     /// server delivers to everyone.
-    #[arg(long, default_value_t = 0)]
-    pub rate: u64,
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
     /// Messages in flight per sender in closed loop.
     #[arg(long, default_value_t = 4)]
     pub window: usize,
@@ -130,13 +130,13 @@ pub fn fanout_specs(p: &Fanout, target: &Target) -> Vec<ConnSpec> {
         .map(|i| {
             let sending = if i >= senders {
                 Sending::No
-            } else if p.rate == 0 {
+            } else if p.rate <= 0.0 {
                 Sending::ClosedLoop {
                     window: p.window,
                     answer: Answer::Room,
                 }
             } else {
-                let period = Duration::from_secs_f64(senders as f64 / p.rate as f64);
+                let period = Duration::from_secs_f64(senders as f64 / p.rate);
                 Sending::Every {
                     period,
                     phase: period.mul_f64(i as f64 / senders as f64),
@@ -311,5 +311,13 @@ fn report(scenario: &str, params: serde_json::Value, target: &Target, out: &Outc
             .saturating_sub(out.bench_before.cpu)
             .as_secs_f64(),
         ratio_to_baseline: None,
+        database: target.database_url.as_deref().map(|url| {
+            if url.starts_with("postgres") {
+                "postgres".to_owned()
+            } else {
+                "sqlite".to_owned()
+            }
+        }),
+        ..Report::default()
     }
 }

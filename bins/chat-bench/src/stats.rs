@@ -120,6 +120,14 @@ pub struct Report {
     pub bench_cpu_s: f64,
     /// This run's deliveries/s (or acks/s for `persist`) divided by the baseline server's.
     pub ratio_to_baseline: Option<f64>,
+    /// chat-server's database: `sqlite` or `postgres` (none for other servers).
+    pub database: Option<String>,
+    /// `openloop` only: every step and the highest clean one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub openloop: Option<crate::openloop::Steps>,
+    /// Whether this is the baseline server (whatever `--label` calls it).
+    #[serde(skip)]
+    pub is_baseline: bool,
 }
 
 impl Report {
@@ -165,6 +173,10 @@ impl Report {
                     l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.count
                 );
             }
+        }
+        if let Some(steps) = &self.openloop {
+            println!("  steps (the figures above are the highest clean step's):");
+            steps.print();
         }
         println!(
             "  server: {:.1} MiB RSS, {:.2} KiB/connection, {:.2} CPU s ({:.3} ms per 1,000 deliveries); bench {:.2} CPU s",

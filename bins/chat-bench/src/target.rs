@@ -58,6 +58,10 @@ pub struct TargetArgs {
     /// chat-server, no on an external server.
     #[arg(long)]
     pub sio_acks: Option<bool>,
+    /// Names for the reports, one per `--against` entry (`--label chat,baseline,"Node
+    /// socket.io"`); default: `chat`, `baseline`, the URL, with the protocol when not ours.
+    #[arg(long, value_delimiter = ',')]
+    pub label: Vec<String>,
 }
 
 impl TargetArgs {

@@ -146,6 +146,15 @@ pub struct Settings {
     /// the client is closed (1013) and its task, socket and queue are freed.
     #[arg(long, env = "CHAT_WRITE_TIMEOUT", default_value_t = 10, global = true)]
     pub write_timeout: u64,
+    /// Most users a room announces one by one: in a room with more online, joins and leaves
+    /// are not broadcast and `joined` lists this many (with the total in `online_count`).
+    #[arg(
+        long,
+        env = "CHAT_PRESENCE_LIMIT",
+        default_value_t = 500,
+        global = true
+    )]
+    pub presence_limit: usize,
     /// Seconds a client has to send the whole body of a request once the server starts
     /// reading it. A body that stalls or trickles is answered 408 and its connection closed:
     /// without this, a client could hold a connection and a task forever (the request head

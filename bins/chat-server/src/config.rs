@@ -82,6 +82,7 @@ impl ServerConfig {
             messages_per_second: settings.messages_per_second,
             message_burst: settings.message_burst,
             write_timeout: std::time::Duration::from_secs(settings.write_timeout.max(1)),
+            presence_limit: settings.presence_limit,
             ..Limits::default()
         };
         // 0 would refuse every body: the shortest timeout is one second.

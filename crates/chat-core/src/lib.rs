@@ -58,7 +58,7 @@ pub use pair::{PairError, PairRoom, UserId};
 pub use policy::{AnyPair, InvalidPolicy, Member, PairPolicy, RolePairs, parse_pair_policy};
 #[cfg(feature = "redis")]
 pub use presence::RedisPresence;
-pub use presence::{MemoryPresence, Presence, PresenceError, SharedPresence};
+pub use presence::{MemoryPresence, OnlineUsers, Presence, PresenceError, SharedPresence};
 pub use protocol::{
     ClientFrame, ErrorCode, FrameError, InvalidDisplayName, Limits, PresenceEvent, ReadMark,
     ServerFrame, close,

@@ -131,3 +131,34 @@ async fn user_details_go_with_the_last_connection_and_expire() {
         .unwrap();
     assert_eq!(n, 0, "the last leave removes the user's details");
 }
+
+#[tokio::test]
+async fn a_crowd_is_counted_across_nodes_and_listed_up_to_a_limit() {
+    let prefix = unique();
+    let hall = RoomName::parse("hall").unwrap();
+    let (a, b) = (node(&prefix), node(&prefix));
+    for i in 0..6 {
+        let user = Sender::user(i, format!("u{i}"), None);
+        let on = if i % 2 == 0 { &a } else { &b };
+        on.join(&hall, &user, &format!("c{i}")).await.unwrap();
+    }
+    // A second tab counts once.
+    a.join(&hall, &Sender::user(0, "u0", None), "c0b")
+        .await
+        .unwrap();
+    let some = b.online_upto(&hall, 4).await.unwrap();
+    assert_eq!((some.users.len(), some.total), (4, 6));
+    assert!(some.users.is_sorted_by(|x, y| x.name <= y.name));
+    let all = a.online_upto(&hall, 100).await.unwrap();
+    assert_eq!(all.users, a.online(&hall).await.unwrap());
+    assert_eq!(all.total, 6);
+    assert!(
+        b.leave(&hall, &Sender::user(1, "u1", None), "c1")
+            .await
+            .unwrap()
+    );
+    assert_eq!(a.count(&hall).await.unwrap(), 5);
+    let empty = RoomName::parse("empty").unwrap();
+    assert_eq!(b.count(&empty).await.unwrap(), 0);
+    assert_eq!(b.online_upto(&empty, 3).await.unwrap().total, 0);
+}

@@ -224,7 +224,8 @@ impl Consumer for ChatConsumer {
                 ServerFrame::Joined {
                     room: self.room().clone(),
                     last_seq,
-                    online,
+                    online: online.users,
+                    online_count: online.total,
                     reads,
                 }
                 .to_json(),

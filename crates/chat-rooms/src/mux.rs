@@ -70,7 +70,8 @@ impl MuxConsumer {
                     ServerFrame::Joined {
                         room: room.clone(),
                         last_seq,
-                        online,
+                        online: online.users,
+                        online_count: online.total,
                         reads,
                     }
                     .to_json(),

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use chat_core::{
     AttachmentInfo, ErrorCode, FrameError, GroupName, HistoryPage, HistoryQuery, LayerMessage,
-    Limits, MessageStore, NewMessage, PresenceEvent, RoomName, Sender, Seq, ServerFrame,
-    SharedPresence, StoredMessage,
+    Limits, MessageStore, NewMessage, OnlineUsers, PresenceEvent, RoomName, Sender, Seq,
+    ServerFrame, SharedPresence, StoredMessage,
 };
 use tokio::time::Instant;
 
@@ -138,31 +138,45 @@ impl RoomSession {
         Ok(())
     }
 
-    /// Announces the user (once per user) and returns who is online in the room (nobody when
-    /// presence is not tracked).
-    pub async fn announce(&mut self, cx: &mut Context, s: &Shared) -> Vec<Sender> {
-        let mut online = Vec::new();
-        if let Some(presence) = s.presence.clone() {
-            let conn = cx.channel_name().to_string();
-            match presence.join(&self.room, &s.user, &conn).await {
-                Ok(first) => {
-                    self.presence_conn = Some(conn);
-                    if first {
-                        observe::users_online(1.0);
-                        let frame = ServerFrame::Presence {
-                            room: self.room.clone(),
-                            user: s.user.clone(),
-                            event: PresenceEvent::Join,
-                        };
-                        self.broadcast(cx, CHAT_PRESENCE, &frame).await;
-                    }
-                }
-                Err(e) => tracing::warn!(room = %self.room, error = %e, "presence join failed"),
+    /// Announces the user (once per user, and only while the room has at most
+    /// `presence_limit` users online) and returns who is online in the room, up to that limit
+    /// (nobody when presence is not tracked).
+    pub async fn announce(&mut self, cx: &mut Context, s: &Shared) -> OnlineUsers {
+        let Some(presence) = s.presence.clone() else {
+            return OnlineUsers::default();
+        };
+        let conn = cx.channel_name().to_string();
+        let first = match presence.join(&self.room, &s.user, &conn).await {
+            Ok(first) => {
+                self.presence_conn = Some(conn);
+                first
             }
-            online = presence.online(&self.room).await.unwrap_or_else(|e| {
+            Err(e) => {
+                tracing::warn!(room = %self.room, error = %e, "presence join failed");
+                false
+            }
+        };
+        let limit = s.limits.presence_limit;
+        let online = presence
+            .online_upto(&self.room, limit)
+            .await
+            .unwrap_or_else(|e| {
                 tracing::warn!(room = %self.room, error = %e, "presence online failed");
-                vec![s.user.clone()]
+                OnlineUsers {
+                    users: vec![s.user.clone()],
+                    total: 1,
+                }
             });
+        if first {
+            observe::users_online(1.0);
+            if online.total <= limit {
+                let frame = ServerFrame::Presence {
+                    room: self.room.clone(),
+                    user: s.user.clone(),
+                    event: PresenceEvent::Join,
+                };
+                self.broadcast(cx, CHAT_PRESENCE, &frame).await;
+            }
         }
         online
     }
@@ -196,6 +210,14 @@ impl RoomSession {
             match presence.leave(&self.room, &s.user, &conn).await {
                 Ok(true) => {
                     observe::users_online(-1.0);
+                    // Counted after the leave: a crowd's leaves are as silent as its joins.
+                    let crowded = presence
+                        .count(&self.room)
+                        .await
+                        .is_ok_and(|n| n >= s.limits.presence_limit);
+                    if crowded {
+                        return;
+                    }
                     let frame = ServerFrame::Presence {
                         room: self.room.clone(),
                         user: s.user.clone(),

@@ -10,8 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chat_core::{
-    ClientFrame, ErrorCode, FrameError, HistoryPage, LayerMessage, ReadMark, RoomName, Sender, Seq,
-    StoredMessage,
+    ClientFrame, ErrorCode, FrameError, HistoryPage, LayerMessage, OnlineUsers, ReadMark, RoomName,
+    Sender, Seq, StoredMessage,
 };
 
 use crate::chat::Limiter;
@@ -40,7 +40,7 @@ pub(crate) enum Reply {
     Joined {
         room: RoomName,
         last_seq: Seq,
-        online: Vec<Sender>,
+        online: OnlineUsers,
         reads: Vec<ReadMark>,
         replay: bool,
     },

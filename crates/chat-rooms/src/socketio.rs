@@ -265,7 +265,12 @@ impl SocketIoConsumer {
                 reads,
                 replay,
             } => {
-                let mut p = json!({"chat_id": room, "last_seq": last_seq, "online": online});
+                let mut p = json!({
+                    "chat_id": room,
+                    "last_seq": last_seq,
+                    "online": online.users,
+                    "online_count": online.total,
+                });
                 if !reads.is_empty() {
                     p["reads"] = json!(reads);
                 }

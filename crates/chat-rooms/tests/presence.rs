@@ -17,6 +17,7 @@ struct Room {
     layer: SharedLayer,
     store: MemoryStore,
     presence: SharedPresence,
+    limits: Limits,
 }
 
 impl Room {
@@ -25,6 +26,7 @@ impl Room {
             layer: Arc::new(InMemoryChannelLayer::default()),
             store: MemoryStore::new(),
             presence: Arc::new(MemoryPresence::new()),
+            limits: Limits::default(),
         }
     }
 
@@ -33,7 +35,7 @@ impl Room {
             RoomName::parse("lobby").unwrap(),
             user,
             Arc::new(self.store.clone()),
-            Limits::default(),
+            self.limits.clone(),
         )
         .with_presence(self.presence.clone());
         let mut c = Communicator::with_shared_layer(consumer, self.layer.clone());
@@ -88,6 +90,54 @@ async fn joined_lists_who_is_online_and_tabs_count_once() {
     assert_eq!(
         (p["event"].as_str(), p["user"]["name"].as_str()),
         (Some("leave"), Some("Ana"))
+    );
+}
+
+/// The next frame that is not a ping: `kind`, or the test fails (a marker message sent after
+/// an event that must stay silent proves, by arriving first, that nothing was sent).
+async fn next_is(c: &mut Communicator<ChatConsumer>, kind: &str) -> Value {
+    loop {
+        let v = c.receive_json().await;
+        if v["type"] != "ping" {
+            assert_eq!(v["type"], kind, "{v}");
+            return v;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_crowded_room_counts_its_users_instead_of_announcing_each() {
+    let room = Room {
+        limits: Limits {
+            presence_limit: 2,
+            ..Limits::default()
+        },
+        ..Room::new()
+    };
+    let (mut watcher, _) = room.open(Sender::guest("watcher")).await;
+    let (mut ana, joined) = room.open(Sender::guest("ana")).await;
+    assert_eq!(joined["online_count"], 2);
+    assert_eq!(next_is(&mut watcher, "presence").await["event"], "join");
+
+    // The third user makes the room crowded: not announced, and listed as a count.
+    let (bo, joined) = room.open(Sender::guest("bo")).await;
+    assert_eq!(names(&joined).len(), 2, "{joined}");
+    assert_eq!(joined["online_count"], 3);
+    ana.send_json(json!({"type": "message", "body": "one"}))
+        .await;
+    assert_eq!(next_is(&mut watcher, "message").await["body"], "one");
+
+    // Leaving a crowded room is as silent; below the limit, leaves are announced again.
+    bo.disconnect(1000).await;
+    ana.send_json(json!({"type": "message", "body": "two"}))
+        .await;
+    assert_eq!(next_is(&mut watcher, "message").await["body"], "two");
+    next_of(&mut ana, "message").await;
+    ana.disconnect(1000).await;
+    let p = next_is(&mut watcher, "presence").await;
+    assert_eq!(
+        (p["event"].as_str(), p["user"]["name"].as_str()),
+        (Some("leave"), Some("ana"))
     );
 }
 

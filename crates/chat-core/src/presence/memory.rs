@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::{Presence, PresenceError, user_key};
+use super::{OnlineUsers, Presence, PresenceError, user_key};
 use crate::message::Sender;
 use crate::names::RoomName;
 
@@ -81,6 +81,33 @@ impl Presence for MemoryPresence {
         users.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(users)
     }
+
+    async fn online_upto(
+        &self,
+        room: &RoomName,
+        limit: usize,
+    ) -> Result<OnlineUsers, PresenceError> {
+        let rooms = self.rooms.lock();
+        let Some(r) = rooms.get(room) else {
+            return Ok(OnlineUsers::default());
+        };
+        // Any `limit` of them, not the first by name: choosing those would read them all.
+        let mut users: Vec<Sender> = r
+            .users
+            .values()
+            .take(limit)
+            .map(|(u, _)| u.clone())
+            .collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(OnlineUsers {
+            users,
+            total: r.users.len(),
+        })
+    }
+
+    async fn count(&self, room: &RoomName) -> Result<usize, PresenceError> {
+        Ok(self.rooms.lock().get(room).map_or(0, |r| r.users.len()))
+    }
 }
 
 #[cfg(test)]
@@ -109,5 +136,23 @@ mod tests {
             "leaving twice is a no-op"
         );
         assert_eq!(p.online(&room).await.unwrap(), vec![Sender::guest("bo")]);
+    }
+
+    #[tokio::test]
+    async fn a_crowd_is_counted_not_listed() {
+        let p = MemoryPresence::new();
+        let room = RoomName::parse("hall").unwrap();
+        for i in 0..10 {
+            let guest = Sender::guest(format!("g{i}"));
+            p.join(&room, &guest, &format!("c{i}")).await.unwrap();
+        }
+        let some = p.online_upto(&room, 3).await.unwrap();
+        assert_eq!((some.users.len(), some.total), (3, 10));
+        assert!(some.users.is_sorted_by(|a, b| a.name <= b.name));
+        let all = p.online_upto(&room, 100).await.unwrap();
+        assert_eq!(all.users, p.online(&room).await.unwrap());
+        assert_eq!(p.count(&room).await.unwrap(), 10);
+        let empty = RoomName::parse("empty").unwrap();
+        assert_eq!(p.count(&empty).await.unwrap(), 0);
     }
 }

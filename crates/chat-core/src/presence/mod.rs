@@ -50,6 +50,26 @@ pub trait Presence: Send + Sync + 'static {
     /// The users online in `room`, each once.
     async fn online(&self, room: &RoomName) -> Result<Vec<Sender>, PresenceError>;
 
+    /// At most `limit` of the users online in `room` (all of them, by name, when there are
+    /// no more) and how many are online. Joins read this rather than [`Presence::online`]:
+    /// listing ten thousand members to each of ten thousand joiners costs the square of the
+    /// room. The default reads the whole list; implementations do better.
+    async fn online_upto(
+        &self,
+        room: &RoomName,
+        limit: usize,
+    ) -> Result<OnlineUsers, PresenceError> {
+        let mut users = self.online(room).await?;
+        let total = users.len();
+        users.truncate(limit);
+        Ok(OnlineUsers { users, total })
+    }
+
+    /// How many users are online in `room`.
+    async fn count(&self, room: &RoomName) -> Result<usize, PresenceError> {
+        Ok(self.online_upto(room, 0).await?.total)
+    }
+
     /// Forgets the connections of server nodes that died (they could not leave by themselves)
     /// and returns who thereby left which room, for the caller to announce. Each departure is
     /// returned once, to one caller, across every node. Call it periodically (every third of
@@ -57,6 +77,15 @@ pub trait Presence: Send + Sync + 'static {
     async fn sweep(&self) -> Result<Vec<(RoomName, Sender)>, PresenceError> {
         Ok(Vec::new())
     }
+}
+
+/// Some of a room's users online ([`Presence::online_upto`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OnlineUsers {
+    /// Up to the limit asked for, sorted by name.
+    pub users: Vec<Sender>,
+    /// How many users are online in the room.
+    pub total: usize,
 }
 
 /// Presence shared by many connections.

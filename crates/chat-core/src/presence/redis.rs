@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::{Presence, PresenceError, user_key};
+use super::{OnlineUsers, Presence, PresenceError, user_key};
 use crate::layer::RedisError;
 use crate::message::{Sender, Timestamp};
 use crate::names::RoomName;
@@ -213,6 +213,51 @@ impl Inner {
         let mut c = self.conn().await?;
         pipe.query_async::<()>(&mut *c).await.map_err(err)
     }
+
+    /// The users online in `room` (at most `limit`, by name) and how many there are: one
+    /// round trip for the count and the keys, one for their details.
+    async fn online(
+        &self,
+        room: &RoomName,
+        limit: Option<usize>,
+    ) -> Result<OnlineUsers, PresenceError> {
+        let mut c = self.conn().await?;
+        let now = Timestamp::now().unix_millis();
+        let users_key = self.users_key(room);
+        let mut range = redis::cmd("ZRANGEBYSCORE");
+        range.arg(&users_key).arg(now).arg("+inf");
+        if let Some(limit) = limit {
+            range.arg("LIMIT").arg(0).arg(limit);
+        }
+        let (total, keys): (usize, Vec<String>) = redis::pipe()
+            .cmd("ZCOUNT")
+            .arg(&users_key)
+            .arg(now)
+            .arg("+inf")
+            .add_command(range)
+            .query_async(&mut *c)
+            .await
+            .map_err(err)?;
+        if keys.is_empty() {
+            return Ok(OnlineUsers {
+                users: Vec::new(),
+                total,
+            });
+        }
+        let infos: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.info_key(room))
+            .arg(&keys)
+            .query_async(&mut *c)
+            .await
+            .map_err(err)?;
+        let mut users: Vec<Sender> = infos
+            .into_iter()
+            .flatten()
+            .filter_map(|j| serde_json::from_str(&j).ok())
+            .collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(OnlineUsers { users, total })
+    }
 }
 
 impl RedisPresence {
@@ -337,32 +382,27 @@ impl Presence for RedisPresence {
     }
 
     async fn online(&self, room: &RoomName) -> Result<Vec<Sender>, PresenceError> {
+        Ok(self.inner.online(room, None).await?.users)
+    }
+
+    async fn online_upto(
+        &self,
+        room: &RoomName,
+        limit: usize,
+    ) -> Result<OnlineUsers, PresenceError> {
+        self.inner.online(room, Some(limit)).await
+    }
+
+    async fn count(&self, room: &RoomName) -> Result<usize, PresenceError> {
         let i = &self.inner;
         let mut c = i.conn().await?;
-        let now = Timestamp::now().unix_millis();
-        let keys: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        redis::cmd("ZCOUNT")
             .arg(i.users_key(room))
-            .arg(now)
+            .arg(Timestamp::now().unix_millis())
             .arg("+inf")
             .query_async(&mut *c)
             .await
-            .map_err(err)?;
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let infos: Vec<Option<String>> = redis::cmd("HMGET")
-            .arg(i.info_key(room))
-            .arg(&keys)
-            .query_async(&mut *c)
-            .await
-            .map_err(err)?;
-        let mut users: Vec<Sender> = infos
-            .into_iter()
-            .flatten()
-            .filter_map(|j| serde_json::from_str(&j).ok())
-            .collect();
-        users.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(users)
+            .map_err(err)
     }
 
     async fn sweep(&self) -> Result<Vec<(RoomName, Sender)>, PresenceError> {

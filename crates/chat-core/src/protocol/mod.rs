@@ -105,6 +105,11 @@ pub struct Limits {
     pub max_client_id_bytes: usize,
     /// Longest guest name, in characters.
     pub max_name_chars: usize,
+    /// Most users a room announces one by one. Above it, a user's join and leave are not
+    /// broadcast (each would go to every member, so a room filling up would cost the square
+    /// of its size) and `joined` lists this many of the users online, with their total in
+    /// `online_count`.
+    pub presence_limit: usize,
 }
 
 impl Default for Limits {
@@ -121,6 +126,7 @@ impl Default for Limits {
             max_history: 200,
             max_client_id_bytes: 128,
             max_name_chars: 64,
+            presence_limit: 500,
         }
     }
 }

@@ -48,8 +48,11 @@ pub enum ServerFrame {
         room: RoomName,
         /// The room's latest seq at join time.
         last_seq: Seq,
-        /// Who is online.
+        /// Who is online: everyone, or `Limits::presence_limit` of them in a crowded room.
         online: Vec<Sender>,
+        /// How many users are online (more than `online` lists in a crowded room).
+        #[serde(default)]
+        online_count: usize,
         /// In a pair room, how far each member has read (members who never sent a read
         /// receipt are left out), so that read ticks show from the start. Empty, and left out
         /// of the frame, in public rooms.

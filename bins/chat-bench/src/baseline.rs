@@ -17,6 +17,15 @@ use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+/// tungstenite's buffers as chat-server sets them (1 KiB read at a time, writes gathered up
+/// to 64 KiB): tungstenite's default 128 KiB read buffer would make the baseline's idle
+/// connections ten times the size of ours, and the memory comparison meaningless.
+fn config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(1024)
+        .write_buffer_size(64 * 1024)
+}
+
 /// Frames a room keeps for slow readers before they lag (as the real server's queue).
 const ROOM_BUFFER: usize = 1_024;
 
@@ -96,7 +105,8 @@ async fn connection(
         path = req.uri().path().to_owned();
         Ok(res)
     };
-    let ws = tokio_tungstenite::accept_hdr_async(stream, remember_path).await?;
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, remember_path, Some(config()))
+        .await?;
     let name = room_of(&path);
     let room = rooms.get(&name);
     let mut rx = room.tx.subscribe();

@@ -49,8 +49,9 @@ impl Protocol {
 /// Where the server is and how to greet it.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    /// The server's address.
-    pub addr: SocketAddr,
+    /// The server's address; several for the nodes of one cluster, which connection `n`
+    /// reaches as node `n % len` (see [`Endpoint::addr`]).
+    pub addrs: Vec<SocketAddr>,
     /// Its protocol.
     pub protocol: Protocol,
     /// The Socket.IO namespace (with [`Protocol::SocketIo`] only).
@@ -58,6 +59,14 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The node connection `n` uses: round robin over the addresses.
+    pub fn addr(&self, n: usize) -> SocketAddr {
+        match self.addrs.as_slice() {
+            [] => SocketAddr::from(([127, 0, 0, 1], 0)),
+            addrs => addrs[n % addrs.len()],
+        }
+    }
+
     /// Whether the server acknowledges each send (else the sender's own copy is the answer).
     pub fn has_acks(&self) -> bool {
         match self.protocol {
@@ -222,13 +231,14 @@ pub async fn connect(
     headers: &[(&'static str, String)],
     n: usize,
 ) -> Result<Ws, String> {
-    let url = format!("ws://{}{path}", endpoint.addr);
+    let addr = endpoint.addr(n);
+    let url = format!("ws://{addr}{path}");
     let mut req = url
         .as_str()
         .into_client_request()
         .map_err(|e| e.to_string())?;
     // Django's AllowedHostsOriginValidator wants an Origin of an allowed host.
-    let origin = format!("http://{}", endpoint.addr);
+    let origin = format!("http://{addr}");
     req.headers_mut().insert(
         "origin",
         HeaderValue::from_str(&origin).map_err(|e| e.to_string())?,
@@ -237,7 +247,7 @@ pub async fn connect(
         req.headers_mut()
             .insert(*k, HeaderValue::from_str(v).map_err(|e| e.to_string())?);
     }
-    let stream = crate::net::connect(endpoint.addr, n)
+    let stream = crate::net::connect(addr, n)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let config = WebSocketConfig::default()
@@ -255,7 +265,7 @@ mod tests {
 
     fn endpoint(protocol: Protocol) -> Endpoint {
         Endpoint {
-            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            addrs: vec![SocketAddr::from(([127, 0, 0, 1], 1))],
             protocol,
             sio: Namespace::new("/chat", true),
         }

@@ -139,12 +139,12 @@ struct Shared {
     stop: CancellationToken,
 }
 
-/// Runs the scenario; `server_pid` is sampled for memory and CPU.
+/// Runs the scenario; the `server_pids` (one per node) are sampled for memory and CPU.
 pub async fn run(
     endpoint: &Endpoint,
     specs: Vec<ConnSpec>,
     plan: Plan,
-    server_pid: Option<u32>,
+    server_pids: &[u32],
 ) -> Outcome {
     let rooms = specs.iter().map(|s| s.room + 1).max().unwrap_or(0);
     let mut members = vec![0u64; rooms];
@@ -162,7 +162,7 @@ pub async fn run(
         stop: CancellationToken::new(),
     });
     let mut out = Outcome {
-        server_before: crate::proc::sample(server_pid).unwrap_or_default(),
+        server_before: crate::proc::sample_all(server_pids).unwrap_or_default(),
         ..Outcome::default()
     };
     let (window_tx, window_rx) = watch::channel(None);
@@ -216,16 +216,16 @@ pub async fn run(
     let _ = shared.rooms.set((members.clone(), senders));
     let _ = shared.slots.set(slots);
     settle(&shared).await;
-    out.server_connected = crate::proc::sample(server_pid).unwrap_or_default();
+    out.server_connected = crate::proc::sample_all(server_pids).unwrap_or_default();
 
     out.bench_before = crate::proc::sample(None).unwrap_or_default();
-    let cpu_before = crate::proc::sample(server_pid).unwrap_or_default();
+    let cpu_before = crate::proc::sample_all(server_pids).unwrap_or_default();
     let start = tokio::time::Instant::now();
     let end = start + plan.duration;
     let _ = window_tx.send(Some((start, end)));
     tokio::time::sleep_until(end).await;
     drain(&shared, &members).await;
-    out.server_after = crate::proc::sample(server_pid).unwrap_or_default();
+    out.server_after = crate::proc::sample_all(server_pids).unwrap_or_default();
     out.server_before.cpu = cpu_before.cpu;
     out.bench_after = crate::proc::sample(None).unwrap_or_default();
     let last = shared.last_event.load(Ordering::Relaxed);

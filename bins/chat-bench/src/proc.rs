@@ -52,6 +52,21 @@ pub fn sample(pid: Option<u32>) -> Option<Sample> {
     })
 }
 
+/// The sum of several processes (the nodes of a cluster); `None` when one is gone, and for
+/// none at all.
+pub fn sample_all(pids: &[u32]) -> Option<Sample> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold(Sample::default(), |sum, &pid| {
+        let s = sample(Some(pid))?;
+        Some(Sample {
+            rss: sum.rss + s.rss,
+            cpu: sum.cpu + s.cpu,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +81,13 @@ mod tests {
         let s = sample(None).unwrap();
         assert!(s.rss > 1024 * 1024, "{s:?}");
         assert!(sample(Some(u32::MAX)).is_none());
+        let me = std::process::id();
+        let twice = sample_all(&[me, me]).unwrap();
+        assert!(
+            twice.rss >= s.rss + s.rss / 2,
+            "the sum of two readings: {twice:?}"
+        );
+        assert!(sample_all(&[]).is_none());
+        assert!(sample_all(&[me, u32::MAX]).is_none());
     }
 }

@@ -259,7 +259,7 @@ pub async fn measure(
     specs: Vec<ConnSpec>,
     plan: Plan,
 ) -> Report {
-    let out = engine::run(&target.endpoint, specs, plan, target.pid).await;
+    let out = engine::run(&target.endpoint, specs, plan, &target.pids).await;
     report(scenario, params, target, &out)
 }
 

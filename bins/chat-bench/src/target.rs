@@ -40,12 +40,13 @@ pub struct TargetArgs {
     /// PostgreSQL: `postgres://postgres@127.0.0.1:5432/chat_bench` (created beforehand).
     #[arg(long)]
     pub database_url: Option<String>,
-    /// The external server's address (`ws://127.0.0.1:8300`).
-    #[arg(long)]
-    pub url: Option<String>,
-    /// The external server's process id (for memory and CPU).
-    #[arg(long)]
-    pub pid: Option<u32>,
+    /// The external server's address (`ws://127.0.0.1:8300`), or its nodes' addresses,
+    /// comma-separated: connection `n` goes to node `n % nodes`.
+    #[arg(long, value_delimiter = ',')]
+    pub url: Vec<String>,
+    /// The external server's process id, or its nodes' (for memory and CPU, summed).
+    #[arg(long, value_delimiter = ',')]
+    pub pid: Vec<u32>,
     /// The protocol: one per `--against` entry, or one for all (then a server that does not
     /// speak it uses ours: the baseline speaks only ours, chat-server ours and socketio).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "ours")]
@@ -103,8 +104,8 @@ pub struct Target {
     pub name: String,
     /// Where it listens.
     pub endpoint: Endpoint,
-    /// Its process, for /proc readings.
-    pub pid: Option<u32>,
+    /// Its processes (one per node), for /proc readings.
+    pub pids: Vec<u32>,
     /// The secret it signs tokens with (chat only).
     pub secret: String,
     /// Its database URL (chat only).
@@ -208,11 +209,11 @@ pub async fn start(kind: Kind, protocol: Protocol, args: &TargetArgs) -> Result<
             Ok(Target {
                 name: name("chat".into()),
                 endpoint: Endpoint {
-                    addr,
+                    addrs: vec![addr],
                     protocol,
                     sio,
                 },
-                pid: child.id(),
+                pids: child.id().into_iter().collect(),
                 secret,
                 database_url: Some(database_url),
                 data_dir: Some(dir),
@@ -231,11 +232,11 @@ pub async fn start(kind: Kind, protocol: Protocol, args: &TargetArgs) -> Result<
             Ok(Target {
                 name: "baseline".into(),
                 endpoint: Endpoint {
-                    addr,
+                    addrs: vec![addr],
                     protocol,
                     sio,
                 },
-                pid: child.id(),
+                pids: child.id().into_iter().collect(),
                 secret: String::new(),
                 database_url: None,
                 data_dir: None,
@@ -243,24 +244,31 @@ pub async fn start(kind: Kind, protocol: Protocol, args: &TargetArgs) -> Result<
             })
         }
         Kind::External => {
-            let url = args.url.clone().ok_or("--against external needs --url")?;
-            let hostport = url
-                .trim_start_matches("ws://")
-                .trim_start_matches("http://")
-                .trim_end_matches('/');
-            let addr = tokio::net::lookup_host(hostport)
-                .await
-                .map_err(|e| format!("{url}: {e}"))?
-                .next()
-                .ok_or_else(|| format!("{url}: no address"))?;
+            if args.url.is_empty() {
+                return Err("--against external needs --url".into());
+            }
+            let mut addrs = Vec::with_capacity(args.url.len());
+            for url in &args.url {
+                let hostport = url
+                    .trim_start_matches("ws://")
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/');
+                let addr = tokio::net::lookup_host(hostport)
+                    .await
+                    .map_err(|e| format!("{url}: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("{url}: no address"))?;
+                addrs.push(addr);
+            }
+            let url = args.url.join(",");
             Ok(Target {
                 name: name(url),
                 endpoint: Endpoint {
-                    addr,
+                    addrs,
                     protocol,
                     sio,
                 },
-                pid: args.pid,
+                pids: args.pid.clone(),
                 secret: String::new(),
                 database_url: None,
                 data_dir: None,

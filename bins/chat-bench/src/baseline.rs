@@ -17,12 +17,12 @@ use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-/// tungstenite's buffers as chat-server sets them (1 KiB read at a time, writes gathered up
+/// tungstenite's buffers as chat-server sets them (512 bytes read at a time, writes gathered up
 /// to 64 KiB): tungstenite's default 128 KiB read buffer would make the baseline's idle
 /// connections ten times the size of ours, and the memory comparison meaningless.
 fn config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(1024)
+        .read_buffer_size(512)
         .write_buffer_size(64 * 1024)
 }
 

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use chat_core::SharedLayer;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -29,7 +28,7 @@ pub struct Bridge {
     /// What the consumer sends, in order; after the connection ends, a last
     /// [`Outbound::Close`] when the server ended it (and the client could still take it).
     /// `None` when the frames go to an [`OutboundSink`] ([`Bridge::start_direct`]).
-    pub outbound: Option<mpsc::Receiver<Outbound>>,
+    pub outbound: Option<flume::Receiver<Outbound>>,
     /// The connection; it ends when the client closes (or `events` is dropped), the consumer
     /// closes, the client falls too far behind or the server shuts down.
     pub task: JoinHandle<Ending>,

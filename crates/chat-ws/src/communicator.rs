@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::{ChannelLayer, SharedLayer};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -42,7 +41,7 @@ pub struct Communicator<C> {
     request: RequestInfo,
     config: ConnectionConfig,
     events: Option<flume::Sender<ClientEvent>>,
-    outbound: Option<mpsc::Receiver<Outbound>>,
+    outbound: Option<flume::Receiver<Outbound>>,
     task: Option<JoinHandle<Ending>>,
 }
 
@@ -176,9 +175,9 @@ impl<C: Consumer> Communicator<C> {
             .outbound
             .as_mut()
             .expect("connect() must be accepted before receiving");
-        match tokio::time::timeout(RECEIVE_TIMEOUT, rx.recv()).await {
-            Ok(Some(f)) => f,
-            Ok(None) => panic!("the connection ended with nothing more to receive"),
+        match tokio::time::timeout(RECEIVE_TIMEOUT, rx.recv_async()).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(_)) => panic!("the connection ended with nothing more to receive"),
             Err(_) => panic!("nothing received within {RECEIVE_TIMEOUT:?}"),
         }
     }
@@ -209,9 +208,9 @@ impl<C: Consumer> Communicator<C> {
         };
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
+            match tokio::time::timeout_at(deadline, rx.recv_async()).await {
                 Err(_) => return true,
-                Ok(Some(Outbound::Ping)) => continue,
+                Ok(Ok(Outbound::Ping)) => continue,
                 Ok(_) => return false,
             }
         }
@@ -223,10 +222,10 @@ impl<C: Consumer> Communicator<C> {
     pub async fn wait_closed(&mut self) -> Option<u16> {
         if let Some(rx) = self.outbound.as_mut() {
             loop {
-                match tokio::time::timeout(RECEIVE_TIMEOUT, rx.recv()).await {
-                    Ok(Some(Outbound::Close(code, _))) => return Some(code),
-                    Ok(Some(_)) => continue,
-                    Ok(None) => break,
+                match tokio::time::timeout(RECEIVE_TIMEOUT, rx.recv_async()).await {
+                    Ok(Ok(Outbound::Close(code, _))) => return Some(code),
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(_)) => break,
                     Err(_) => panic!("the connection did not close within {RECEIVE_TIMEOUT:?}"),
                 }
             }

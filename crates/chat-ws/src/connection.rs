@@ -7,7 +7,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chat_core::{ChannelLayer, LayerError, Limits, SharedLayer, close};
 use futures_util::{Stream, StreamExt};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -95,9 +94,9 @@ pub(crate) enum Started<C> {
 pub(crate) struct Accepted<C> {
     pub consumer: Box<C>,
     pub cx: Box<Context>,
-    pub outbound: mpsc::Receiver<Outbound>,
+    pub outbound: flume::Receiver<Outbound>,
     /// Kept to queue the server's close frame after the loop ends.
-    pub closer: mpsc::Sender<Outbound>,
+    pub closer: flume::Sender<Outbound>,
 }
 
 impl<C: Consumer> Accepted<C> {
@@ -118,7 +117,7 @@ pub(crate) async fn start<C: Consumer>(
     request: Arc<RequestInfo>,
     limits: &Limits,
 ) -> Result<Started<C>, ConsumerError> {
-    let (tx, rx) = mpsc::channel(limits.outbound_queue.max(1));
+    let (tx, rx) = flume::bounded(limits.outbound_queue.max(1));
     Ok(
         match connect(consumer, layer, request, Out::Queue(tx.clone())).await? {
             Decided::Accepted(consumer, cx) => Started::Accepted(Accepted {
@@ -440,7 +439,7 @@ mod tests {
     async fn an_idle_connection_does_not_keep_room_for_its_callbacks() {
         let layer: SharedLayer = Arc::new(InMemoryChannelLayer::default());
         let channel = layer.new_channel().await.unwrap();
-        let (tx, _rx) = mpsc::channel(4);
+        let (tx, _rx) = flume::bounded(4);
         let cx = Context::new(
             layer,
             channel,

@@ -9,7 +9,6 @@ use std::time::Duration;
 use chat_core::Limits;
 use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -27,9 +26,11 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_BATCH: usize = 64;
 
 /// The tungstenite settings for the protocol's limits. The read buffer is kept small (see
-/// `READ_BUFFER`). Writes are buffered until the writer flushes its batch (or 64 KiB gather), so a burst of frames
-/// costs one socket write instead of one per frame: on a busy room, socket writes are most
-/// of the server's CPU. The write buffer grows only when a socket has something to send.
+/// `READ_BUFFER`). Writes are buffered until the writer flushes its batch (or 64 KiB
+/// gather), so a burst of frames costs one socket write instead of one per frame: on a busy
+/// room, socket writes are most of the server's CPU. The write buffer grows only when a
+/// socket has something to send, and (with `vendor/tungstenite`'s patch) shrinks back once it
+/// is written.
 pub fn websocket_config(limits: &Limits) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(limits.max_frame_bytes))
@@ -41,8 +42,9 @@ pub fn websocket_config(limits: &Limits) -> WebSocketConfig {
 
 /// Bytes read from the socket at a time. Chat frames are small and most sockets are idle, so
 /// every idle connection keeping 4 KiB (or tungstenite's default 128 KiB) would dominate the
-/// server's memory; a larger frame is simply read in several steps.
-const READ_BUFFER: usize = 1024;
+/// server's memory; a larger frame is simply read in several steps. 512 like the Socket.IO
+/// endpoint's: a client's `message` frame with a short body fits in one read.
+const READ_BUFFER: usize = 512;
 
 /// Bytes gathered before tungstenite writes to the socket without waiting for a flush.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -78,16 +80,21 @@ where
     })
 }
 
-/// Feeds a batch of frames and flushes them: one socket write for the batch. `Ok(true)` when
-/// the batch ended with a close frame (the writer is done).
+/// Feeds `first` and the frames already queued behind it (up to [`WRITE_BATCH`] in all), then
+/// flushes: one socket write for the batch. The frames go from the queue straight to the
+/// socket's buffer, with no batch of our own kept between bursts. `Ok(true)` when the batch
+/// ended with a close frame (the writer is done).
 async fn write_batch<S>(
     sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    batch: &mut Vec<Outbound>,
+    first: Outbound,
+    outbound: &mut flume::Receiver<Outbound>,
 ) -> Result<bool, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    for frame in batch.drain(..) {
+    let mut next = Some(first);
+    let mut fed = 0;
+    while let Some(frame) = next.take() {
         let msg = match frame {
             Outbound::Text(t) => Message::Text(t),
             Outbound::Ping => Message::Ping(Default::default()),
@@ -101,6 +108,10 @@ where
             }
         };
         sink.feed(msg).await?;
+        fed += 1;
+        if fed < WRITE_BATCH {
+            next = outbound.try_recv().ok();
+        }
     }
     sink.flush().await?;
     Ok(false)
@@ -112,7 +123,7 @@ where
 /// and the task, socket and queue are freed whether or not the client ever reads again.
 async fn write_loop<S>(
     mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    mut outbound: mpsc::Receiver<Outbound>,
+    mut outbound: flume::Receiver<Outbound>,
     kill: CancellationToken,
     stalled: CancellationToken,
     write_timeout: Duration,
@@ -122,9 +133,6 @@ async fn write_loop<S>(
     // Made once: a new `cancelled()` per turn would lock the token and register again.
     let killed = kill.cancelled();
     tokio::pin!(killed);
-    // Grown by the first burst, not before: most sockets are idle, and 64 frames' worth of
-    // room per socket up front was a sixth of an idle socket's memory.
-    let mut batch = Vec::new();
     loop {
         let first = tokio::select! {
             () = &mut killed => {
@@ -134,22 +142,15 @@ async fn write_loop<S>(
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
                 return;
             }
-            next = outbound.recv() => next,
+            next = outbound.recv_async() => next.ok(),
         };
         let Some(frame) = first else {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
             return;
         };
-        batch.push(frame);
-        while batch.len() < WRITE_BATCH {
-            match outbound.try_recv() {
-                Ok(f) => batch.push(f),
-                Err(_) => break,
-            }
-        }
         let written = tokio::select! {
             () = &mut killed => None,
-            r = tokio::time::timeout(write_timeout, write_batch(&mut sink, &mut batch)) => r.ok(),
+            r = tokio::time::timeout(write_timeout, write_batch(&mut sink, frame, &mut outbound)) => r.ok(),
         };
         match written {
             Some(Ok(false)) => {}

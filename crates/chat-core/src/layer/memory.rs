@@ -168,7 +168,14 @@ impl Queue {
     fn pop_many(&self, config: &LayerConfig, max: usize) -> Vec<LayerMessage> {
         let mut mailbox = self.mailbox.lock();
         mailbox.expire(config, Instant::now());
-        let mut batch = Vec::with_capacity(mailbox.items.len().min(max) + 1);
+        // Nothing allocated for an empty mailbox: its caller waits holding the empty batch,
+        // and most mailboxes are idle.
+        let waiting = mailbox.items.len().min(max);
+        let mut batch = if waiting == 0 {
+            Vec::new()
+        } else {
+            Vec::with_capacity(waiting + 1)
+        };
         while batch.len() < max {
             match mailbox.next() {
                 Some(msg) => batch.push(msg),

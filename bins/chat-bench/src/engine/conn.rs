@@ -74,6 +74,9 @@ pub(super) async fn connection(
             _ = shared.stop.cancelled() => return r,
             changed = window.changed() => if changed.is_err() { return r },
             frame = ws.next() => match frame {
+                // WebSocket pings are no set-up traffic: counting them, a set-up longer than
+                // the server's ping interval (50,000 sockets over three nodes) never settles.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(m)) => match m.to_text().map(|t| client::classify(endpoint, t)) {
                     Ok(Frame::Ping) if ws.send(Message::text(socketio::PONG)).await.is_ok() => {}
                     Ok(Frame::Ping | Frame::Closed) => { r.closed_early = true; return r; }

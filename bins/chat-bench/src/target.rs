@@ -38,8 +38,15 @@ pub struct TargetArgs {
     pub server_bin: Option<PathBuf>,
     /// The chat-server's database; default: SQLite in its temporary data directory.
     /// PostgreSQL: `postgres://postgres@127.0.0.1:5432/chat_bench` (created beforehand).
+    /// With `external` and `--secret-key`: the database of the chat-server (or cluster)
+    /// behind `--url`, where `pairs` creates its accounts.
     #[arg(long)]
     pub database_url: Option<String>,
+    /// The `--secret-key` of the external chat-server behind `--url`. With `--database-url`,
+    /// the external server is treated as a chat-server: `pairs` creates real accounts and
+    /// issues their tokens with `chat-server token issue`, as for a server it starts itself.
+    #[arg(long)]
+    pub secret_key: Option<String>,
     /// The external server's address (`ws://127.0.0.1:8300`), or its nodes' addresses,
     /// comma-separated: connection `n` goes to node `n % nodes`.
     #[arg(long, value_delimiter = ',')]
@@ -269,8 +276,11 @@ pub async fn start(kind: Kind, protocol: Protocol, args: &TargetArgs) -> Result<
                     sio,
                 },
                 pids: args.pid.clone(),
-                secret: String::new(),
-                database_url: None,
+                secret: args.secret_key.clone().unwrap_or_default(),
+                database_url: args
+                    .database_url
+                    .clone()
+                    .filter(|_| args.secret_key.is_some()),
                 data_dir: None,
                 child: None,
             })
@@ -279,20 +289,31 @@ pub async fn start(kind: Kind, protocol: Protocol, args: &TargetArgs) -> Result<
 }
 
 impl Target {
-    /// Whether this is our chat-server (which has accounts, pair rooms and a store).
+    /// Whether this is our chat-server (which has accounts, pair rooms and a store): one it
+    /// started, or an external one given with its database and secret key.
     pub fn is_chat(&self) -> bool {
-        self.data_dir.is_some()
+        self.database_url.is_some() && !self.secret.is_empty()
     }
 
     /// Runs a chat-server subcommand against this target's data directory and database.
     pub async fn cli(&self, args: &[String], bin: &std::path::Path) -> Result<String, String> {
-        let (Some(dir), Some(db)) = (&self.data_dir, &self.database_url) else {
-            return Err("only the chat target has a CLI".into());
+        let (true, Some(db)) = (self.is_chat(), &self.database_url) else {
+            return Err("only chat-server has a CLI".into());
+        };
+        // An external server's data directory is not ours to touch: the subcommands used
+        // here (accounts, tokens) keep everything in the database.
+        let scratch;
+        let dir = match &self.data_dir {
+            Some(dir) => dir.path(),
+            None => {
+                scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+                scratch.path()
+            }
         };
         let out = Command::new(bin)
             .args(args)
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(dir)
             .args([
                 "--database-url",
                 db,

@@ -13,9 +13,9 @@ use chat_core::{
 use crate::attachment::AttachmentLookup;
 use crate::dialect::Render;
 use crate::observe;
-use crate::room::{CHAT_MESSAGE, CHAT_PRESENCE, Meta, RoomSession, Shared};
+use crate::room::{CHAT_MESSAGE, CHAT_PRESENCE, Meta, Outgoing, RoomSession, Shared};
 use chat_ws::Context;
-use chat_ws::{Consumer, ConsumerError};
+use chat_ws::{Consumer, ConsumerError, Utf8Bytes};
 
 /// The rate limits of one connection, and what to do with refused frames.
 pub(crate) struct Limiter {
@@ -126,7 +126,15 @@ impl ChatConsumer {
         &self.session.room
     }
 
-    async fn on_frame(&mut self, cx: &mut Context, frame: ClientFrame) -> Result<(), FrameError> {
+    /// Checks a client frame before it is handled: the frame rate, its JSON, its room.
+    fn admit(&mut self, text: &str) -> Result<ClientFrame, FrameError> {
+        if let Err(e) = self.limiter.frame() {
+            observe::frame_unread();
+            return Err(e);
+        }
+        let parsed = ClientFrame::parse(text);
+        observe::frame(&parsed);
+        let frame = parsed?;
         if let Some(r) = frame.room() {
             if r != self.room() {
                 return Err(FrameError::new(
@@ -135,6 +143,41 @@ impl ChatConsumer {
                 ));
             }
         }
+        Ok(frame)
+    }
+
+    /// Answers a refused frame (repeated refusals close the socket).
+    fn refuse(&mut self, cx: &mut Context, e: FrameError) {
+        let room = Some(self.room().clone());
+        self.limiter
+            .refuse(cx, e.code, Render::Native.error(&e.in_room(room)));
+    }
+
+    /// Stores and broadcasts a burst of messages that passed the rate limit, and acks each
+    /// (or refuses it) in order.
+    async fn send_burst(&mut self, cx: &mut Context, burst: Vec<Outgoing>) {
+        if burst.is_empty() {
+            return;
+        }
+        let client_ids: Vec<_> = burst.iter().map(|m| m.client_id.clone()).collect();
+        let answers = self.session.messages(cx, &self.shared, burst).await;
+        for (answer, client_id) in answers.into_iter().zip(client_ids) {
+            match answer {
+                Ok(m) => cx.send_text(
+                    ServerFrame::Ack {
+                        room: m.room,
+                        client_id: m.client_id,
+                        seq: m.seq,
+                    }
+                    .to_json(),
+                ),
+                Err(e) => self.refuse(cx, e.for_message(client_id)),
+            }
+        }
+    }
+
+    /// Handles a frame that passed [`ChatConsumer::admit`].
+    async fn on_frame(&mut self, cx: &mut Context, frame: ClientFrame) -> Result<(), FrameError> {
         let s = &self.shared;
         match frame {
             ClientFrame::Message {
@@ -238,25 +281,58 @@ impl Consumer for ChatConsumer {
     }
 
     async fn receive_text(&mut self, cx: &mut Context, text: &str) -> Result<(), ConsumerError> {
-        let result = match self.limiter.frame() {
-            Ok(()) => {
-                let parsed = ClientFrame::parse(text);
-                observe::frame(&parsed);
-                match parsed {
-                    Ok(frame) => self.on_frame(cx, frame).await,
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => {
-                observe::frame_unread();
-                Err(e)
-            }
+        let result = match self.admit(text) {
+            Ok(frame) => self.on_frame(cx, frame).await,
+            Err(e) => Err(e),
         };
         if let Err(e) = result {
-            let room = Some(self.room().clone());
-            self.limiter
-                .refuse(cx, e.code, Render::Native.error(&e.in_room(room)));
+            self.refuse(cx, e);
         }
+        Ok(())
+    }
+
+    /// A burst: its messages are stored together (one commit where the store allows), each
+    /// acked or refused in order; any other frame is handled in its place, after the
+    /// messages before it.
+    async fn receive_texts(
+        &mut self,
+        cx: &mut Context,
+        texts: Vec<Utf8Bytes>,
+    ) -> Result<(), ConsumerError> {
+        let mut burst = Vec::new();
+        for text in texts {
+            if cx.is_ending() {
+                break;
+            }
+            let result = match self.admit(&text) {
+                Ok(ClientFrame::Message {
+                    body,
+                    client_id,
+                    attachment,
+                    ..
+                }) => match self.limiter.message() {
+                    Ok(()) => {
+                        burst.push(Outgoing {
+                            body,
+                            client_id,
+                            attachment,
+                        });
+                        continue;
+                    }
+                    Err(e) => Err(e.for_message(client_id)),
+                },
+                Ok(frame) => {
+                    self.send_burst(cx, std::mem::take(&mut burst)).await;
+                    self.on_frame(cx, frame).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                self.send_burst(cx, std::mem::take(&mut burst)).await;
+                self.refuse(cx, e);
+            }
+        }
+        self.send_burst(cx, burst).await;
         Ok(())
     }
 

@@ -18,13 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::{
-    AttachmentInfo, ErrorCode, FrameError, GroupName, HistoryPage, HistoryQuery, LayerMessage,
-    Limits, MessageStore, NewMessage, OnlineUsers, PresenceEvent, RoomName, Sender, Seq,
-    ServerFrame, SharedPresence, StoredMessage,
+    ErrorCode, FrameError, GroupName, HistoryPage, HistoryQuery, LayerMessage, Limits,
+    MessageStore, OnlineUsers, PresenceEvent, RoomName, Sender, Seq, ServerFrame, SharedPresence,
 };
 use tokio::time::Instant;
 
-use crate::attachment::{AttachmentLookup, authorize};
+use crate::attachment::AttachmentLookup;
 use crate::dialect::Render;
 use crate::observe;
 use chat_ws::ConsumerError;
@@ -32,7 +31,10 @@ use chat_ws::Context;
 
 mod meta;
 mod reads;
+mod send;
+
 pub(crate) use meta::Meta;
+pub use send::Outgoing;
 
 /// Layer message type of a stored chat message (payload: the `message` frame).
 pub const CHAT_MESSAGE: &str = "chat.message";
@@ -347,57 +349,6 @@ impl RoomSession {
             self.release_ahead(cx, s.render);
         }
         self.ahead_since = None;
-    }
-
-    /// Stores a message and broadcasts it; the caller acks it (in its client's dialect). The
-    /// caller has checked the rate limit.
-    pub async fn message(
-        &mut self,
-        cx: &mut Context,
-        s: &Shared,
-        body: String,
-        client_id: Option<String>,
-        attachment: Option<String>,
-    ) -> Result<StoredMessage, FrameError> {
-        let received = std::time::Instant::now();
-        s.limits
-            .check_attached_message(&body, client_id.as_deref(), attachment.is_some())?;
-        let attachment = match attachment {
-            Some(id) => Some(self.attachment(s, &id).await?),
-            None => None,
-        };
-        let appended = s
-            .store
-            .append(NewMessage {
-                attachment,
-                room: self.room.clone(),
-                sender: s.user.clone(),
-                body,
-                client_id,
-            })
-            .await
-            .map_err(|e| {
-                tracing::warn!(room = %self.room, error = %e, "append failed");
-                FrameError::new(
-                    ErrorCode::StoreUnavailable,
-                    "the message could not be stored; it was not sent, try again",
-                )
-            })?;
-        let msg = appended.message;
-        // Sending ends typing, for everyone watching.
-        self.stop_typing(cx, s).await;
-        // A duplicate is a retry, and its first try may have been stored by a node that died
-        // before broadcasting it: broadcast it again. Members already holding that seq skip it.
-        self.broadcast(cx, CHAT_MESSAGE, &ServerFrame::Message(msg.clone()))
-            .await;
-        crate::inbox::notify_message(cx.layer(), &msg).await;
-        observe::send_ack(received.elapsed());
-        Ok(msg)
-    }
-
-    /// The file `id` names, when this sender may send it here (see [`authorize`]).
-    async fn attachment(&self, s: &Shared, id: &str) -> Result<AttachmentInfo, FrameError> {
-        authorize(s.attachments.as_deref(), id, &self.room, &s.user).await
     }
 
     /// Starts, refreshes or stops the typing indicator. The room hears a start, a refresh at

@@ -259,6 +259,10 @@ impl MessageStore for Store {
         dispatch!(self, s => s.append(msg).await)
     }
 
+    async fn append_many(&self, msgs: Vec<NewMessage>) -> Vec<Result<Appended, StoreError>> {
+        dispatch!(self, s => s.append_many(msgs).await)
+    }
+
     async fn history(
         &self,
         room: &RoomName,

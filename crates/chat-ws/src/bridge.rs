@@ -13,6 +13,7 @@ use crate::connection::{
 };
 use crate::consumer::{Consumer, ConsumerError};
 use crate::context::{Context, Out, Outbound, OutboundSink, RequestInfo};
+use crate::transport::EventsOnly;
 
 /// Client events that may wait for the consumer, per connection. A transport that cannot
 /// wait (it is called synchronously) refuses what does not fit instead of growing memory.
@@ -119,12 +120,12 @@ fn spawn<C: Consumer>(
     closing: impl FnOnce(&Ending) + Send + 'static,
 ) -> (flume::Sender<ClientEvent>, JoinHandle<Ending>) {
     let (events, rx) = flume::bounded(BRIDGE_EVENTS);
-    let incoming = Box::pin(rx.into_stream());
+    let mut incoming = EventsOnly(Box::pin(rx.into_stream()));
     let config = config.clone();
     let task = config.tracker.clone().spawn(
         async move {
             tracing::debug!("connection opened");
-            let ending = run(consumer, cx, incoming, &config).await;
+            let ending = run(consumer, cx, &mut incoming, &config).await;
             tracing::debug!(code = ?ending.code, by_server = ending.by_server, "connection ended");
             if ending.by_server {
                 closing(&ending);

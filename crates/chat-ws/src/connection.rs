@@ -3,10 +3,10 @@
 //! and cleanup that always run. The socket driver and the test communicator both run it.
 
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use chat_core::{ChannelLayer, LayerError, Limits, SharedLayer, close};
-use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::consumer::{Consumer, ConsumerError};
 use crate::context::{Context, Out, Outbound, RequestInfo, State};
+use crate::transport::{Texts, Transport, next_event_or_held, read_ahead, writing_while};
 
 /// Settings of a connection.
 #[derive(Debug, Clone, Default)]
@@ -194,15 +195,15 @@ const LAYER_BATCH: usize = 64;
 ///
 /// The consumer and its context come boxed: an async fn keeps its own copy of every argument
 /// beside the caller's, and an idle connection would pay for each copy.
-pub(crate) async fn run<C, S>(
+pub(crate) async fn run<C, T>(
     mut consumer: Box<C>,
     mut cx: Box<Context>,
-    mut incoming: S,
+    transport: &mut T,
     config: &ConnectionConfig,
 ) -> Ending
 where
     C: Consumer,
-    S: Stream<Item = ClientEvent> + Unpin + Send,
+    T: Transport + ?Sized,
 {
     let limits = &config.limits;
     let _open = crate::observe::connection(consumer.kind());
@@ -214,7 +215,7 @@ where
     // inline in this one, and the largest of them (a join reading the store) would set the
     // size of every idle connection's task. One allocation per event or burst is cheap beside
     // that.
-    let mut ending = match Box::pin(consumer.opened(&mut cx)).await {
+    let mut ending = match writing_while(transport, Box::pin(consumer.opened(&mut cx))).await {
         Ok(()) => requested_ending(&cx),
         Err(e) => Some(internal(e)),
     };
@@ -236,20 +237,31 @@ where
     // Kept across turns (it is cancel-safe, and a new one per turn would register with the
     // mailbox and the layer again): replaced only once it has delivered a burst.
     let mut mailbox = layer.receive_many(&channel, LAYER_BATCH);
+    // A client event read behind a burst of text frames, handled next turn.
+    let mut held: Option<ClientEvent> = None;
 
     while ending.is_none() {
+        // What the last turn queued outside a callback (a ping) leaves now.
+        std::future::poll_fn(|task| {
+            transport.poll_write(task);
+            Poll::Ready(())
+        })
+        .await;
         let timer = consumer.next_timer();
         let result = tokio::select! {
-            () = sleep_until_some(timer) => Box::pin(consumer.on_timer(&mut cx)).await,
+            () = sleep_until_some(timer) => writing_while(transport, Box::pin(consumer.on_timer(&mut cx))).await,
             () = &mut shutdown => {
                 ending = Some(Ending::server(close::GOING_AWAY, "server shutting down"));
                 continue;
             }
-            event = incoming.next() => {
+            event = next_event_or_held(&mut held, transport) => {
                 last_seen = Instant::now();
                 match event {
-                    Some(ClientEvent::Text(text)) => Box::pin(consumer.receive_text(&mut cx, &text)).await,
-                    Some(ClientEvent::Binary(data)) => Box::pin(consumer.receive_binary(&mut cx, data)).await,
+                    Some(ClientEvent::Text(text)) => match read_ahead(transport, &mut held, text).await {
+                        Texts::One(text) => writing_while(transport, Box::pin(consumer.receive_text(&mut cx, &text))).await,
+                        Texts::Many(texts) => writing_while(transport, Box::pin(consumer.receive_texts(&mut cx, texts))).await,
+                    },
+                    Some(ClientEvent::Binary(data)) => writing_while(transport, Box::pin(consumer.receive_binary(&mut cx, data))).await,
                     Some(ClientEvent::Activity) => Ok(()),
                     Some(ClientEvent::Closed(code)) => {
                         ending = Some(Ending::client(code));
@@ -286,9 +298,9 @@ where
                 match burst {
                     Ok(burst) => {
                         layer_failures = 0;
-                        // A burst at once: one wake-up per burst instead of per message, and the
-                        // writer gets the frames together (fewer, larger socket writes).
-                        Box::pin(handle_burst(&mut *consumer, &mut cx, burst)).await
+                        // A burst at once: one wake-up per burst instead of per message, and its
+                        // frames leave together (fewer, larger socket writes).
+                        writing_while(transport, Box::pin(handle_burst(&mut *consumer, &mut cx, burst))).await
                     }
                     Err(LayerError::Closed) => {
                         ending = Some(Ending::server(close::GOING_AWAY, "server shutting down"));
@@ -310,7 +322,7 @@ where
                 }
             }
             () = tick_some(&mut renewal) => {
-                Box::pin(cx.renew_groups()).await;
+                writing_while(transport, Box::pin(cx.renew_groups())).await;
                 Ok(())
             }
             _ = ping.tick() => {
@@ -331,12 +343,15 @@ where
     drop(mailbox);
     let ending = ending.unwrap_or_else(|| Ending::client(None));
     crate::observe::closed(ending.code, ending.by_server);
-    Box::pin(async {
-        if let Err(e) = consumer.disconnect(&mut cx, ending.code).await {
-            tracing::warn!(error = %e, "disconnect failed");
-        }
-        cx.cleanup().await;
-    })
+    writing_while(
+        transport,
+        Box::pin(async {
+            if let Err(e) = consumer.disconnect(&mut cx, ending.code).await {
+                tracing::warn!(error = %e, "disconnect failed");
+            }
+            cx.cleanup().await;
+        }),
+    )
     .await;
     ending
 }
@@ -447,10 +462,11 @@ mod tests {
             Arc::new(RequestInfo::default()),
         );
         let config = ConnectionConfig::default();
+        let mut transport = crate::transport::EventsOnly(futures_util::stream::pending());
         let fut = run(
             Box::new(Heavy { _state: [0; 1000] }),
             Box::new(cx),
-            futures_util::stream::pending(),
+            &mut transport,
             &config,
         );
         let size = std::mem::size_of_val(&fut);

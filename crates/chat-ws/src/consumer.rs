@@ -6,6 +6,7 @@ use bytes::Bytes;
 use chat_core::{LayerError, LayerMessage, StoreError};
 
 use crate::context::Context;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// What can go wrong inside a consumer callback. Returning an error from a callback closes
 /// the connection with 1011 (internal error) after `disconnect` runs.
@@ -92,6 +93,27 @@ pub trait Consumer: Send + 'static {
                     Ok(())
                 }
             }
+        }
+    }
+
+    /// Text frames the client sent faster than they were handled, in order: already read
+    /// when the first one is handled, so they can be worked on together. The default hands
+    /// them to [`Consumer::receive_text`] one at a time, stopping once one ends the
+    /// connection. A consumer overrides it to share the work of a burst, such as storing its
+    /// messages in one commit ([`MessageStore::append_many`](chat_core::MessageStore::append_many)).
+    fn receive_texts(
+        &mut self,
+        cx: &mut Context,
+        texts: Vec<Utf8Bytes>,
+    ) -> impl Future<Output = Result<(), ConsumerError>> + Send {
+        async move {
+            for text in texts {
+                if cx.is_ending() {
+                    break;
+                }
+                self.receive_text(cx, &text).await?;
+            }
+            Ok(())
         }
     }
 

@@ -239,6 +239,12 @@ impl Context {
         self.state == State::Accepted
     }
 
+    /// Whether the connection ends after the current callback: the consumer asked to close,
+    /// or the client fell too far behind its frames.
+    pub fn is_ending(&self) -> bool {
+        self.overflowed || !matches!(self.state, State::Accepted | State::Pending)
+    }
+
     /// The handshake request. In `connect`, all of it; once accepted, what
     /// [`RequestInfo::after_connect`] keeps.
     pub fn request(&self) -> &RequestInfo {

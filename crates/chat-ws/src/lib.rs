@@ -64,6 +64,7 @@ pub mod security;
 mod session;
 mod socket;
 mod sockets;
+mod transport;
 mod upgrade;
 
 pub use auth::{Anonymous, AuthError, AuthFuture, Authenticator, Or, RequestHead};

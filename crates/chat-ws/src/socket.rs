@@ -1,33 +1,35 @@
 //! The tokio-tungstenite driver: runs the state machine on a real WebSocket.
 //!
-//! One task reads client frames and runs the consumer; a second task owns the write half
-//! and drains the bounded outbound queue, feeding every frame that is ready before one
-//! flush, so a burst costs one syscall rather than one per frame.
+//! One task reads client frames, runs the consumer and writes what it queued: a burst of
+//! deliveries is handled, encoded and flushed in one turn of that task, with one socket write
+//! for all its frames.
 
 use std::time::Duration;
 
 use chat_core::Limits;
-use futures_util::{SinkExt, Stream, StreamExt};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::{Sink, SinkExt, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::connection::{Accepted, ClientEvent, ConnectionConfig, Ending, run};
 use crate::consumer::Consumer;
 use crate::context::Outbound;
+use crate::transport::Transport;
 
 /// How long the server waits for a close handshake or a final flush before dropping the socket.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Frames written before one flush, at most.
-const WRITE_BATCH: usize = 64;
 
 /// The tungstenite settings for the protocol's limits. The read buffer is kept small (see
-/// `READ_BUFFER`). Writes are buffered until the writer flushes its batch (or 64 KiB
-/// gather), so a burst of frames costs one socket write instead of one per frame: on a busy
+/// `READ_BUFFER`). Writes are buffered until the connection flushes what one turn queued (or
+/// 64 KiB gather), so a burst of frames costs one socket write instead of one per frame: on a busy
 /// room, socket writes are most of the server's CPU. The write buffer grows only when a
 /// socket has something to send, and (with `vendor/tungstenite`'s patch) shrinks back once it
 /// is written.
@@ -61,105 +63,187 @@ fn to_event(item: Result<Message, WsError>) -> ClientEvent {
     }
 }
 
-/// Turns the read half into events, ending after the first close or error.
-fn events<S>(stream: S) -> impl Stream<Item = ClientEvent> + Unpin + Send
-where
-    S: Stream<Item = Result<Message, WsError>> + Unpin + Send,
-{
-    let mut done = false;
-    stream.map(to_event).take_while(move |e| {
-        let go = !done;
-        done = matches!(
-            e,
-            ClientEvent::Closed(_)
-                | ClientEvent::TooLarge
-                | ClientEvent::InvalidUtf8
-                | ClientEvent::Failed(_)
-        );
-        std::future::ready(go)
-    })
+/// Whether the read side ends with this event.
+fn ends_reading(event: &ClientEvent) -> bool {
+    matches!(
+        event,
+        ClientEvent::Closed(_)
+            | ClientEvent::TooLarge
+            | ClientEvent::InvalidUtf8
+            | ClientEvent::Failed(_)
+    )
 }
 
-/// Feeds `first` and the frames already queued behind it (up to [`WRITE_BATCH`] in all), then
-/// flushes: one socket write for the batch. The frames go from the queue straight to the
-/// socket's buffer, with no batch of our own kept between bursts. `Ok(true)` when the batch
-/// ended with a close frame (the writer is done).
-async fn write_batch<S>(
-    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    first: Outbound,
-    outbound: &mut flume::Receiver<Outbound>,
-) -> Result<bool, WsError>
+/// A WebSocket that the connection's own task both reads and writes: no split lock, no writer
+/// task, and no wake-up of a second task per burst of deliveries.
+struct WsTransport<S> {
+    ws: WebSocketStream<S>,
+    /// The consumer's frames. Dropped once writing failed, so that a consumer waiting for room
+    /// in the queue sees a gone client instead of waiting forever.
+    outbound: Option<flume::Receiver<Outbound>>,
+    write_timeout: Duration,
+    /// Frames handed to tungstenite that are not flushed yet.
+    unflushed: bool,
+    /// Armed while the client takes nothing of what waits for it; re-armed on progress.
+    stall: Option<Pin<Box<Sleep>>>,
+    /// Why writing stopped (the client stopped reading, or the socket broke): the connection's
+    /// next event.
+    failed: Option<ClientEvent>,
+    /// The read side ended.
+    read_done: bool,
+}
+
+impl<S> WsTransport<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut next = Some(first);
-    let mut fed = 0;
-    while let Some(frame) = next.take() {
-        let msg = match frame {
-            Outbound::Text(t) => Message::Text(t),
-            Outbound::Ping => Message::Ping(Default::default()),
-            Outbound::Close(code, reason) => {
-                let frame = CloseFrame {
-                    code: CloseCode::from(code),
-                    reason: reason.into(),
-                };
-                sink.send(Message::Close(Some(frame))).await?;
-                return Ok(true);
-            }
-        };
-        sink.feed(msg).await?;
-        fed += 1;
-        if fed < WRITE_BATCH {
-            next = outbound.try_recv().ok();
+    fn new(ws: WebSocketStream<S>, outbound: flume::Receiver<Outbound>, limits: &Limits) -> Self {
+        Self {
+            ws,
+            outbound: Some(outbound),
+            write_timeout: limits.write_timeout,
+            unflushed: false,
+            stall: None,
+            failed: None,
+            read_done: false,
         }
     }
-    sink.flush().await?;
-    Ok(false)
+
+    fn fail(&mut self, why: ClientEvent) {
+        self.failed = Some(why);
+        self.outbound = None;
+        self.stall = None;
+    }
+
+    /// Whether everything queued has reached the socket (or writing failed).
+    fn drained(&self) -> bool {
+        self.failed.is_some()
+            || (!self.unflushed && self.outbound.as_ref().is_none_or(|q| q.is_empty()))
+    }
+
+    /// Writes the server's close frame after what is queued (unless the client is too slow
+    /// to take it), waiting at most [`CLOSE_TIMEOUT`] for each; a client that closed first
+    /// gets tungstenite's reply flushed. A failed socket is simply dropped.
+    async fn finish(mut self, ending: &Ending) {
+        if self.failed.is_some() {
+            return;
+        }
+        if !ending.by_server {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(None)).await;
+            return;
+        }
+        if !ending.overflow {
+            let drained = std::future::poll_fn(|cx| {
+                self.poll_write(cx);
+                if self.drained() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            });
+            if tokio::time::timeout(CLOSE_TIMEOUT, drained).await.is_err() || self.failed.is_some()
+            {
+                return;
+            }
+        }
+        let frame = CloseFrame {
+            code: CloseCode::from(ending.code.unwrap_or(chat_core::close::NORMAL)),
+            reason: ending.reason.clone().into(),
+        };
+        let _ =
+            tokio::time::timeout(CLOSE_TIMEOUT, self.ws.send(Message::Close(Some(frame)))).await;
+    }
 }
 
-/// Drains the outbound queue into the socket. A write that does not finish within the write
-/// timeout (the client stopped reading and its TCP window is full) or a kill (the queue
-/// overflowed) ends it at once: `stalled` then tells the reader side, so the connection ends,
-/// and the task, socket and queue are freed whether or not the client ever reads again.
-async fn write_loop<S>(
-    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    mut outbound: flume::Receiver<Outbound>,
-    kill: CancellationToken,
-    stalled: CancellationToken,
-    write_timeout: Duration,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
+impl<S> Transport for WsTransport<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    // Made once: a new `cancelled()` per turn would lock the token and register again.
-    let killed = kill.cancelled();
-    tokio::pin!(killed);
-    loop {
-        let first = tokio::select! {
-            () = &mut killed => {
-                // The queue is full of frames the client is not reading: skip them and
-                // try to say why, without waiting long.
-                let frame = CloseFrame { code: CloseCode::from(chat_core::close::TRY_AGAIN_LATER), reason: "client too slow".into() };
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
-                return;
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<ClientEvent>> {
+        self.poll_write(cx);
+        if let Some(why) = &self.failed {
+            self.read_done = true;
+            return Poll::Ready(Some(why.clone()));
+        }
+        if self.read_done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.ws).poll_next(cx) {
+            Poll::Ready(Some(item)) => {
+                let event = to_event(item);
+                self.read_done = ends_reading(&event);
+                Poll::Ready(Some(event))
             }
-            next = outbound.recv_async() => next.ok(),
-        };
-        let Some(frame) = first else {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+            // The read side ending is a client that left.
+            Poll::Ready(None) => {
+                self.read_done = true;
+                Poll::Ready(Some(ClientEvent::Closed(None)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) {
+        if self.failed.is_some() {
             return;
-        };
-        let written = tokio::select! {
-            () = &mut killed => None,
-            r = tokio::time::timeout(write_timeout, write_batch(&mut sink, frame, &mut outbound)) => r.ok(),
-        };
-        match written {
-            Some(Ok(false)) => {}
-            // Closed as asked, or the transport failed: the reader sees the end.
-            Some(Ok(true) | Err(_)) => return,
-            None => {
-                stalled.cancel();
-                return;
+        }
+        let mut progressed = false;
+        let mut blocked = false;
+        while let Some(queue) = &self.outbound {
+            // A frame leaves the queue only once tungstenite can take it, so a client that
+            // does not read fills our bounded queue (and is closed as too slow) instead of an
+            // unbounded buffer.
+            match Pin::new(&mut self.ws).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return self.fail(ClientEvent::Failed(e.to_string())),
+                Poll::Pending => {
+                    blocked = true;
+                    break;
+                }
             }
+            let Ok(frame) = queue.try_recv() else { break };
+            progressed = true;
+            let msg = match frame {
+                Outbound::Text(t) => Message::Text(t),
+                Outbound::Ping => Message::Ping(Default::default()),
+                Outbound::Close(code, reason) => Message::Close(Some(CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: reason.into(),
+                })),
+            };
+            if let Err(e) = Pin::new(&mut self.ws).start_send(msg) {
+                return self.fail(ClientEvent::Failed(e.to_string()));
+            }
+            self.unflushed = true;
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.unflushed = false;
+                    progressed = true;
+                }
+                Poll::Ready(Err(e)) => return self.fail(ClientEvent::Failed(e.to_string())),
+                Poll::Pending => blocked = true,
+            }
+        }
+        if !blocked {
+            self.stall = None;
+            return;
+        }
+        let deadline = Instant::now() + self.write_timeout;
+        let stall = match &mut self.stall {
+            Some(stall) => {
+                if progressed {
+                    stall.as_mut().reset(deadline);
+                }
+                stall
+            }
+            None => self
+                .stall
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        if stall.as_mut().poll(cx).is_ready() {
+            self.fail(ClientEvent::Stalled);
         }
     }
 }
@@ -176,60 +260,20 @@ where
         Some(websocket_config(&config.limits)),
     )
     .await;
-    let (sink, read) = ws.split();
     let Accepted {
         consumer,
         cx,
         outbound,
         closer,
     } = accepted;
-    let kill = CancellationToken::new();
-    let stalled = CancellationToken::new();
-    let writer = tokio::spawn(
-        write_loop(
-            sink,
-            outbound,
-            kill.clone(),
-            stalled.clone(),
-            config.limits.write_timeout,
-        )
-        .in_current_span(),
-    );
-    // A writer that gave up on a client that does not read ends the connection too.
-    let stall = stalled.clone();
-    let stall = Box::pin(
-        futures_util::stream::once(async move { stall.cancelled().await })
-            .map(|()| ClientEvent::Stalled),
-    );
-    // The read half ending is a client that left: say so, as `select` would otherwise go on
-    // waiting for the other stream.
-    let read = events(read).chain(futures_util::stream::once(std::future::ready(
-        ClientEvent::Closed(None),
-    )));
-    let incoming = futures_util::stream::select(read, stall);
+    // The close frame is written by `finish`, not queued.
+    drop(closer);
+    let mut transport = WsTransport::new(ws, outbound, &config.limits);
     // In the caller's connection span (see `upgrade`): one client's story, start to end.
     tracing::debug!("connection opened");
-    let ending: Ending = run(consumer, cx, incoming, &config).await;
+    let ending: Ending = run(consumer, cx, &mut transport, &config).await;
     tracing::debug!(code = ?ending.code, by_server = ending.by_server, "connection ended");
-    if ending.by_server {
-        let code = ending.code.unwrap_or(chat_core::close::NORMAL);
-        if ending.overflow
-            || closer
-                .try_send(Outbound::Close(code, ending.reason))
-                .is_err()
-        {
-            kill.cancel();
-        }
-    }
-    drop(closer);
-    let abort = writer.abort_handle();
-    if tokio::time::timeout(CLOSE_TIMEOUT * 2, writer)
-        .await
-        .is_err()
-    {
-        tracing::debug!("writer did not finish in time; dropping the socket");
-        abort.abort();
-    }
+    transport.finish(&ending).await;
 }
 
 #[cfg(test)]

@@ -180,3 +180,34 @@ async fn an_open_socket_keeps_its_group_memberships_past_their_expiry() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.receive_json().await["n"], 1);
 }
+
+/// Records the text frames it handles; closes on "bye".
+struct Recorder {
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Consumer for Recorder {
+    async fn receive_text(&mut self, cx: &mut Context, text: &str) -> Result<(), ConsumerError> {
+        self.seen.lock().unwrap().push(text.to_owned());
+        if text == "bye" {
+            cx.close(4000, "asked to");
+        }
+        Ok(())
+    }
+}
+
+/// Frames queued together are handled in order, and none after the one that closes.
+#[tokio::test]
+async fn frames_read_together_are_handled_in_order_up_to_a_close() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut c = Communicator::new(
+        Recorder { seen: seen.clone() },
+        InMemoryChannelLayer::default(),
+    );
+    assert!(c.connect().await.accepted());
+    for text in ["a", "b", "bye", "after"] {
+        c.send_text(text).await;
+    }
+    assert_eq!(c.wait_closed().await, Some(4000));
+    assert_eq!(*seen.lock().unwrap(), ["a", "b", "bye"]);
+}

@@ -106,6 +106,19 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Stores a message and returns it with its seq.
     async fn append(&self, msg: NewMessage) -> Result<Appended, StoreError>;
 
+    /// Stores several messages, in order: each gets its seq after the one before it in the
+    /// same room, and its own answer (one refused message does not refuse the others). For a
+    /// client that sent a burst faster than one commit each: a store that commits in groups
+    /// overrides it to put the whole burst in one commit. The default appends them one after
+    /// the other.
+    async fn append_many(&self, msgs: Vec<NewMessage>) -> Vec<Result<Appended, StoreError>> {
+        let mut answers = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            answers.push(self.append(msg).await);
+        }
+        answers
+    }
+
     /// Reads a page of a room's history.
     async fn history(
         &self,

@@ -163,6 +163,28 @@ impl PgStore {
         self.write(WriteOp::Append(msg, tx), rx).await
     }
 
+    /// Queued to the writer in order before any answer is awaited, so the writer can take
+    /// the burst in one batch.
+    pub(crate) async fn append_many(
+        &self,
+        msgs: Vec<NewMessage>,
+    ) -> Vec<Result<Appended, StoreError>> {
+        let mut waiting = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            let (tx, rx) = oneshot::channel();
+            let queued = self.writes.send(WriteOp::Append(msg, tx)).await.is_ok();
+            waiting.push(queued.then_some(rx));
+        }
+        let mut answers = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            answers.push(match rx {
+                Some(rx) => rx.await.map_err(|_| not_stored()).and_then(|r| r),
+                None => Err(not_stored()),
+            });
+        }
+        answers
+    }
+
     pub(crate) async fn mark_read(
         &self,
         room: &RoomName,

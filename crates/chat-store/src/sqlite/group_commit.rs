@@ -65,6 +65,13 @@ impl Writer {
         self.commit_waiting();
     }
 
+    /// Queues `ops` together, in order, then commits as [`Writer::submit`] does: a burst
+    /// goes in one commit (up to the batch size) instead of one commit each.
+    pub(crate) fn submit_many(self: &Arc<Self>, ops: impl IntoIterator<Item = WriteOp>) {
+        self.pending.lock().extend(ops);
+        self.commit_waiting();
+    }
+
     fn take_batch(&self) -> Vec<WriteOp> {
         let mut pending = self.pending.lock();
         let n = pending.len().min(self.max_batch);

@@ -219,6 +219,26 @@ impl MessageStore for SqliteStore {
         rx.await.map_err(|_| not_stored())?
     }
 
+    /// Queued together: the group commit takes them in order, in one commit when they fit in
+    /// one batch.
+    async fn append_many(&self, msgs: Vec<NewMessage>) -> Vec<Result<Appended, StoreError>> {
+        let mut waiting = Vec::with_capacity(msgs.len());
+        let ops: Vec<_> = msgs
+            .into_iter()
+            .map(|msg| {
+                let (tx, rx) = oneshot::channel();
+                waiting.push(rx);
+                WriteOp::Append(msg, tx)
+            })
+            .collect();
+        self.writer.submit_many(ops);
+        let mut answers = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            answers.push(rx.await.map_err(|_| not_stored()).and_then(|r| r));
+        }
+        answers
+    }
+
     async fn history(
         &self,
         room: &RoomName,

@@ -82,6 +82,45 @@ pub struct Plan {
     pub body_size: usize,
 }
 
+/// Processes that start sending together: each leaves a file in `dir` once its connections
+/// are set up, and waits until there are `parties` files.
+#[derive(Debug, Clone)]
+pub struct Barrier {
+    /// The meeting place (emptied by whoever runs the processes, before they start).
+    pub dir: std::path::PathBuf,
+    /// How many processes meet.
+    pub parties: usize,
+}
+
+impl Barrier {
+    /// Arrives, then waits (at most 10 minutes) for the others. Another process's arrival
+    /// is a file appearing, which nothing here can wait on but a look every 20 ms.
+    async fn meet(&self) -> Result<(), String> {
+        let mine = self.dir.join(format!("ready-{}", std::process::id()));
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::write(&mine, b""))
+            .map_err(|e| format!("{}: {e}", mine.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let arrived = std::fs::read_dir(&self.dir)
+                .map_err(|e| format!("{}: {e}", self.dir.display()))?
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("ready-"))
+                .count();
+            if arrived >= self.parties {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} of {} processes at the barrier after 10 minutes",
+                    arrived, self.parties
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// What the run measured (the scenario turns it into a report).
 #[derive(Default)]
 pub struct Outcome {
@@ -145,6 +184,7 @@ pub async fn run(
     specs: Vec<ConnSpec>,
     plan: Plan,
     server_pids: &[u32],
+    barrier: Option<&Barrier>,
 ) -> Outcome {
     let rooms = specs.iter().map(|s| s.room + 1).max().unwrap_or(0);
     let mut members = vec![0u64; rooms];
@@ -216,6 +256,11 @@ pub async fn run(
     let _ = shared.rooms.set((members.clone(), senders));
     let _ = shared.slots.set(slots);
     settle(&shared).await;
+    if let Some(barrier) = barrier {
+        if let Err(e) = barrier.meet().await {
+            eprintln!("barrier: {e}; sending anyway");
+        }
+    }
     out.server_connected = crate::proc::sample_all(server_pids).unwrap_or_default();
 
     out.bench_before = crate::proc::sample(None).unwrap_or_default();

@@ -143,7 +143,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Idle { target, .. } => ("idle", target),
         Command::Persist { target, .. } => ("persist", target),
     };
-    let bin = if args.against.contains(&Kind::Chat) {
+    // An external chat-server given with its secret key also runs chat-server subcommands.
+    let bin = if args.against.contains(&Kind::Chat) || args.secret_key.is_some() {
         Some(target::server_bin(args)?)
     } else {
         None

@@ -259,7 +259,14 @@ pub async fn measure(
     specs: Vec<ConnSpec>,
     plan: Plan,
 ) -> Report {
-    let out = engine::run(&target.endpoint, specs, plan, &target.pids).await;
+    let out = engine::run(
+        &target.endpoint,
+        specs,
+        plan,
+        &target.pids,
+        target.barrier.as_ref(),
+    )
+    .await;
     report(scenario, params, target, &out)
 }
 

@@ -70,6 +70,15 @@ pub struct TargetArgs {
     /// socket.io"`); default: `chat`, `baseline`, the URL, with the protocol when not ours.
     #[arg(long, value_delimiter = ',')]
     pub label: Vec<String>,
+    /// Start sending together with other chat-bench processes (one process may open only so
+    /// many sockets): each, once its connections are set up, leaves a file in this directory
+    /// and waits until `--parties` files are there. Without it, one process's set-up would
+    /// load the server during another's measurement.
+    #[arg(long, requires = "parties")]
+    pub barrier: Option<PathBuf>,
+    /// How many processes meet at `--barrier`.
+    #[arg(long, requires = "barrier")]
+    pub parties: Option<usize>,
 }
 
 impl TargetArgs {
@@ -115,6 +124,8 @@ pub struct Target {
     pub pids: Vec<u32>,
     /// The secret it signs tokens with (chat only).
     pub secret: String,
+    /// Other chat-bench processes to start sending with (`--barrier`).
+    pub barrier: Option<crate::engine::Barrier>,
     /// Its database URL (chat only).
     pub database_url: Option<String>,
     /// Its data directory (chat only).
@@ -128,6 +139,13 @@ impl Drop for Target {
             let _ = child.start_kill();
         }
     }
+}
+
+fn barrier(args: &TargetArgs) -> Option<crate::engine::Barrier> {
+    args.barrier
+        .clone()
+        .zip(args.parties)
+        .map(|(dir, parties)| crate::engine::Barrier { dir, parties })
 }
 
 /// The chat-server binary to run.
@@ -224,6 +242,7 @@ pub async fn start(kind: Kind, protocol: Protocol, args: &TargetArgs) -> Result<
                 secret,
                 database_url: Some(database_url),
                 data_dir: Some(dir),
+                barrier: barrier(args),
                 child: Some(child),
             })
         }
@@ -247,6 +266,7 @@ pub async fn start(kind: Kind, protocol: Protocol, args: &TargetArgs) -> Result<
                 secret: String::new(),
                 database_url: None,
                 data_dir: None,
+                barrier: barrier(args),
                 child: Some(child),
             })
         }
@@ -282,6 +302,7 @@ pub async fn start(kind: Kind, protocol: Protocol, args: &TargetArgs) -> Result<
                     .clone()
                     .filter(|_| args.secret_key.is_some()),
                 data_dir: None,
+                barrier: barrier(args),
                 child: None,
             })
         }

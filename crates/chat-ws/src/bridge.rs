@@ -83,7 +83,7 @@ impl Bridge {
     }
 
     /// The same, with the consumer's frames handed to `sink` on the consumer's own task (no
-    /// writer task, no queue of ours): for a transport that queues and writes by itself. A
+    /// queue of ours): for a transport that queues and writes by itself. A
     /// frame the sink refuses closes the client as too slow; when the server ends the
     /// connection (too slow included), the sink gets a last [`Outbound::Close`].
     pub async fn start_direct<C: Consumer>(

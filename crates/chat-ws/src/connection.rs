@@ -110,8 +110,8 @@ impl<C: Consumer> Accepted<C> {
     }
 }
 
-/// Runs `connect` with frames going to a queue for a writer task, and reports whether the
-/// consumer accepted.
+/// Runs `connect` with frames going to a bounded queue (drained by the connection task
+/// itself, or by a bridged transport), and reports whether the consumer accepted.
 pub(crate) async fn start<C: Consumer>(
     consumer: C,
     layer: SharedLayer,

@@ -30,9 +30,8 @@ pub enum SinkError {
 }
 
 /// A transport that takes a connection's frames as the consumer sends them, on the
-/// consumer's own task, instead of through a queue to a writer task: for transports that
-/// queue and write by themselves (a Socket.IO socket), where a writer task of ours would be
-/// one more hop per frame. See [`Bridge::start_direct`](crate::Bridge::start_direct).
+/// consumer's own task, instead of through a queue: for transports that queue and write by
+/// themselves (a Socket.IO socket), where a queue of ours would be one more hop per frame. See [`Bridge::start_direct`](crate::Bridge::start_direct).
 pub trait OutboundSink: Send + Sync + 'static {
     /// Takes a frame without waiting. A refused frame closes the client as too slow (1013),
     /// as a full queue would.
@@ -42,7 +41,8 @@ pub trait OutboundSink: Send + Sync + 'static {
 /// Where a connection's frames go.
 #[derive(Clone)]
 pub(crate) enum Out {
-    /// The queue of a writer task.
+    /// A bounded queue: a WebSocket's connection task writes it out between callbacks (and
+    /// while they wait); a bridged transport drains it from its own task.
     Queue(flume::Sender<Outbound>),
     /// A transport that takes them directly.
     Sink(Arc<dyn OutboundSink>),

@@ -96,8 +96,8 @@ pub struct Limits {
     pub ping_interval: Duration,
     /// A client silent for this long is closed.
     pub idle_timeout: Duration,
-    /// A socket write (the client's TCP window full: it stopped reading) that does not finish
-    /// in this long closes the client, so a stuck client's task, socket and queue are freed.
+    /// A client that takes nothing of what waits for it for this long (its TCP window is full:
+    /// it stopped reading) is closed, so a stuck client's task, socket and queue are freed.
     pub write_timeout: Duration,
     /// Largest `limit` of a history request.
     pub max_history: u32,

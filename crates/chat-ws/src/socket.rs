@@ -74,17 +74,72 @@ fn ends_reading(event: &ClientEvent) -> bool {
     )
 }
 
+/// The socket, counting the bytes the client took: any of them is progress for the write
+/// timeout, so a client that reads slowly but keeps reading is not taken for one that stopped.
+struct Counted<S> {
+    inner: S,
+    written: u64,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            self.written += n as u64;
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = written {
+            self.written += n as u64;
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// A WebSocket that the connection's own task both reads and writes: no split lock, no writer
 /// task, and no wake-up of a second task per burst of deliveries.
 struct WsTransport<S> {
-    ws: WebSocketStream<S>,
+    ws: WebSocketStream<Counted<S>>,
     /// The consumer's frames. Dropped once writing failed, so that a consumer waiting for room
     /// in the queue sees a gone client instead of waiting forever.
     outbound: Option<flume::Receiver<Outbound>>,
     write_timeout: Duration,
     /// Frames handed to tungstenite that are not flushed yet.
     unflushed: bool,
-    /// Armed while the client takes nothing of what waits for it; re-armed on progress.
+    /// Armed while something waits for the client; re-armed whenever it takes a byte.
     stall: Option<Pin<Box<Sleep>>>,
     /// Why writing stopped (the client stopped reading, or the socket broke): the connection's
     /// next event.
@@ -97,7 +152,11 @@ impl<S> WsTransport<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    fn new(ws: WebSocketStream<S>, outbound: flume::Receiver<Outbound>, limits: &Limits) -> Self {
+    fn new(
+        ws: WebSocketStream<Counted<S>>,
+        outbound: flume::Receiver<Outbound>,
+        limits: &Limits,
+    ) -> Self {
         Self {
             ws,
             outbound: Some(outbound),
@@ -187,7 +246,7 @@ where
         if self.failed.is_some() {
             return;
         }
-        let mut progressed = false;
+        let taken_before = self.ws.get_ref().written;
         let mut blocked = false;
         while let Some(queue) = &self.outbound {
             // A frame leaves the queue only once tungstenite can take it, so a client that
@@ -202,7 +261,6 @@ where
                 }
             }
             let Ok(frame) = queue.try_recv() else { break };
-            progressed = true;
             let msg = match frame {
                 Outbound::Text(t) => Message::Text(t),
                 Outbound::Ping => Message::Ping(Default::default()),
@@ -218,10 +276,7 @@ where
         }
         if self.unflushed {
             match Pin::new(&mut self.ws).poll_flush(cx) {
-                Poll::Ready(Ok(())) => {
-                    self.unflushed = false;
-                    progressed = true;
-                }
+                Poll::Ready(Ok(())) => self.unflushed = false,
                 Poll::Ready(Err(e)) => return self.fail(ClientEvent::Failed(e.to_string())),
                 Poll::Pending => blocked = true,
             }
@@ -230,6 +285,7 @@ where
             self.stall = None;
             return;
         }
+        let progressed = self.ws.get_ref().written != taken_before;
         let deadline = Instant::now() + self.write_timeout;
         let stall = match &mut self.stall {
             Some(stall) => {
@@ -254,6 +310,10 @@ where
     C: Consumer,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let stream = Counted {
+        inner: stream,
+        written: 0,
+    };
     let ws = WebSocketStream::from_raw_socket(
         stream,
         Role::Server,
@@ -353,6 +413,53 @@ mod tests {
         assert!(
             took >= Duration::from_secs(10) && took < Duration::from_secs(30),
             "ended after the write timeout, not before: {took:?}"
+        );
+    }
+
+    /// The write timeout is about a client that takes nothing: one that reads slowly, but
+    /// keeps reading, gets everything however long it takes.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_client_that_keeps_reading_is_not_dropped() {
+        let config = ConnectionConfig {
+            limits: Limits {
+                write_timeout: Duration::from_secs(10),
+                // This client sends nothing: not the idle timeout's business here.
+                idle_timeout: Duration::from_secs(3600),
+                ping_interval: Duration::from_secs(3600),
+                ..Limits::default()
+            },
+            ..ConnectionConfig::default()
+        };
+        let gone = Arc::new(AtomicBool::new(false));
+        let talker = Talker {
+            burst: 200,
+            gone: gone.clone(),
+        };
+        let (server_io, mut client) = tokio::io::duplex(4 * 1024);
+        let accepted = accepted(talker, &config).await;
+        let server = tokio::spawn(serve(accepted, server_io, config));
+        // 200 text frames of 1 KiB: a 4-byte header each. Read 1 KiB every 2 s: 400 s in
+        // all, forty times the write timeout.
+        let expected = 200 * (4 + 1024);
+        let mut got = 0;
+        let mut buf = [0u8; 1024];
+        let started = tokio::time::Instant::now();
+        while got < expected {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let n = client
+                .read(&mut buf)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(n > 0, "the server closed after {got} bytes");
+            got += n;
+        }
+        assert!(started.elapsed() > Duration::from_secs(300));
+        assert!(!gone.load(Ordering::SeqCst), "still connected");
+        drop(client);
+        let _ = tokio::time::timeout(Duration::from_secs(60), server).await;
+        assert!(
+            gone.load(Ordering::SeqCst),
+            "disconnect ran once the client left"
         );
     }
 

@@ -387,12 +387,13 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    /// A connection with a 10 s write timeout whose consumer sends 200 frames of 1 KiB at
+    /// once, and the flag its disconnect sets.
+    fn talking(limits: Limits) -> (ConnectionConfig, Talker, Arc<AtomicBool>) {
         let config = ConnectionConfig {
             limits: Limits {
                 write_timeout: Duration::from_secs(10),
-                ..Limits::default()
+                ..limits
             },
             ..ConnectionConfig::default()
         };
@@ -401,6 +402,12 @@ mod tests {
             burst: 200,
             gone: gone.clone(),
         };
+        (config, talker, gone)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+        let (config, talker, gone) = talking(Limits::default());
         // 4 KiB between the server and a client that never reads: the writer blocks.
         let (server_io, _client_io) = tokio::io::duplex(4 * 1024);
         let accepted = accepted(talker, &config).await;
@@ -420,21 +427,12 @@ mod tests {
     /// keeps reading, gets everything however long it takes.
     #[tokio::test(start_paused = true)]
     async fn a_slow_client_that_keeps_reading_is_not_dropped() {
-        let config = ConnectionConfig {
-            limits: Limits {
-                write_timeout: Duration::from_secs(10),
-                // This client sends nothing: not the idle timeout's business here.
-                idle_timeout: Duration::from_secs(3600),
-                ping_interval: Duration::from_secs(3600),
-                ..Limits::default()
-            },
-            ..ConnectionConfig::default()
-        };
-        let gone = Arc::new(AtomicBool::new(false));
-        let talker = Talker {
-            burst: 200,
-            gone: gone.clone(),
-        };
+        // This client sends nothing: not the idle timeout's business here.
+        let (config, talker, gone) = talking(Limits {
+            idle_timeout: Duration::from_secs(3600),
+            ping_interval: Duration::from_secs(3600),
+            ..Limits::default()
+        });
         let (server_io, mut client) = tokio::io::duplex(4 * 1024);
         let accepted = accepted(talker, &config).await;
         let server = tokio::spawn(serve(accepted, server_io, config));

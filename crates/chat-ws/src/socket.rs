@@ -184,11 +184,15 @@ where
     /// to take it), waiting at most [`CLOSE_TIMEOUT`] for each; a client that closed first
     /// gets tungstenite's reply flushed. A failed socket is simply dropped.
     async fn finish(mut self, ending: &Ending) {
-        if self.failed.is_some() {
+        if !ending.by_server {
+            // Whatever was still queued could not be sent after the client's close (writing it
+            // may have failed for that very reason); tungstenite's reply to the close can. The
+            // sink's close flushes that reply; `WebSocketStream::close` would try to send a
+            // second close frame and fail before flushing.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, SinkExt::close(&mut self.ws)).await;
             return;
         }
-        if !ending.by_server {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(None)).await;
+        if self.failed.is_some() {
             return;
         }
         if !ending.overflow {
@@ -349,9 +353,11 @@ mod tests {
     use crate::consumer::ConsumerError;
     use crate::context::{Context, RequestInfo};
 
-    /// Sends `burst` frames of 1 KiB as soon as the socket opens; records its disconnect.
+    /// Sends `burst` frames of 1 KiB as soon as the socket opens; records its disconnect,
+    /// saying goodbye there when `farewell`.
     struct Talker {
         burst: usize,
+        farewell: bool,
         gone: Arc<AtomicBool>,
     }
 
@@ -364,9 +370,12 @@ mod tests {
         }
         async fn disconnect(
             &mut self,
-            _cx: &mut Context,
+            cx: &mut Context,
             _code: Option<u16>,
         ) -> Result<(), ConsumerError> {
+            if self.farewell {
+                cx.send_text("bye");
+            }
             self.gone.store(true, Ordering::SeqCst);
             Ok(())
         }
@@ -400,6 +409,7 @@ mod tests {
         let gone = Arc::new(AtomicBool::new(false));
         let talker = Talker {
             burst: 200,
+            farewell: false,
             gone: gone.clone(),
         };
         (config, talker, gone)
@@ -408,7 +418,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
         let (config, talker, gone) = talking(Limits::default());
-        // 4 KiB between the server and a client that never reads: the writer blocks.
+        // 4 KiB between the server and a client that never reads: writing blocks.
         let (server_io, _client_io) = tokio::io::duplex(4 * 1024);
         let accepted = accepted(talker, &config).await;
         let started = tokio::time::Instant::now();
@@ -461,11 +471,41 @@ mod tests {
         );
     }
 
+    /// A client that closes gets the reply to its close frame, though the consumer's
+    /// `disconnect` still sends (which cannot be written after the client's close).
+    #[tokio::test(start_paused = true)]
+    async fn a_client_close_is_answered_though_disconnect_sends() {
+        let (config, mut talker, gone) = talking(Limits::default());
+        talker.burst = 0;
+        talker.farewell = true;
+        let (server_io, mut client) = tokio::io::duplex(4 * 1024);
+        let accepted = accepted(talker, &config).await;
+        let server = tokio::spawn(serve(accepted, server_io, config));
+        // A masked close frame with code 1000.
+        client
+            .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut got = Vec::new();
+        client
+            .read_to_end(&mut got)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            got.get(got.len().saturating_sub(4)..),
+            Some(&[0x88, 0x02, 0x03, 0xe8][..]),
+            "the stream ends with the reply to the close: {got:?}"
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(60), server).await;
+        assert!(gone.load(Ordering::SeqCst), "disconnect ran");
+    }
+
     #[tokio::test]
     async fn an_invalid_utf8_text_frame_is_closed_with_1007() {
         let config = ConnectionConfig::default();
         let talker = Talker {
             burst: 0,
+            farewell: false,
             gone: Arc::default(),
         };
         let (server_io, mut client) = tokio::io::duplex(64 * 1024);

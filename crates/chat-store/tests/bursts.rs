@@ -3,24 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use chat_core::{HistoryQuery, MessageStore, NewMessage, RoomName, Sender};
+use chat_core::{HistoryQuery, MessageStore, Sender};
 
 mod common;
-use common::{postgres, sqlite};
-
-fn room(name: &str) -> RoomName {
-    RoomName::parse(name).unwrap()
-}
-
-fn msg(room_name: &str, sender: Sender, body: &str, client_id: Option<&str>) -> NewMessage {
-    NewMessage {
-        attachment: None,
-        room: room(room_name),
-        sender,
-        body: body.into(),
-        client_id: client_id.map(Into::into),
-    }
-}
+use common::{msg, postgres, room, sqlite};
 
 /// A burst keeps its order, and each message gets its own answer: a repeated client id is a
 /// duplicate (of a message stored before or earlier in the same burst), another room counts

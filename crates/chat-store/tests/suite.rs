@@ -8,27 +8,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chat_core::{
-    AttachmentInfo, GuestId, HistoryPage, HistoryQuery, MessageStore, NewMessage, RoomName, Sender,
+    AttachmentInfo, GuestId, HistoryPage, HistoryQuery, MessageStore, NewMessage, Sender,
     StoreError, Timestamp,
 };
 use chat_store::{Store, StoreConfig, StoredFile};
 
 mod common;
-use common::{postgres, sqlite};
-
-fn room(name: &str) -> RoomName {
-    RoomName::parse(name).unwrap()
-}
-
-fn msg(room_name: &str, sender: Sender, body: &str, client_id: Option<&str>) -> NewMessage {
-    NewMessage {
-        attachment: None,
-        room: room(room_name),
-        sender,
-        body: body.into(),
-        client_id: client_id.map(Into::into),
-    }
-}
+use common::{msg, postgres, room, sqlite};
 
 fn seqs(page: &HistoryPage) -> Vec<u64> {
     page.messages.iter().map(|m| m.seq).collect()

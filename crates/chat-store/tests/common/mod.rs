@@ -2,9 +2,26 @@
 
 #![allow(dead_code)]
 
+use chat_core::{NewMessage, RoomName, Sender};
 use chat_store::testing::{DEFAULT_ADMIN_URL, TestDatabase};
 use chat_store::{Store, StoreConfig};
 use tempfile::TempDir;
+
+/// A room name the tests know to be valid.
+pub fn room(name: &str) -> RoomName {
+    RoomName::parse(name).unwrap()
+}
+
+/// A message of `sender` into `room_name`, without an attachment.
+pub fn msg(room_name: &str, sender: Sender, body: &str, client_id: Option<&str>) -> NewMessage {
+    NewMessage {
+        attachment: None,
+        room: room(room_name),
+        sender,
+        body: body.into(),
+        client_id: client_id.map(Into::into),
+    }
+}
 
 /// A store on a new SQLite file, and the directory that holds it.
 pub async fn sqlite() -> (Store, TempDir) {

@@ -59,6 +59,7 @@ mod communicator;
 mod connection;
 mod consumer;
 mod context;
+mod counted;
 mod observe;
 pub mod security;
 mod session;

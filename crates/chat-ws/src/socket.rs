@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use crate::connection::{Accepted, ClientEvent, ConnectionConfig, Ending, run};
 use crate::consumer::Consumer;
 use crate::context::Outbound;
+use crate::counted::Counted;
 use crate::transport::Transport;
 
 /// How long the server waits for a close handshake or a final flush before dropping the socket.
@@ -72,61 +73,6 @@ fn ends_reading(event: &ClientEvent) -> bool {
             | ClientEvent::InvalidUtf8
             | ClientEvent::Failed(_)
     )
-}
-
-/// The socket, counting the bytes the client took: any of them is progress for the write
-/// timeout, so a client that reads slowly but keeps reading is not taken for one that stopped.
-struct Counted<S> {
-    inner: S,
-    written: u64,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = written {
-            self.written += n as u64;
-        }
-        written
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = written {
-            self.written += n as u64;
-        }
-        written
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 /// A WebSocket that the connection's own task both reads and writes: no split lock, no writer
@@ -250,7 +196,7 @@ where
         if self.failed.is_some() {
             return;
         }
-        let taken_before = self.ws.get_ref().written;
+        let taken_before = self.ws.get_ref().written();
         let mut blocked = false;
         while let Some(queue) = &self.outbound {
             // A frame leaves the queue only once tungstenite can take it, so a client that
@@ -289,7 +235,7 @@ where
             self.stall = None;
             return;
         }
-        let progressed = self.ws.get_ref().written != taken_before;
+        let progressed = self.ws.get_ref().written() != taken_before;
         let deadline = Instant::now() + self.write_timeout;
         let stall = match &mut self.stall {
             Some(stall) => {
@@ -314,10 +260,7 @@ where
     C: Consumer,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let stream = Counted {
-        inner: stream,
-        written: 0,
-    };
+    let stream = Counted::new(stream);
     let ws = WebSocketStream::from_raw_socket(
         stream,
         Role::Server,

@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use crate::SocketIoConsumer;
@@ -22,14 +21,12 @@ use crate::socketio::{Outgoing, incoming};
 use bytes::Bytes;
 use chat_core::ErrorCode;
 use chat_ws::{
-    Bridge, Bridged, ClientEvent, Outbound, OutboundSink, RequestInfo, SinkError, Utf8Bytes,
-    form_decode,
+    Bridge, Bridged, ClientEvent, Outbound, OutboundSink, RequestInfo, SinkError, form_decode,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::service::Service;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessage, FromMessageParts};
 use socketioxide::service::SocketIoService;
@@ -38,6 +35,7 @@ use socketioxide::{SendError, SocketError, SocketIo};
 use tracing::Instrument;
 
 mod caller;
+mod encoded;
 
 use self::caller::{Refused, caller};
 use crate::server::access::ServerAccess;
@@ -291,13 +289,10 @@ impl OutboundSink for SocketSink {
     fn send(&self, frame: Outbound) -> Result<(), SinkError> {
         let sent = match frame {
             Outbound::Text(t) => match Outgoing::parse(&t) {
-                Some(Outgoing::Event { name, data }) => match raw(&t, data) {
-                    Some(data) => self.socket.emit(name, &*data),
-                    None => Ok(()),
-                },
+                Some(Outgoing::Event { name, data }) => encoded::emit(&self.socket, &t, name, data),
                 Some(Outgoing::Ack { id, data }) => {
                     let ack = self.acks().and_then(|mut a| a.remove(&id));
-                    match (ack, raw(&t, data)) {
+                    match (ack, encoded::raw(data)) {
                         (Some(ack), Some(data)) => ack.send(&*data),
                         _ => Ok(()),
                     }
@@ -353,59 +348,6 @@ async fn disconnect_when_room(s: &SocketRef) {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             _ => return,
-        }
-    }
-}
-
-thread_local! {
-    static CHECKED: std::cell::RefCell<Checked> = std::cell::RefCell::new(Checked::default());
-}
-
-/// Payloads checked lately, at most (a socket takes a burst of a room's messages at a time).
-const CHECKED_KEEP: usize = 512;
-
-/// Payloads this thread checked lately, by address. A room's message reaches every member
-/// as the same shared text, so checking its JSON once per thread is enough; the entry keeps
-/// the text alive, so its address cannot be reused meanwhile.
-#[derive(Default)]
-struct Checked {
-    values: HashMap<usize, (Utf8Bytes, Rc<RawValue>)>,
-    order: std::collections::VecDeque<usize>,
-}
-
-/// The consumer's JSON payload (a slice of `text`) as a value socketioxide writes as it is,
-/// shared by every member this thread serves (never held across an await).
-fn raw(text: &Utf8Bytes, data: &str) -> Option<Rc<RawValue>> {
-    let key = data.as_ptr() as usize;
-    let hit = CHECKED.with_borrow(|c| {
-        let (held, value) = c.values.get(&key)?;
-        (value.get().len() == data.len() && held.as_str().len() == text.as_str().len())
-            .then(|| value.clone())
-    });
-    if hit.is_some() {
-        return hit;
-    }
-    match RawValue::from_string(data.to_owned()) {
-        Ok(value) => {
-            let value: Rc<RawValue> = Rc::from(value);
-            CHECKED.with_borrow_mut(|c| {
-                if c.values
-                    .insert(key, (text.clone(), value.clone()))
-                    .is_none()
-                {
-                    c.order.push_back(key);
-                }
-                while c.order.len() > CHECKED_KEEP {
-                    if let Some(old) = c.order.pop_front() {
-                        c.values.remove(&old);
-                    }
-                }
-            });
-            Some(value)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "the consumer sent an invalid Socket.IO payload");
-            None
         }
     }
 }

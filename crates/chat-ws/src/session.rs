@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use chat_core::{GroupName, LayerMessage};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::consumer::{Consumer, ConsumerError};
 use crate::context::Context;
@@ -64,6 +65,14 @@ impl<C: Consumer> Consumer for SessionBound<C> {
 
     async fn receive_text(&mut self, cx: &mut Context, text: &str) -> Result<(), ConsumerError> {
         self.inner.receive_text(cx, text).await
+    }
+
+    async fn receive_texts(
+        &mut self,
+        cx: &mut Context,
+        texts: Vec<Utf8Bytes>,
+    ) -> Result<(), ConsumerError> {
+        self.inner.receive_texts(cx, texts).await
     }
 
     async fn receive_binary(&mut self, cx: &mut Context, data: Bytes) -> Result<(), ConsumerError> {

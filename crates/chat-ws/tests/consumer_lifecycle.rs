@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chat_core::{ChannelLayer, GroupName, InMemoryChannelLayer, LayerMessage};
-use chat_ws::{Communicator, ConnectOutcome, Consumer, ConsumerError, Context};
+use chat_ws::{
+    Communicator, ConnectOutcome, Consumer, ConsumerError, Context, SessionBound, Utf8Bytes,
+};
 use serde_json::json;
 
 /// Joins "lobby" and echoes JSON to the group; counts disconnects.
@@ -210,4 +212,46 @@ async fn frames_read_together_are_handled_in_order_up_to_a_close() {
     }
     assert_eq!(c.wait_closed().await, Some(4000));
     assert_eq!(*seen.lock().unwrap(), ["a", "b", "bye"]);
+}
+
+/// Records how the frames came: one at a time, or as a burst.
+struct Bursts {
+    calls: Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+}
+
+impl Consumer for Bursts {
+    async fn receive_text(&mut self, cx: &mut Context, text: &str) -> Result<(), ConsumerError> {
+        self.receive_texts(cx, vec![text.to_owned().into()]).await
+    }
+
+    async fn receive_texts(
+        &mut self,
+        cx: &mut Context,
+        texts: Vec<Utf8Bytes>,
+    ) -> Result<(), ConsumerError> {
+        let texts: Vec<String> = texts.iter().map(|t| t.as_str().to_owned()).collect();
+        if texts.iter().any(|t| t == "bye") {
+            cx.close(4000, "asked to");
+        }
+        self.calls.lock().unwrap().push(texts);
+        Ok(())
+    }
+}
+
+/// A session-bound consumer (as every socket of the server is) still gets a burst as one:
+/// the wrapper must not fall back to one frame at a time, which would cost a commit each.
+#[tokio::test]
+async fn a_session_bound_consumer_gets_frames_read_together_as_one_burst() {
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let consumer = SessionBound::new(Bursts {
+        calls: calls.clone(),
+    });
+    let mut c = Communicator::new(consumer, InMemoryChannelLayer::default());
+    assert!(c.connect().await.accepted());
+    // Queued before the connection's task runs again: it reads them together.
+    for text in ["a", "b", "bye"] {
+        c.send_text(text).await;
+    }
+    assert_eq!(c.wait_closed().await, Some(4000));
+    assert_eq!(*calls.lock().unwrap(), [vec!["a", "b", "bye"]]);
 }

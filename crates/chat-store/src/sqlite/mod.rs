@@ -88,11 +88,16 @@ impl SqliteStore {
         let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path, &cfg))
             .await
             .map_err(|e| OpenError::Migration(e.to_string()))??;
-        let writer = group_commit::Writer::new(conn, config.max_batch, config.busy_timeout)
-            .map_err(|e| OpenError::Sqlite {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
+        let writer = group_commit::Writer::new(
+            conn,
+            config.max_batch,
+            config.busy_timeout,
+            config.commit_interval,
+        )
+        .map_err(|e| OpenError::Sqlite {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(Self {
             writer: Arc::new(writer),
             readers: Arc::new(Pool::new(path, config)),

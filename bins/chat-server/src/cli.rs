@@ -89,6 +89,16 @@ pub struct Settings {
     /// Redis URL for the channel layer; unset: the in-memory layer (one process).
     #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// SQLite: microseconds a send may wait to share a commit when the latest commit started
+    /// that recently (0: none). Raises the throughput of a few very fast senders; see
+    /// docs/benchmarks.md before turning it on for large rooms.
+    #[arg(
+        long,
+        env = "CHAT_COMMIT_INTERVAL_US",
+        default_value_t = 0,
+        global = true
+    )]
+    pub commit_interval_us: u64,
     /// Prefix of the Redis topics, so several deployments can share one Redis.
     #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = "chat", global = true)]
     pub redis_prefix: String,

@@ -75,14 +75,16 @@ async fn run(cli: Cli, utc_offset: time::UtcOffset) -> Result<(), Box<dyn std::e
         };
     }
     let mut config = ServerConfig::resolve(cli.settings, utc_offset)?;
-    let store = chat_store::Store::open(chat_store::StoreConfig::new(&config.database_url))
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot open the database {}: {e}",
-                redact_url(&config.database_url)
-            )
-        })?;
+    let store_config = chat_store::StoreConfig {
+        commit_interval: std::time::Duration::from_micros(config.settings.commit_interval_us),
+        ..chat_store::StoreConfig::new(&config.database_url)
+    };
+    let store = chat_store::Store::open(store_config).await.map_err(|e| {
+        format!(
+            "cannot open the database {}: {e}",
+            redact_url(&config.database_url)
+        )
+    })?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
             println!("migrations applied to {}", redact_url(&config.database_url));

@@ -14,9 +14,9 @@ use crate::attachment::AttachmentLookup;
 use crate::dialect::Render;
 use crate::observe;
 use crate::room::Shared;
-use crate::rooms::{Reply, RoomAccess, Rooms};
+use crate::rooms::{Reply, RoomAccess, Rooms, RoomsSocket, admit, receive_many, receive_one};
 use chat_ws::Context;
-use chat_ws::{Consumer, ConsumerError};
+use chat_ws::{Consumer, ConsumerError, Utf8Bytes};
 
 /// The consumer of a multiplexed socket.
 pub struct MuxConsumer {
@@ -100,8 +100,24 @@ impl MuxConsumer {
             Reply::Done | Reply::Left(_) | Reply::Read { .. } => {}
         }
     }
+}
 
-    fn refuse(&mut self, cx: &mut Context, e: &FrameError) {
+impl RoomsSocket for MuxConsumer {
+    type Key = ();
+
+    fn rooms(&mut self) -> &mut Rooms {
+        &mut self.rooms
+    }
+
+    fn read(&mut self, text: &str) -> Option<((), Result<ClientFrame, FrameError>)> {
+        Some(((), admit(&mut self.rooms, || ClientFrame::parse(text))))
+    }
+
+    async fn answer(&mut self, cx: &mut Context, _: (), reply: Reply) {
+        MuxConsumer::answer(self, cx, reply).await;
+    }
+
+    fn refuse(&mut self, cx: &mut Context, _: (), e: &FrameError) {
         self.rooms
             .limiter
             .refuse(cx, e.code, Render::Native.error(e));
@@ -114,24 +130,17 @@ impl Consumer for MuxConsumer {
     }
 
     async fn receive_text(&mut self, cx: &mut Context, text: &str) -> Result<(), ConsumerError> {
-        let result = match self.rooms.limiter.frame() {
-            Ok(()) => {
-                let parsed = ClientFrame::parse(text);
-                observe::frame(&parsed);
-                match parsed {
-                    Ok(frame) => self.rooms.apply(cx, frame).await,
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => {
-                observe::frame_unread();
-                Err(e)
-            }
-        };
-        match result {
-            Ok(reply) => self.answer(cx, reply).await,
-            Err(e) => self.refuse(cx, &e),
-        }
+        receive_one(self, cx, text).await;
+        Ok(())
+    }
+
+    /// A burst: consecutive messages to one room are stored together, each acked in order.
+    async fn receive_texts(
+        &mut self,
+        cx: &mut Context,
+        texts: Vec<Utf8Bytes>,
+    ) -> Result<(), ConsumerError> {
+        receive_many(self, cx, texts).await;
         Ok(())
     }
 
@@ -145,7 +154,7 @@ impl Consumer for MuxConsumer {
             "binary frames are not supported; send JSON text frames",
         );
         observe::frame_unread();
-        self.refuse(cx, &e);
+        RoomsSocket::refuse(self, cx, (), &e);
         Ok(())
     }
 

@@ -18,6 +18,10 @@ use crate::chat::Limiter;
 use crate::room::{CHAT_MESSAGE, CHAT_PRESENCE, Meta, RoomSession, Shared};
 use chat_ws::Context;
 
+mod turn;
+
+pub(crate) use turn::{RoomsSocket, admit, receive_many, receive_one};
+
 /// The future of a [`RoomAccess`] check.
 pub type AccessCheck<'a> = Pin<Box<dyn Future<Output = Result<(), FrameError>> + Send + 'a>>;
 

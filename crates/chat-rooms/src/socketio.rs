@@ -20,9 +20,9 @@ use crate::attachment::AttachmentLookup;
 use crate::dialect::Render;
 use crate::observe;
 use crate::room::Shared;
-use crate::rooms::{Reply, RoomAccess, Rooms};
+use crate::rooms::{Reply, RoomAccess, Rooms, RoomsSocket, admit, receive_many, receive_one};
 use chat_ws::Context;
-use chat_ws::{Consumer, ConsumerError};
+use chat_ws::{Consumer, ConsumerError, Utf8Bytes};
 
 /// The envelope of an event from the client, as [`SocketIoConsumer`] reads it.
 pub fn incoming(event: &str, ack: Option<i64>, data: &Value) -> String {
@@ -301,14 +301,6 @@ impl SocketIoConsumer {
         }
     }
 
-    fn refuse(&mut self, cx: &mut Context, id: Option<i64>, e: &FrameError) {
-        let text = match id {
-            Some(id) => ack(id, &json!({ "error": error(e) })),
-            None => event("error", &error(e)),
-        };
-        self.rooms.limiter.refuse(cx, e.code, text);
-    }
-
     /// The room's typing, presence and read receipts, as seed 001's events.
     fn translate(msg: &LayerMessage) -> Option<String> {
         Some(match msg.decode::<ServerFrame>().ok()? {
@@ -336,36 +328,55 @@ impl SocketIoConsumer {
     }
 }
 
+impl RoomsSocket for SocketIoConsumer {
+    /// The client's ack id, when it asked for an answer.
+    type Key = Option<i64>;
+
+    fn rooms(&mut self) -> &mut Rooms {
+        &mut self.rooms
+    }
+
+    fn read(&mut self, text: &str) -> Option<(Option<i64>, Result<ClientFrame, FrameError>)> {
+        let Ok(envelope) = serde_json::from_str::<Envelope>(text) else {
+            tracing::error!("a Socket.IO event in an unknown envelope");
+            observe::frame_of("invalid");
+            return None;
+        };
+        let Envelope { event, ack, data } = envelope;
+        Some((ack, admit(&mut self.rooms, || request(&event, data))))
+    }
+
+    async fn answer(&mut self, cx: &mut Context, id: Option<i64>, reply: Reply) {
+        SocketIoConsumer::answer(self, cx, id, reply).await;
+    }
+
+    fn refuse(&mut self, cx: &mut Context, id: Option<i64>, e: &FrameError) {
+        let text = match id {
+            Some(id) => ack(id, &json!({ "error": error(e) })),
+            None => event("error", &error(e)),
+        };
+        self.rooms.limiter.refuse(cx, e.code, text);
+    }
+}
+
 impl Consumer for SocketIoConsumer {
     fn kind(&self) -> &'static str {
         "socketio"
     }
 
     async fn receive_text(&mut self, cx: &mut Context, text: &str) -> Result<(), ConsumerError> {
-        let Ok(envelope) = serde_json::from_str::<Envelope>(text) else {
-            tracing::error!("a Socket.IO event in an unknown envelope");
-            observe::frame_of("invalid");
-            return Ok(());
-        };
-        let id = envelope.ack;
-        let result = match self.rooms.limiter.frame() {
-            Ok(()) => {
-                let parsed = request(&envelope.event, envelope.data);
-                observe::frame(&parsed);
-                match parsed {
-                    Ok(frame) => self.rooms.apply(cx, frame).await,
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => {
-                observe::frame_unread();
-                Err(e)
-            }
-        };
-        match result {
-            Ok(reply) => self.answer(cx, id, reply).await,
-            Err(e) => self.refuse(cx, id, &e),
-        }
+        receive_one(self, cx, text).await;
+        Ok(())
+    }
+
+    /// Events read together: consecutive `send_message`s to one room are stored together,
+    /// each acked in order.
+    async fn receive_texts(
+        &mut self,
+        cx: &mut Context,
+        texts: Vec<Utf8Bytes>,
+    ) -> Result<(), ConsumerError> {
+        receive_many(self, cx, texts).await;
         Ok(())
     }
 
@@ -376,7 +387,7 @@ impl Consumer for SocketIoConsumer {
     ) -> Result<(), ConsumerError> {
         let e = invalid("binary attachments are not supported; send JSON");
         observe::frame_unread();
-        self.refuse(cx, None, &e);
+        RoomsSocket::refuse(self, cx, None, &e);
         Ok(())
     }
 

@@ -13,8 +13,9 @@ use chat_core::{
     Appended, HistoryPage, HistoryQuery, InMemoryChannelLayer, Limits, MemoryStore, MessageStore,
     NewMessage, RoomName, Sender, Seq, SharedLayer, StoreError, UserId,
 };
-use chat_rooms::ChatConsumer;
-use chat_ws::{Communicator, ConnectionConfig};
+use chat_rooms::socketio::{Outgoing, incoming};
+use chat_rooms::{AccessCheck, ChatConsumer, MuxConsumer, RoomAccess, SocketIoConsumer};
+use chat_ws::{Communicator, ConnectionConfig, Consumer};
 use serde_json::{Value, json};
 
 /// A memory store that records the largest burst it was handed.
@@ -166,4 +167,153 @@ async fn a_burst_is_answered_in_order_as_frames_one_at_a_time_would_be() {
         "the messages were stored as bursts"
     );
     assert_eq!(store.last_seq(&lobby()).await.unwrap(), 5);
+}
+
+/// Every room is open to everyone.
+struct Open;
+
+impl RoomAccess for Open {
+    fn check<'a>(&'a self, _: &'a Sender, _: &'a RoomName) -> AccessCheck<'a> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+async fn open<C: Consumer>(layer: &SharedLayer, consumer: C) -> Communicator<C> {
+    let mut c = Communicator::with_shared_layer(consumer, layer.clone());
+    assert!(c.connect().await.accepted());
+    c
+}
+
+/// The bodies a room's member sees, in order, until `n` came.
+async fn bodies(c: &mut Communicator<ChatConsumer>, n: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let v = c.receive_json().await;
+        if v["type"] == "message" {
+            seen.push(format!("{} {}", v["seq"], v["body"].as_str().unwrap()));
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_multiplexed_socket_stores_a_burst_per_room_and_answers_in_order() {
+    let layer: SharedLayer = Arc::new(InMemoryChannelLayer::default());
+    let store = Recording::default();
+    let mux = MuxConsumer::new(
+        Sender::guest("ana"),
+        Arc::new(Open),
+        Arc::new(store.clone()),
+        Limits::default(),
+    );
+    let mut ana = open(&layer, mux).await;
+    for room in ["lobby", "side"] {
+        ana.send_json(json!({"type": "join", "room": room})).await;
+        assert_eq!(ana.receive_json().await["type"], "joined");
+    }
+    let mut bruno = join(&layer, &store, "bruno").await;
+    let message = |room: &str, body: &str, id: &str| json!({"type": "message", "room": room, "body": body, "client_id": id});
+    // Queued before the connection's task runs again, so it reads them all at once.
+    for frame in [
+        message("lobby", "m1", "c-1"),
+        message("lobby", "m2", "c-2"),
+        message("side", "s1", "c-3"),
+        message("lobby", "m3", "c-4"),
+        json!({"type": "typing", "room": "lobby", "active": true}),
+        message("nowhere", "lost", "c-5"),
+        message("lobby", "m4", "c-6"),
+        message("lobby", "m1 again", "c-1"),
+        message("lobby", "", "c-7"),
+        message("lobby", "m5", "c-8"),
+    ] {
+        ana.send_json(frame).await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 9 {
+        let v = ana.receive_json().await;
+        match v["type"].as_str() {
+            Some("ack") => got.push(format!("ack {} {} {}", v["room"], v["client_id"], v["seq"])),
+            Some("error") => got.push(format!("error {} {}", v["code"], v["client_id"])),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            r#"ack "lobby" "c-1" 1"#,
+            r#"ack "lobby" "c-2" 2"#,
+            r#"ack "side" "c-3" 1"#,
+            r#"ack "lobby" "c-4" 3"#,
+            r#"error "not_joined" "c-5""#,
+            r#"ack "lobby" "c-6" 4"#,
+            r#"ack "lobby" "c-1" 1"#,
+            r#"error "empty_message" "c-7""#,
+            r#"ack "lobby" "c-8" 5"#,
+        ]
+    );
+    assert_eq!(
+        bodies(&mut bruno, 5).await,
+        ["1 m1", "2 m2", "3 m3", "4 m4", "5 m5"]
+    );
+    assert!(bruno.receive_nothing(Duration::from_millis(100)).await);
+    assert!(
+        store.largest_burst.load(Ordering::SeqCst) >= 2,
+        "the messages were stored as bursts"
+    );
+}
+
+#[tokio::test]
+async fn a_socketio_burst_is_stored_together_and_acked_in_order() {
+    let layer: SharedLayer = Arc::new(InMemoryChannelLayer::default());
+    let store = Recording::default();
+    let sio = SocketIoConsumer::new(
+        Sender::guest("ana"),
+        Arc::new(Open),
+        Arc::new(store.clone()),
+        Limits::default(),
+    );
+    let mut ana = open(&layer, sio).await;
+    ana.send_text(incoming("join_chat", Some(1), &json!({"chat_id": "lobby"})))
+        .await;
+    assert!(ana.receive_text().await.starts_with("#1\n"));
+    let mut bruno = join(&layer, &store, "bruno").await;
+    let send = |body: &str| json!({"chat_id": "lobby", "conteudo": body});
+    for (ack, event, data) in [
+        (Some(2), "send_message", send("m1")),
+        (None, "send_message", send("m2")),
+        (Some(3), "send_message", send("m3")),
+        (
+            Some(4),
+            "send_message",
+            json!({"chat_id": "lobby", "conteudo": 5}),
+        ),
+        (Some(5), "typing_start", json!({"chat_id": "lobby"})),
+        (Some(6), "send_message", send("m4")),
+        (Some(7), "send_message", send("m5")),
+    ] {
+        ana.send_text(incoming(event, ack, &data)).await;
+    }
+    let mut acks = Vec::new();
+    while acks.len() < 6 {
+        let text = ana.receive_text().await;
+        if let Some(Outgoing::Ack { id, data }) = Outgoing::parse(&text) {
+            let v: Value = serde_json::from_str(data).unwrap();
+            acks.push(match v["error"]["code"].as_str() {
+                Some(code) => format!("{id} {code}"),
+                None => format!("{id} {}", v["seq"]),
+            });
+        }
+    }
+    assert_eq!(
+        acks,
+        ["2 1", "3 3", "4 invalid_json", "5 null", "6 4", "7 5"]
+    );
+    assert_eq!(
+        bodies(&mut bruno, 5).await,
+        ["1 m1", "2 m2", "3 m3", "4 m4", "5 m5"]
+    );
+    assert!(
+        store.largest_burst.load(Ordering::SeqCst) >= 2,
+        "the events were stored as bursts"
+    );
 }

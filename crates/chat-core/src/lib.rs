@@ -64,4 +64,6 @@ pub use protocol::{
     ServerFrame, close,
 };
 pub use rate::TokenBucket;
-pub use store::{Appended, HistoryPage, HistoryQuery, MemoryStore, MessageStore, StoreError};
+pub use store::{
+    Appended, Committed, HistoryPage, HistoryQuery, MemoryStore, MessageStore, StoreError,
+};

@@ -430,14 +430,24 @@ impl RoomSession {
     }
 
     async fn broadcast(&self, cx: &mut Context, kind: &'static str, frame: &ServerFrame) {
-        match LayerMessage::json(kind, frame) {
-            Ok(lm) => {
-                if let Err(e) = cx.group_send(&self.group, lm).await {
-                    // Stored all the same: receivers recover messages from the store.
-                    tracing::warn!(room = %self.room, error = %e, "group_send failed");
-                }
+        broadcast_to(cx, &self.group, kind, frame).await;
+    }
+}
+
+/// Sends `frame` to a room's group.
+async fn broadcast_to(
+    cx: &mut Context,
+    group: &GroupName,
+    kind: &'static str,
+    frame: &ServerFrame,
+) {
+    match LayerMessage::json(kind, frame) {
+        Ok(lm) => {
+            if let Err(e) = cx.group_send(group, lm).await {
+                // Stored all the same: receivers recover messages from the store.
+                tracing::warn!(group = group.as_str(), error = %e, "group_send failed");
             }
-            Err(e) => tracing::error!(error = %e, "could not encode a frame"),
         }
+        Err(e) => tracing::error!(error = %e, "could not encode a frame"),
     }
 }

@@ -1,7 +1,9 @@
 //! A write as both backends' writers see it: the op, the caller waiting for its answer, and
 //! the rule that nobody hears "stored" before the commit.
 
-use chat_core::{Appended, NewMessage, RoomKind, RoomName, Seq, StoreError};
+use std::sync::Arc;
+
+use chat_core::{Appended, Committed, NewMessage, RoomKind, RoomName, Seq, StoreError};
 use tokio::sync::oneshot;
 
 /// A write the writer performs.
@@ -85,12 +87,37 @@ pub(crate) fn record_commit(
     }
 }
 
+/// Tells every new message of a commit that stored several what else it stored, so that
+/// one caller publishes them all in order (see [`Committed`]).
+fn share_commit(done: &mut [Done]) {
+    let new = |d: &Done| matches!(d, Done::Appended(a) if !a.duplicate);
+    if done.iter().filter(|d| new(d)).count() < 2 {
+        return;
+    }
+    let messages = done
+        .iter()
+        .filter_map(|d| match d {
+            Done::Appended(a) if !a.duplicate => Some(a.message.clone()),
+            _ => None,
+        })
+        .collect();
+    let committed = Arc::new(Committed::new(messages));
+    for d in done.iter_mut() {
+        if let Done::Appended(a) = d {
+            if !a.duplicate {
+                a.committed = Some(committed.clone());
+            }
+        }
+    }
+}
+
 /// Answers every caller of a batch: with its result once the transaction committed, or —
 /// when anything failed and the whole batch rolled back — with [`StoreError::Unavailable`]
 /// and the reason. Nothing is ever acknowledged before its commit.
 pub(crate) fn answer(replies: Vec<Reply>, result: Result<Vec<Done>, String>) {
     match result {
-        Ok(done) => {
+        Ok(mut done) => {
+            share_commit(&mut done);
             for (reply, done) in replies.into_iter().zip(done) {
                 // A caller that stopped waiting is no error: its write is stored all the same.
                 match (reply, done) {

@@ -61,10 +61,7 @@ impl MessageStore for MemoryStore {
             .map(|c| (msg.sender.idempotency_key(), c.clone()));
         if let Some(key) = &key {
             if let Some(&i) = room.by_client_id.get(key) {
-                return Ok(Appended {
-                    message: room.messages[i].clone(),
-                    duplicate: true,
-                });
+                return Ok(Appended::duplicate(room.messages[i].clone()));
             }
         }
         let stored = StoredMessage {
@@ -80,10 +77,7 @@ impl MessageStore for MemoryStore {
             room.by_client_id.insert(key, room.messages.len());
         }
         room.messages.push(stored.clone());
-        Ok(Appended {
-            message: stored,
-            duplicate: false,
-        })
+        Ok(Appended::stored(stored))
     }
 
     async fn history(

@@ -8,6 +8,9 @@ mod memory;
 
 pub use memory::MemoryStore;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use async_trait::async_trait;
 
 use crate::message::{NewMessage, Seq, StoredMessage};
@@ -32,7 +35,75 @@ pub struct Appended {
     pub message: StoredMessage,
     /// True when the same sender had already sent this `client_id`: nothing new was stored.
     pub duplicate: bool,
+    /// Every message stored by the commit that stored this one, when it stored more than
+    /// one (stores that commit appends together set it; `None` is always correct).
+    pub committed: Option<Arc<Committed>>,
 }
+
+impl Appended {
+    /// A message stored now, alone or without telling what was stored with it.
+    pub fn stored(message: StoredMessage) -> Self {
+        Self {
+            message,
+            duplicate: false,
+            committed: None,
+        }
+    }
+
+    /// A repeated `client_id`: `message` is the one stored the first time.
+    pub fn duplicate(message: StoredMessage) -> Self {
+        Self {
+            message,
+            duplicate: true,
+            committed: None,
+        }
+    }
+}
+
+/// The new messages of one commit, in commit order (so in seq order within each room),
+/// shared by the answers of every append the commit held.
+///
+/// Why: each sender's task broadcasts its own message once the commit answers it, and tasks
+/// woken together run in no set order (tokio runs the last one woken first, and the other
+/// worker steals), so the messages of a commit shared by several senders reached their room
+/// out of seq order, and every member held the early arrivals until the rest came. With
+/// this, whichever caller runs first [claims](Committed::claim) the commit and broadcasts all
+/// of it in order; the others only answer their client.
+#[derive(Debug)]
+pub struct Committed {
+    messages: Vec<StoredMessage>,
+    claimed: AtomicBool,
+}
+
+impl Committed {
+    /// The new messages of a commit, in commit order.
+    pub fn new(messages: Vec<StoredMessage>) -> Self {
+        Self {
+            messages,
+            claimed: AtomicBool::new(false),
+        }
+    }
+
+    /// The messages, in commit order.
+    pub fn messages(&self) -> &[StoredMessage] {
+        &self.messages
+    }
+
+    /// True for exactly one caller: the one that publishes every message of the commit.
+    pub fn claim(&self) -> bool {
+        !self.claimed.swap(true, Ordering::AcqRel)
+    }
+}
+
+/// Two commits are equal when they stored the same messages (who claimed them is not part
+/// of what was stored).
+impl PartialEq for Committed {
+    fn eq(&self, other: &Self) -> bool {
+        self.messages == other.messages
+    }
+}
+
+impl Eq for Committed {}
 
 /// Which page of a room's history to read. Pages are always returned oldest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -7,7 +7,7 @@ use chat_core::{
 };
 use chat_ws::Context;
 
-use super::{CHAT_MESSAGE, RoomSession, Shared};
+use super::{CHAT_MESSAGE, RoomSession, Shared, broadcast_to};
 use crate::attachment::authorize;
 use crate::observe;
 
@@ -103,18 +103,38 @@ impl RoomSession {
         appended: Result<Appended, StoreError>,
         received: std::time::Instant,
     ) -> Result<StoredMessage, FrameError> {
-        let msg = appended
-            .map_err(|e| {
-                tracing::warn!(room = %self.room, error = %e, "append failed");
-                not_stored()
-            })?
-            .message;
+        let Appended {
+            message: msg,
+            committed,
+            ..
+        } = appended.map_err(|e| {
+            tracing::warn!(room = %self.room, error = %e, "append failed");
+            not_stored()
+        })?;
         // Sending ends typing, for everyone watching.
         self.stop_typing(cx, s).await;
-        // A duplicate is a retry, and its first try may have been stored by a node that died
-        // before broadcasting it: broadcast it again. Members already holding that seq skip it.
-        self.broadcast(cx, CHAT_MESSAGE, &ServerFrame::Message(msg.clone()))
-            .await;
+        match committed {
+            // Whoever of the commit's senders gets here first publishes all of it, in order.
+            Some(commit) => {
+                if commit.claim() {
+                    for m in commit.messages() {
+                        let frame = ServerFrame::Message(m.clone());
+                        if m.room == self.room {
+                            broadcast_to(cx, &self.group, CHAT_MESSAGE, &frame).await;
+                        } else {
+                            broadcast_to(cx, &m.room.group(), CHAT_MESSAGE, &frame).await;
+                        }
+                    }
+                }
+            }
+            // A duplicate is a retry, and its first try may have been stored by a node that
+            // died before broadcasting it: broadcast it again. Members already holding that
+            // seq skip it.
+            None => {
+                self.broadcast(cx, CHAT_MESSAGE, &ServerFrame::Message(msg.clone()))
+                    .await
+            }
+        }
         crate::inbox::notify_message(cx.layer(), &msg).await;
         observe::send_ack(received.elapsed());
         Ok(msg)

@@ -294,10 +294,7 @@ async fn write_batch(
                     attachment: attachment_json(msg.attachment.as_ref())?,
                     msg,
                 };
-                done.push(Done::Appended(Appended {
-                    message: stored(&p, now),
-                    duplicate: false,
-                }));
+                done.push(Done::Appended(Appended::stored(stored(&p, now))));
                 if let Some(key) = key {
                     stored_now.insert(key, pending.len());
                 }
@@ -331,10 +328,7 @@ async fn write_batch(
 }
 
 fn duplicate(message: chat_core::StoredMessage) -> Done {
-    Done::Appended(Appended {
-        message,
-        duplicate: true,
-    })
+    Done::Appended(Appended::duplicate(message))
 }
 
 fn stored(p: &Pending, now: i64) -> chat_core::StoredMessage {

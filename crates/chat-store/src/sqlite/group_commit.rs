@@ -334,6 +334,12 @@ mod tests {
             "one commit for both"
         );
         assert!(started.elapsed() <= Duration::from_millis(50));
+        // Each answer tells what else the commit stored, so one sender publishes it all.
+        let shared = b.committed.expect("the commit is shared");
+        let bodies: Vec<_> = shared.messages().iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["m2", "m3"]);
+        assert_eq!(c.committed.as_deref(), Some(&*shared));
+        assert!(shared.claim() && !shared.claim(), "claimed exactly once");
     }
 
     #[tokio::test(start_paused = true)]
@@ -357,7 +363,9 @@ mod tests {
         for i in 1..=3 {
             let (next, mut rx) = op(Sender::guest("ana"), &format!("m{i}"), None);
             writer.submit(next);
-            assert_eq!(rx.try_recv().unwrap().unwrap().message.seq, i);
+            let appended = rx.try_recv().unwrap().unwrap();
+            assert_eq!(appended.message.seq, i);
+            assert_eq!(appended.committed, None, "a commit of one is not shared");
         }
         assert_eq!(writer.commits.load(Ordering::SeqCst), 3);
     }

@@ -95,10 +95,7 @@ fn append(
             .filter(messages::client_id.eq(msg.client_id.as_deref()))
             .select(MessageRow::as_select())
             .first(conn)?;
-        return Ok(Appended {
-            message: first.into_stored(msg.room),
-            duplicate: true,
-        });
+        return Ok(Appended::duplicate(first.into_stored(msg.room)));
     }
     state.last_seq = seq;
     state.dirty = true;
@@ -116,10 +113,7 @@ fn append(
     };
     let mut message = row.into_stored(msg.room);
     message.attachment = msg.attachment;
-    Ok(Appended {
-        message,
-        duplicate: false,
-    })
+    Ok(Appended::stored(message))
 }
 
 fn mark_read(

@@ -94,7 +94,11 @@ pub(super) async fn connection(
         Sending::No => (None, 0),
         Sending::Every { period, phase } => {
             let mut t = tokio::time::interval_at(start + phase, period);
-            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            // A sender whose task ran late (the load tool shares two cores with the server)
+            // sends what it owes at once: the offered rate is the schedule's, and a late
+            // send is still measured from when it left. `Delay` dropped the owed ticks, so
+            // the senders fell behind at rates the server kept up with.
+            t.set_missed_tick_behavior(MissedTickBehavior::Burst);
             (Some(t), usize::MAX)
         }
         Sending::ClosedLoop { window, .. } => (None, window.max(1)),
@@ -122,6 +126,17 @@ pub(super) async fn connection(
         tokio::select! {
             biased;
             _ = shared.stop.cancelled() => break,
+            // Open loop keeps its schedule before it reads: a sender is also a member, and with
+            // the read first, a socket that always had a frame ready starved the ticks, so the
+            // senders fell behind on the load tool's account, not the server's. A tick comes
+            // at most once a period, so reads are never starved in turn.
+            _ = tick(&mut ticker), if ticker.is_some() && sending_open => {
+                // The tick may come due just as the window closes.
+                if tokio::time::Instant::now() >= end { continue; }
+                if send(&mut ws, me, &spec, plan, &shared, r.sent).await.is_err() { r.closed_early = true; break; }
+                r.sent += 1;
+                unanswered.push_back(Instant::now());
+            }
             frame = next_frame(&mut early, &mut ws) => {
                 let text = match frame {
                     Some(Ok(Message::Text(t))) => t,
@@ -158,13 +173,6 @@ pub(super) async fn connection(
                     Frame::Closed => { r.closed_early = !shared.stop.is_cancelled(); break; }
                     Frame::Joined | Frame::Other => {}
                 }
-            }
-            _ = tick(&mut ticker), if ticker.is_some() && sending_open => {
-                // The tick may come due just as the window closes.
-                if tokio::time::Instant::now() >= end { continue; }
-                if send(&mut ws, me, &spec, plan, &shared, r.sent).await.is_err() { r.closed_early = true; break; }
-                r.sent += 1;
-                unanswered.push_back(Instant::now());
             }
             _ = std::future::ready(()), if may_send_now => {
                 if send(&mut ws, me, &spec, plan, &shared, r.sent).await.is_err() { r.closed_early = true; break; }

@@ -2,6 +2,7 @@
 //! read connections.
 
 mod accounts;
+mod checkpoint;
 mod files;
 mod group_commit;
 mod reads;
@@ -71,6 +72,8 @@ pub(crate) fn open_writer(
 pub(crate) struct SqliteStore {
     writer: Arc<group_commit::Writer>,
     readers: Arc<Pool>,
+    /// Kept for its thread, which ends with the last clone.
+    _checkpointer: Arc<checkpoint::Checkpointer>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -98,9 +101,12 @@ impl SqliteStore {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
+        let checkpointer =
+            checkpoint::Checkpointer::start(path.clone(), &config, checkpoint::INTERVAL)?;
         Ok(Self {
             writer: Arc::new(writer),
             readers: Arc::new(Pool::new(path, config)),
+            _checkpointer: Arc::new(checkpointer),
         })
     }
 }

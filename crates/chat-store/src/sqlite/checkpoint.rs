@@ -1,0 +1,189 @@
+//! WAL checkpoints mostly off the commit path, on a thread of their own.
+//!
+//! Why: SQLite copies the WAL back into the database file (a checkpoint) from whichever
+//! connection commits past `wal_autocheckpoint` pages (1,000, about 4 MiB), and that
+//! checkpoint first fsyncs everything written to the WAL since the last one, then the
+//! database file. Our commits run on the runtime's own threads (see [`super::group_commit`]),
+//! so at a few thousand sends a second several times a second one worker stood still for
+//! megabytes of writeback, and every member of every room on it waited: about 10 ms of the
+//! p99 at 2,000 messages a second into a room of 100 (docs/benchmarks.md).
+//!
+//! This thread runs a `PASSIVE` checkpoint every [`INTERVAL`] on a connection of its own:
+//! it waits for nobody and blocks nobody, and it does the bulk of the writeback while the
+//! writer goes on committing. The writer keeps SQLite's own checkpoint, which then finds
+//! most of the WAL already synced and copied and has only the last few milliseconds'
+//! pages left.
+//!
+//! Why the writer keeps it: SQLite rewinds the WAL only when a write begins with all of it
+//! copied, and under steady writes a checkpoint on another connection never quite catches
+//! the WAL's end (the writer commits while it runs), so the file would grow for as long as
+//! the writes go on. The writer's checkpoint right after its own commit does catch it.
+//! (Turning the writer's off and emptying the WAL from here with `TRUNCATE` past a limit
+//! was tried: every truncation held commits for long enough to cost more p99 than it saved.)
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::Integer;
+
+use crate::{OpenError, StoreConfig};
+
+/// How often the WAL is copied back into the database file.
+pub(crate) const INTERVAL: Duration = Duration::from_millis(50);
+
+/// What one checkpoint found and did, as SQLite reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub(crate) struct Outcome {
+    /// 1 when the checkpoint could not run (another checkpoint was running).
+    #[diesel(sql_type = Integer)]
+    pub(crate) busy: i32,
+    /// Pages in the WAL.
+    #[diesel(sql_type = Integer)]
+    pub(crate) log: i32,
+    /// Pages of it now copied into the database file.
+    #[diesel(sql_type = Integer)]
+    pub(crate) checkpointed: i32,
+}
+
+/// Copies what it can of the WAL into the database file, without waiting for anyone.
+pub(crate) fn checkpoint(conn: &mut SqliteConnection) -> QueryResult<Outcome> {
+    diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(conn)
+}
+
+/// A request to checkpoint now; the outcome goes back on the channel when there is one.
+type Nudge = Option<SyncSender<QueryResult<Outcome>>>;
+
+/// The checkpoint thread's handle. The thread ends once the handle is dropped.
+pub(crate) struct Checkpointer {
+    /// Held for its drop, which ends the thread; only tests send on it.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "held so that dropping it ends the thread")
+    )]
+    nudge: SyncSender<Nudge>,
+}
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpointer").finish_non_exhaustive()
+    }
+}
+
+impl Checkpointer {
+    /// Opens a connection of its own to `path` and starts the thread.
+    pub(crate) fn start(
+        path: PathBuf,
+        config: &StoreConfig,
+        interval: Duration,
+    ) -> Result<Self, OpenError> {
+        let conn = super::connect(&path, config)?;
+        let (nudge, nudges) = sync_channel(1);
+        std::thread::Builder::new()
+            .name("chat-sqlite-checkpoint".into())
+            .spawn(move || run(conn, &nudges, interval))
+            .map_err(|e| OpenError::Sqlite {
+                path: path.display().to_string(),
+                reason: format!("cannot start the checkpoint thread: {e}"),
+            })?;
+        Ok(Self { nudge })
+    }
+
+    /// Checkpoints now and returns what it did (tests; the thread does it on its own).
+    #[cfg(test)]
+    pub(crate) fn now(&self) -> QueryResult<Outcome> {
+        let (tx, rx) = sync_channel(1);
+        self.nudge
+            .send(Some(tx))
+            .expect("the checkpoint thread runs while its handle lives");
+        rx.recv()
+            .expect("the checkpoint thread answers every nudge")
+    }
+}
+
+/// The thread: a checkpoint every `interval`, or when nudged, until the handle is dropped.
+fn run(mut conn: SqliteConnection, nudges: &Receiver<Nudge>, interval: Duration) {
+    loop {
+        let reply = match nudges.recv_timeout(interval) {
+            Ok(reply) => reply,
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let outcome = checkpoint(&mut conn);
+        match &outcome {
+            Ok(o) if o.busy != 0 => {
+                tracing::debug!(
+                    log = o.log,
+                    "WAL checkpoint met a long transaction; retrying"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; retrying"),
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+
+    use super::*;
+
+    /// A database with `commits` one-row commits, written by a store connection.
+    fn written(commits: usize) -> (tempfile::TempDir, PathBuf, SqliteConnection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let mut conn = super::super::connect(&path, &StoreConfig::new("unused")).unwrap();
+        conn.batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+            .unwrap();
+        for i in 0..commits {
+            conn.batch_execute(&format!("INSERT INTO t (body) VALUES ('row {i}')"))
+                .unwrap();
+        }
+        (dir, path, conn)
+    }
+
+    fn rows(conn: &mut SqliteConnection) -> i64 {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM t)",
+        ))
+        .get_result(conn)
+        .unwrap()
+    }
+
+    #[test]
+    fn the_thread_copies_the_wal_while_the_writer_goes_on() {
+        let (_dir, path, mut writer) = written(50);
+        let checkpointer =
+            Checkpointer::start(path, &StoreConfig::new("unused"), INTERVAL).unwrap();
+        let outcome = checkpointer.now().unwrap();
+        assert_eq!(outcome.busy, 0);
+        assert!(outcome.log > 0, "there was something to copy: {outcome:?}");
+        assert_eq!(outcome.checkpointed, outcome.log, "all of it was copied");
+        // The writer was never held: it commits with a zero busy timeout, as the store's does.
+        writer.batch_execute("PRAGMA busy_timeout = 0").unwrap();
+        writer
+            .batch_execute("INSERT INTO t (body) VALUES ('after')")
+            .unwrap();
+        assert_eq!(rows(&mut writer), 51);
+    }
+
+    #[test]
+    fn the_writer_still_rewinds_the_wal() {
+        // Well past SQLite's 1,000-page threshold: the writer's own checkpoints keep the WAL
+        // from growing with the writes, as before the thread.
+        let (_dir, path, mut writer) = written(3_000);
+        let checkpointer =
+            Checkpointer::start(path, &StoreConfig::new("unused"), INTERVAL).unwrap();
+        let outcome = checkpointer.now().unwrap();
+        assert!(
+            outcome.log < 1_100,
+            "the WAL was rewound at the threshold: {outcome:?}"
+        );
+        assert_eq!(rows(&mut writer), 3_000);
+    }
+}

@@ -8,7 +8,8 @@
 //! megabytes of writeback, and every member of every room on it waited: about 10 ms of the
 //! p99 at 2,000 messages a second into a room of 100 (docs/benchmarks.md).
 //!
-//! This thread runs a `PASSIVE` checkpoint every [`INTERVAL`] on a connection of its own:
+//! This thread runs a `PASSIVE` checkpoint every [`INTERVAL`] while the WAL is being written
+//! (less and less often, up to a second apart, while it is not), on a connection of its own:
 //! it waits for nobody and blocks nobody, and it does the bulk of the writeback while the
 //! writer goes on committing. The writer keeps SQLite's own checkpoint, which then finds
 //! most of the WAL already synced and copied and has only the last few milliseconds'
@@ -30,8 +31,22 @@ use diesel::sql_types::Integer;
 
 use crate::{OpenError, StoreConfig};
 
-/// How often the WAL is copied back into the database file.
+/// How often the WAL is copied back into the database file while it is being written.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(50);
+
+/// The longest wait between checkpoints while the WAL stays as it is: an idle server wakes
+/// this thread about once a second instead of twenty times.
+const IDLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The wait before the next checkpoint: `interval` as soon as the WAL changed, doubling
+/// from `wait` up to [`IDLE_INTERVAL`] while it does not.
+fn next_wait(wait: Duration, interval: Duration, changed: bool) -> Duration {
+    if changed {
+        interval
+    } else {
+        (wait * 2).min(IDLE_INTERVAL.max(interval))
+    }
+}
 
 /// What one checkpoint found and did, as SQLite reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
@@ -104,22 +119,24 @@ impl Checkpointer {
 
 /// The thread: a checkpoint every `interval`, or when nudged, until the handle is dropped.
 fn run(mut conn: SqliteConnection, nudges: &Receiver<Nudge>, interval: Duration) {
+    let mut wait = interval;
+    let mut last: Option<Outcome> = None;
     loop {
-        let reply = match nudges.recv_timeout(interval) {
+        let reply = match nudges.recv_timeout(wait) {
             Ok(reply) => reply,
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let outcome = checkpoint(&mut conn);
         match &outcome {
-            Ok(o) if o.busy != 0 => {
-                tracing::debug!(
-                    log = o.log,
-                    "WAL checkpoint met a long transaction; retrying"
-                );
+            Ok(o) => {
+                wait = next_wait(wait, interval, last != Some(*o));
+                last = Some(*o);
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; retrying"),
+            Err(e) => {
+                wait = interval;
+                tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+            }
         }
         if let Some(reply) = reply {
             let _ = reply.send(outcome);
@@ -170,6 +187,23 @@ mod tests {
             .batch_execute("INSERT INTO t (body) VALUES ('after')")
             .unwrap();
         assert_eq!(rows(&mut writer), 51);
+    }
+
+    #[test]
+    fn an_idle_wal_is_looked_at_less_and_less_often() {
+        let i = INTERVAL;
+        let mut wait = i;
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            wait = next_wait(wait, i, false);
+            waits.push(wait.as_millis());
+        }
+        assert_eq!(waits, [100, 200, 400, 800, 1_000, 1_000, 1_000]);
+        assert_eq!(
+            next_wait(IDLE_INTERVAL, i, true),
+            i,
+            "a write brings it back at once"
+        );
     }
 
     #[test]

@@ -109,6 +109,7 @@ impl ServerConfig {
             authenticator: None,
             attachments: Some(Arc::new(DirAttachments::new(dir.join("attachments")))),
             max_attachment_bytes: settings.max_attachment_bytes,
+            recent: chat_rooms::RecentConfig::default(),
         };
         Ok(Self {
             redis_url: set(&settings.redis_url),

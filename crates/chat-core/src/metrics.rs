@@ -55,6 +55,9 @@ pub const MISSED_MARKERS: &str = "chat_layer_missed_markers_total";
 /// Counter, label `reason` (`replay`: a join's `since`; `missed`: after a missed marker;
 /// `gap`: a seq that never arrived live): pages read from the store to catch a socket up.
 pub const CATCH_UP_READS: &str = "chat_catch_up_reads_total";
+/// Counter, label `reason` (`missed`, `gap`, as for [`CATCH_UP_READS`]): catch-ups sent, all
+/// or from their start, from the messages this node published lately instead of the store.
+pub const CATCH_UP_RECENT: &str = "chat_catch_up_recent_total";
 /// Counter: times the Redis layer's Pub/Sub connection came back after it was lost (or after
 /// a failed first connection).
 pub const REDIS_RECONNECTS: &str = "chat_redis_reconnects_total";
@@ -103,6 +106,7 @@ pub const ALL: &[&str] = &[
     LAYER_DROPPED,
     MISSED_MARKERS,
     CATCH_UP_READS,
+    CATCH_UP_RECENT,
     REDIS_RECONNECTS,
     POSTGRES_RECONNECTS,
     LOGINS,
@@ -144,6 +148,10 @@ pub fn describe() {
     describe_counter!(
         CATCH_UP_READS,
         "Store reads to catch a socket up, by reason"
+    );
+    describe_counter!(
+        CATCH_UP_RECENT,
+        "Catch-ups sent (all or in part) from this node's recent messages, by reason"
     );
     describe_counter!(REDIS_RECONNECTS, "Redis Pub/Sub reconnections");
     describe_gauge!(

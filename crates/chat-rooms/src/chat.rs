@@ -101,6 +101,7 @@ impl ChatConsumer {
                 attachments: None,
                 limits,
                 render: Render::Native,
+                recent: None,
             },
             session: RoomSession::new(room),
             since: None,
@@ -112,6 +113,14 @@ impl ChatConsumer {
     /// many tabs they have).
     pub fn with_presence(mut self, presence: SharedPresence) -> Self {
         self.shared.presence = Some(presence);
+        self
+    }
+
+    /// Catches up from the messages this process published lately when they hold what a
+    /// socket missed, instead of reading the store (see [`crate::RecentMessages`]). Give every
+    /// consumer of the process the same one.
+    pub fn with_recent(mut self, recent: std::sync::Arc<crate::RecentMessages>) -> Self {
+        self.shared.recent = Some(recent);
         self
     }
 

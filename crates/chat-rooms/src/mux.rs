@@ -38,6 +38,7 @@ impl MuxConsumer {
             attachments: None,
             limits,
             render: Render::Native,
+            recent: None,
         };
         Self {
             rooms: Rooms::new(shared, access),
@@ -47,6 +48,14 @@ impl MuxConsumer {
     /// Tracks who is online (see [`crate::ChatConsumer::with_presence`]).
     pub fn with_presence(mut self, presence: SharedPresence) -> Self {
         self.rooms.shared.presence = Some(presence);
+        self
+    }
+
+    /// Catches up from the messages this process published lately when they hold what a
+    /// socket missed, instead of reading the store (see [`crate::RecentMessages`]). Give every
+    /// consumer of the process the same one.
+    pub fn with_recent(mut self, recent: std::sync::Arc<crate::RecentMessages>) -> Self {
+        self.rooms.shared.recent = Some(recent);
         self
     }
 

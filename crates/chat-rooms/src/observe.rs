@@ -99,6 +99,11 @@ pub(crate) fn catch_up_read(reason: &'static str) {
     metrics::counter!(m::CATCH_UP_READS, "reason" => reason).increment(1);
 }
 
+/// Counts a catch-up sent from the node's recent messages (see [`crate::RecentMessages`]).
+pub(crate) fn catch_up_recent(reason: &'static str) {
+    metrics::counter!(m::CATCH_UP_RECENT, "reason" => reason).increment(1);
+}
+
 /// Records a message frame's time to its ack.
 pub(crate) fn send_ack(took: Duration) {
     static H: OnceLock<Histogram> = OnceLock::new();

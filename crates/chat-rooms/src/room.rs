@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use crate::attachment::AttachmentLookup;
 use crate::dialect::Render;
 use crate::observe;
+use crate::recent::RecentMessages;
 use chat_ws::ConsumerError;
 use chat_ws::Context;
 
@@ -72,6 +73,8 @@ pub(crate) struct Shared {
     pub limits: Limits,
     /// What the socket's client reads.
     pub render: Render,
+    /// The messages this process published lately, for catch-ups (`None`: always the store).
+    pub recent: Option<Arc<RecentMessages>>,
 }
 
 /// A socket's state in one room.
@@ -99,6 +102,29 @@ fn emit_live(cx: &mut Context, render: Render, msg: LayerMessage) {
         None => cx.forward(msg),
         Some(Ok(text)) => cx.send_text(text),
         Some(Err(e)) => tracing::error!(error = %e, "could not render a live message"),
+    }
+}
+
+/// How much of a catch-up [`RoomSession::fill_from_recent`] sent.
+enum Recent {
+    /// All of it.
+    Complete,
+    /// Every seq up to this one; the rest is for the store.
+    Upto(Seq),
+    /// None: the store sends all of it.
+    Nothing,
+}
+
+/// [`emit_live`], waiting for room in the outbound queue (a catch-up, paced to the client).
+async fn emit_live_wait(cx: &mut Context, render: Render, msg: LayerMessage) {
+    observe::delivered();
+    let text = match render.live(&msg) {
+        None => chat_ws::Utf8Bytes::try_from(msg.into_payload()).map_err(|e| e.to_string()),
+        Some(text) => text,
+    };
+    match text {
+        Ok(text) => cx.send_text_wait(text).await,
+        Err(e) => tracing::error!(error = %e, "could not render a caught-up message"),
     }
 }
 
@@ -252,6 +278,19 @@ impl RoomSession {
         let Some(mut after) = self.delivered else {
             return true;
         };
+        if reason != "replay" {
+            match self.fill_from_recent(cx, s, after, before, wait).await {
+                Recent::Complete => {
+                    observe::catch_up_recent(reason);
+                    return true;
+                }
+                Recent::Upto(seq) => {
+                    observe::catch_up_recent(reason);
+                    after = seq;
+                }
+                Recent::Nothing => {}
+            }
+        }
         loop {
             let query = HistoryQuery {
                 after: Some(after),
@@ -313,6 +352,52 @@ impl RoomSession {
             tracing::warn!(room = %self.room, "could not read the messages this socket missed");
         }
         self.release_ahead(cx, s.render);
+    }
+
+    /// Sends what [`RoomSession::fill_gap`] would read from the messages this process
+    /// published lately, as far as they hold every seq (see [`RecentMessages`]). The end of a
+    /// gap is known; a catch-up's end is the room's last seq, one indexed read. Under load a
+    /// commit's publisher can be a little behind its commit, so the newest seqs are often
+    /// not here yet: the store is read only for those.
+    async fn fill_from_recent(
+        &mut self,
+        cx: &mut Context,
+        s: &Shared,
+        after: Seq,
+        before: Option<Seq>,
+        wait: bool,
+    ) -> Recent {
+        let Some(recent) = &s.recent else {
+            return Recent::Nothing;
+        };
+        let through = match before {
+            Some(before) => before.saturating_sub(1),
+            None => match s.store.last_seq(&self.room).await {
+                Ok(seq) => seq,
+                Err(_) => return Recent::Nothing,
+            },
+        };
+        if through <= after {
+            return Recent::Complete;
+        }
+        let run = recent.run(&self.room, after, through);
+        if run.is_empty() {
+            return Recent::Nothing;
+        }
+        let upto = after + run.len() as Seq;
+        for msg in run {
+            if wait {
+                emit_live_wait(cx, s.render, msg).await;
+            } else {
+                emit_live(cx, s.render, msg);
+            }
+        }
+        self.delivered = Some(upto);
+        if upto >= through {
+            Recent::Complete
+        } else {
+            Recent::Upto(upto)
+        }
     }
 
     /// Sends the held messages that now follow the delivered seq without a gap.

@@ -236,6 +236,7 @@ impl SocketIoConsumer {
             attachments: None,
             limits,
             render: Render::SocketIo,
+            recent: None,
         };
         Self {
             rooms: Rooms::new(shared, access),
@@ -246,6 +247,14 @@ impl SocketIoConsumer {
     /// hears `user_joined` and `user_left`.
     pub fn with_presence(mut self, presence: SharedPresence) -> Self {
         self.rooms.shared.presence = Some(presence);
+        self
+    }
+
+    /// Catches up from the messages this process published lately when they hold what a
+    /// socket missed, instead of reading the store (see [`crate::RecentMessages`]). Give every
+    /// consumer of the process the same one.
+    pub fn with_recent(mut self, recent: std::sync::Arc<crate::RecentMessages>) -> Self {
+        self.rooms.shared.recent = Some(recent);
         self
     }
 

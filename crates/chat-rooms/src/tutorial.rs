@@ -50,6 +50,7 @@ impl TutorialConsumer {
                 attachments: None,
                 limits,
                 render: Render::Tutorial(tutorial, UtcOffset::UTC),
+                recent: None,
             },
             session: RoomSession::new(room),
         }
@@ -65,6 +66,14 @@ impl TutorialConsumer {
     /// The tutorial page itself hears nothing of it.
     pub fn with_presence(mut self, presence: SharedPresence) -> Self {
         self.shared.presence = Some(presence);
+        self
+    }
+
+    /// Catches up from the messages this process published lately when they hold what a
+    /// socket missed, instead of reading the store (see [`crate::RecentMessages`]). Give every
+    /// consumer of the process the same one.
+    pub fn with_recent(mut self, recent: std::sync::Arc<crate::RecentMessages>) -> Self {
+        self.shared.recent = Some(recent);
         self
     }
 

@@ -9,7 +9,7 @@ use chat_core::{
     ChannelLayer, InMemoryChannelLayer, LayerConfig, LayerMessage, Limits, MemoryStore,
     MessageStore, NewMessage, RoomName, Sender, ServerFrame, SharedLayer, StoredMessage, Timestamp,
 };
-use chat_rooms::{CHAT_MESSAGE, ChatConsumer, REORDER_WAIT};
+use chat_rooms::{CHAT_MESSAGE, ChatConsumer, REORDER_WAIT, RecentMessages};
 use chat_ws::{ClientEvent, Communicator, ConnectOutcome, ConnectionConfig};
 use serde_json::{Value, json};
 
@@ -17,6 +17,7 @@ struct Room {
     layer: SharedLayer,
     store: MemoryStore,
     limits: Limits,
+    recent: Option<Arc<RecentMessages>>,
 }
 
 impl Room {
@@ -29,6 +30,15 @@ impl Room {
             layer: Arc::new(InMemoryChannelLayer::default()),
             store: MemoryStore::new(),
             limits,
+            recent: None,
+        }
+    }
+
+    /// The same room, its sockets catching up from `recent` when it holds what they missed.
+    fn with_recent(self, recent: &Arc<RecentMessages>) -> Self {
+        Self {
+            recent: Some(recent.clone()),
+            ..self
         }
     }
 
@@ -54,6 +64,10 @@ impl Room {
             Arc::new(self.store.clone()),
             self.limits.clone(),
         );
+        let consumer = match &self.recent {
+            Some(recent) => consumer.with_recent(recent.clone()),
+            None => consumer,
+        };
         Communicator::with_shared_layer(consumer, self.layer.clone())
             .with_path(path)
             .with_config(ConnectionConfig {
@@ -237,8 +251,8 @@ async fn a_gap_in_live_delivery_is_filled_from_the_store() {
     );
 }
 
-/// A live `chat.message` as another socket would broadcast it, without storing it.
-async fn broadcast_only(room: &Room, seq: u64, body: &str) {
+/// A `chat.message` of the lobby as the layer carries it.
+fn live_message(seq: u64, body: &str) -> LayerMessage {
     let frame = ServerFrame::Message(StoredMessage {
         attachment: None,
         room: Room::lobby(),
@@ -248,9 +262,13 @@ async fn broadcast_only(room: &Room, seq: u64, body: &str) {
         client_id: None,
         sent_at: Timestamp::now(),
     });
-    let msg = LayerMessage::json(CHAT_MESSAGE, &frame).unwrap();
+    LayerMessage::json(CHAT_MESSAGE, &frame).unwrap()
+}
+
+/// A live `chat.message` as another socket would broadcast it, without storing it.
+async fn broadcast_only(room: &Room, seq: u64, body: &str) {
     room.layer
-        .group_send(&Room::lobby().group(), msg)
+        .group_send(&Room::lobby().group(), live_message(seq, body))
         .await
         .unwrap();
 }
@@ -315,6 +333,77 @@ async fn messages_a_full_mailbox_lost_are_read_from_the_store() {
         bruno.receive_nothing(Duration::from_millis(200)).await,
         "each message once"
     );
+}
+
+/// Stores `count` messages with bodies `stored-N`, and publishes each as `recent-N`, kept in
+/// `recent` unless its seq is in `unkept`: which body a socket gets says where it came from.
+async fn store_and_publish(room: &Room, recent: &RecentMessages, count: u64, unkept: &[u64]) {
+    for i in 1..=count {
+        let seq = room.store_direct(&format!("stored-{i}")).await;
+        let msg = live_message(seq, &format!("recent-{i}"));
+        if !unkept.contains(&seq) {
+            recent.record(&Room::lobby(), seq, &msg);
+        }
+        room.layer
+            .group_send(&Room::lobby().group(), msg)
+            .await
+            .unwrap();
+    }
+}
+
+async fn bodies(c: &mut Communicator<ChatConsumer>, count: usize) -> Vec<String> {
+    let mut bodies = Vec::new();
+    for seq in 1..=count as u64 {
+        let m = c.receive_json().await;
+        assert_eq!(m["seq"].as_u64(), Some(seq), "{m}");
+        bodies.push(m["body"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        c.receive_nothing(Duration::from_millis(200)).await,
+        "each message once"
+    );
+    bodies
+}
+
+#[tokio::test]
+async fn what_a_full_mailbox_lost_comes_from_the_recent_messages_when_they_hold_it_all() {
+    let recent = Arc::new(RecentMessages::default());
+    let room = Room::with_mailboxes(4).with_recent(&recent);
+    let mut bruno = room.join("bruno").await;
+    // As in the test above: his mailbox takes four, the marker says six were lost.
+    store_and_publish(&room, &recent, 10, &[]).await;
+    let expected: Vec<String> = (1..=10).map(|i| format!("recent-{i}")).collect();
+    assert_eq!(bodies(&mut bruno, 10).await, expected);
+}
+
+#[tokio::test]
+async fn what_a_full_mailbox_lost_is_read_from_the_store_from_the_first_seq_not_kept() {
+    let recent = Arc::new(RecentMessages::default());
+    let room = Room::with_mailboxes(4).with_recent(&recent);
+    let mut bruno = room.join("bruno").await;
+    // Seq 7 was published by another node, say: this one never kept it.
+    store_and_publish(&room, &recent, 10, &[7]).await;
+    // Four live, two kept, and the store from seq 7 on.
+    let live = (1..=6).map(|i| format!("recent-{i}"));
+    let read = (7..=10).map(|i| format!("stored-{i}"));
+    let expected: Vec<String> = live.chain(read).collect();
+    assert_eq!(bodies(&mut bruno, 10).await, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gap_waited_for_in_vain_comes_from_the_recent_messages() {
+    let recent = Arc::new(RecentMessages::default());
+    let room = Room::new().with_recent(&recent);
+    let mut bruno = room.join("bruno").await;
+    // Seq 1 is stored and kept, but its broadcast is lost; seq 2's arrives.
+    let seq = room.store_direct("stored-1").await;
+    recent.record(&Room::lobby(), seq, &live_message(seq, "recent-1"));
+    broadcast_only(&room, 2, "recent-2").await;
+    assert!(
+        bruno.receive_nothing(REORDER_WAIT / 2).await,
+        "seq 2 is held"
+    );
+    assert_eq!(bodies(&mut bruno, 2).await, ["recent-1", "recent-2"]);
 }
 
 #[tokio::test]

@@ -2,12 +2,12 @@
 //! back for the caller to ack in its client's dialect.
 
 use chat_core::{
-    Appended, AttachmentInfo, ErrorCode, FrameError, NewMessage, ServerFrame, StoreError,
-    StoredMessage,
+    Appended, AttachmentInfo, ErrorCode, FrameError, GroupName, LayerMessage, NewMessage,
+    ServerFrame, StoreError, StoredMessage,
 };
 use chat_ws::Context;
 
-use super::{CHAT_MESSAGE, RoomSession, Shared, broadcast_to};
+use super::{CHAT_MESSAGE, RoomSession, Shared};
 use crate::attachment::authorize;
 use crate::observe;
 
@@ -117,12 +117,12 @@ impl RoomSession {
             // Whoever of the commit's senders gets here first publishes all of it, in order.
             Some(commit) => {
                 if commit.claim() {
-                    for m in commit.messages() {
-                        let frame = ServerFrame::Message(m.clone());
-                        if m.room == self.room {
-                            broadcast_to(cx, &self.group, CHAT_MESSAGE, &frame).await;
+                    // One batch per run of the same room (a commit may span rooms).
+                    for run in commit.messages().chunk_by(|a, b| a.room == b.room) {
+                        if run[0].room == self.room {
+                            publish_messages(cx, s, &self.group, run).await;
                         } else {
-                            broadcast_to(cx, &m.room.group(), CHAT_MESSAGE, &frame).await;
+                            publish_messages(cx, s, &run[0].room.group(), run).await;
                         }
                     }
                 }
@@ -130,10 +130,7 @@ impl RoomSession {
             // A duplicate is a retry, and its first try may have been stored by a node that
             // died before broadcasting it: broadcast it again. Members already holding that
             // seq skip it.
-            None => {
-                self.broadcast(cx, CHAT_MESSAGE, &ServerFrame::Message(msg.clone()))
-                    .await
-            }
+            None => publish_messages(cx, s, &self.group, std::slice::from_ref(&msg)).await,
         }
         crate::inbox::notify_message(cx.layer(), &msg).await;
         observe::send_ack(received.elapsed());
@@ -154,6 +151,30 @@ pub struct Outgoing {
     pub client_id: Option<String>,
     /// The id of a file the sender uploaded to this room.
     pub attachment: Option<String>,
+}
+
+/// Broadcasts stored messages of one room to its `group`, each kept first
+/// among the process's recent messages: a member that loses one may look for it there as
+/// soon as the send is done.
+async fn publish_messages(cx: &mut Context, s: &Shared, group: &GroupName, run: &[StoredMessage]) {
+    let mut batch = Vec::with_capacity(run.len());
+    for m in run {
+        match LayerMessage::json(CHAT_MESSAGE, &ServerFrame::Message(m.clone())) {
+            Ok(lm) => {
+                if let Some(recent) = &s.recent {
+                    recent.record(&m.room, m.seq, &lm);
+                }
+                batch.push(lm);
+            }
+            Err(e) => tracing::error!(error = %e, "could not encode a message"),
+        }
+    }
+    for lm in batch {
+        if let Err(e) = cx.group_send(group, lm).await {
+            // Stored all the same: receivers recover messages from the store.
+            tracing::warn!(group = group.as_str(), error = %e, "group_send failed");
+        }
+    }
 }
 
 fn not_stored() -> FrameError {

@@ -235,6 +235,9 @@ where
     }
     match LayerMessage::json(crate::CHAT_MESSAGE, &frame) {
         Ok(lm) => {
+            if let ServerFrame::Message(msg) = &frame {
+                app.recent.record(&room, msg.seq, &lm);
+            }
             if let Err(e) = app.layer.group_send(&room.group(), lm).await {
                 tracing::warn!(room = %room, error = %e, "group_send failed");
             }

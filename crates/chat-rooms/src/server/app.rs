@@ -54,6 +54,8 @@ pub struct Chat {
     pub(crate) login_by_user: Arc<KeyedLimiter<String>>,
     /// Open sockets and held long-polls per client IP (`--max-sockets-per-ip`).
     pub(crate) socket_slots: Arc<SocketLimiter>,
+    /// The messages this node published lately, shared by its sockets' catch-ups.
+    pub(crate) recent: Arc<crate::RecentMessages>,
     /// The Socket.IO endpoint (mounted once the state exists: its handlers use it).
     pub(crate) socketio: Option<crate::server::socketio::Endpoint>,
 }
@@ -117,6 +119,7 @@ impl Chat {
             login_by_user: Arc::new(KeyedLimiter::new(1.0 / 60.0, 5)),
             socket_slots: SocketLimiter::new(config.max_sockets_per_ip),
             socketio: None,
+            recent: Arc::new(crate::RecentMessages::new(config.recent)),
             config: Arc::new(config),
         }
     }

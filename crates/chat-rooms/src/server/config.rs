@@ -60,6 +60,9 @@ pub struct ChatConfig {
     pub attachments: Option<Arc<dyn AttachmentStore>>,
     /// The largest attachment, in bytes.
     pub max_attachment_bytes: usize,
+    /// How many of the messages this node published it keeps for catch-ups
+    /// ([`RecentMessages`](crate::RecentMessages)); `per_room: 0` turns that off.
+    pub recent: crate::RecentConfig,
 }
 
 impl ChatConfig {
@@ -83,6 +86,7 @@ impl ChatConfig {
             authenticator: None,
             attachments: None,
             max_attachment_bytes: DEFAULT_MAX_ATTACHMENT_BYTES,
+            recent: crate::RecentConfig::default(),
         }
     }
 }

@@ -165,7 +165,8 @@ async fn start(app: Chat, s: SocketRef, auth: Value) -> Result<(), Refused> {
         app.messages.clone(),
         app.config.limits.clone(),
     )
-    .with_presence(app.presence.clone());
+    .with_presence(app.presence.clone())
+    .with_recent(app.recent.clone());
     let consumer = match app.attachment_lookup.clone() {
         Some(files) => consumer.with_attachments(files),
         None => consumer,

@@ -29,7 +29,8 @@ async fn run<B: Send + 'static>(
         app.config.limits.clone(),
     )
     .with_utc_offset(app.config.utc_offset)
-    .with_presence(app.presence.clone());
+    .with_presence(app.presence.clone())
+    .with_recent(app.recent.clone());
     let consumer = bind(consumer, &credential);
     app.sockets.upgrade(req, consumer).instrument(span).await
 }

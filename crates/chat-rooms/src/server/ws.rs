@@ -186,7 +186,8 @@ pub async fn multiplexed<B: Send + 'static>(app: &Chat, req: Request<B>) -> Resp
         app.messages.clone(),
         app.config.limits.clone(),
     )
-    .with_presence(app.presence.clone());
+    .with_presence(app.presence.clone())
+    .with_recent(app.recent.clone());
     let consumer = match app.attachment_lookup.clone() {
         Some(files) => consumer.with_attachments(files),
         None => consumer,
@@ -232,7 +233,8 @@ fn room_consumer(app: &Chat, room: RoomName, sender: Sender) -> ChatConsumer {
         app.messages.clone(),
         app.config.limits.clone(),
     )
-    .with_presence(app.presence.clone());
+    .with_presence(app.presence.clone())
+    .with_recent(app.recent.clone());
     match app.attachment_lookup.clone() {
         Some(files) => consumer.with_attachments(files),
         None => consumer,

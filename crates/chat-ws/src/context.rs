@@ -347,6 +347,18 @@ impl Context {
         Ok(())
     }
 
+    /// Sends several messages to a group, in order, in one go (see
+    /// [`ChannelLayer::group_send_many`](chat_core::ChannelLayer::group_send_many)).
+    pub async fn group_send_many(
+        &self,
+        group: impl IntoGroupName,
+        msgs: Vec<LayerMessage>,
+    ) -> Result<(), ConsumerError> {
+        let group = group.into_group_name()?;
+        self.layer.group_send_many(&group, msgs).await?;
+        Ok(())
+    }
+
     /// Adds this channel to its groups again, before their memberships expire.
     pub(crate) async fn renew_groups(&mut self) {
         for group in &self.groups {

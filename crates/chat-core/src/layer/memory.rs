@@ -111,14 +111,6 @@ impl Mailbox {
     }
 }
 
-/// Whether a refused push is the sender's to know about (`send` fails with `ChannelFull`) or
-/// is the receiver's (a `group_send` skips the member, which gets a marker instead).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Refusal {
-    Sender,
-    Receiver,
-}
-
 impl Queue {
     fn new() -> Self {
         Self {
@@ -128,26 +120,16 @@ impl Queue {
         }
     }
 
-    /// Queues `msg` unless the queue is at capacity (after dropping expired messages).
-    fn push(
-        &self,
-        msg: LayerMessage,
-        config: &LayerConfig,
-        now: Instant,
-        refusal: Refusal,
-    ) -> bool {
+    /// Queues `msg` unless the queue is at capacity (after dropping expired messages); a
+    /// refusal is the sender's to know about (`send` fails with `ChannelFull`). A group
+    /// member's refusal is its own: see [`Queue::push_many`].
+    fn push(&self, msg: LayerMessage, config: &LayerConfig, now: Instant) -> bool {
         let mut mailbox = self.mailbox.lock();
         // Expired messages only matter here when they take room: the receiver drops them too.
         if mailbox.items.len() >= config.capacity {
             mailbox.expire(config, now);
         }
         if mailbox.items.len() >= config.capacity {
-            if refusal == Refusal::Receiver {
-                let at = mailbox.taken + mailbox.items.len() as u64;
-                mailbox.note_missed(at);
-                drop(mailbox);
-                dropped_full().increment(1);
-            }
             return false;
         }
         mailbox.items.push_back((now, msg));
@@ -156,6 +138,33 @@ impl Queue {
         // check and its wait is never lost.
         self.notify.notify_one();
         true
+    }
+
+    /// Queues as many of `msgs` as there is room for, in order, under one lock and with one
+    /// wake-up; the receiver misses the rest and gets a marker where they would have been.
+    fn push_many(&self, msgs: &[LayerMessage], config: &LayerConfig, now: Instant) {
+        let mut mailbox = self.mailbox.lock();
+        if mailbox.items.len() + msgs.len() > config.capacity {
+            mailbox.expire(config, now);
+        }
+        let fits = msgs
+            .len()
+            .min(config.capacity.saturating_sub(mailbox.items.len()));
+        mailbox
+            .items
+            .extend(msgs[..fits].iter().map(|msg| (now, msg.clone())));
+        let lost = msgs.len() - fits;
+        if lost > 0 {
+            let at = mailbox.taken + mailbox.items.len() as u64;
+            mailbox.note_missed(at);
+        }
+        drop(mailbox);
+        if lost > 0 {
+            dropped_full().increment(lost as u64);
+        }
+        if fits > 0 {
+            self.notify.notify_one();
+        }
     }
 
     fn pop(&self, config: &LayerConfig) -> Option<LayerMessage> {
@@ -342,6 +351,34 @@ impl InMemoryChannelLayer {
     }
 
     /// Drops expired and discarded members after a fan-out noticed some.
+    /// Queues `msgs` for every live member of `group`: each member's lock is taken once for
+    /// the batch, which is what a busy room's commit costs most (the lock's cache line is the
+    /// receiving worker's).
+    fn fan_out(&self, group: &GroupName, msgs: &[LayerMessage]) {
+        let Some(g) = self.group(group) else {
+            return;
+        };
+        let targets = self.snapshot(&g);
+        fan_out().record_many(targets.len() as f64, msgs.len());
+        let now = Instant::now();
+        let config = &self.inner.config;
+        let mut stale = false;
+        for t in targets.iter() {
+            if now.duration_since(t.added) >= config.group_expiry
+                || t.queue.discarded.load(Ordering::Acquire)
+            {
+                stale = true;
+                continue;
+            }
+            // A full member misses these messages rather than failing the whole send
+            // (Channels' group_send semantics); it receives a `layer.missed` marker instead.
+            t.queue.push_many(msgs, config, now);
+        }
+        if stale {
+            self.prune(group, &g, now);
+        }
+    }
+
     fn prune(&self, name: &GroupName, group: &RwLock<Group>, now: Instant) {
         let expiry = self.inner.config.group_expiry;
         let mut g = group.write();
@@ -375,7 +412,7 @@ impl ChannelLayer for InMemoryChannelLayer {
         self.check_open()?;
         if self
             .queue(channel)
-            .push(msg, &self.inner.config, Instant::now(), Refusal::Sender)
+            .push(msg, &self.inner.config, Instant::now())
         {
             Ok(())
         } else {
@@ -466,27 +503,18 @@ impl ChannelLayer for InMemoryChannelLayer {
 
     async fn group_send(&self, group: &GroupName, msg: LayerMessage) -> Result<(), LayerError> {
         self.check_open()?;
-        let Some(g) = self.group(group) else {
-            return Ok(());
-        };
-        let targets = self.snapshot(&g);
-        fan_out().record(targets.len() as f64);
-        let now = Instant::now();
-        let config = &self.inner.config;
-        let mut stale = false;
-        for t in targets.iter() {
-            if now.duration_since(t.added) >= config.group_expiry
-                || t.queue.discarded.load(Ordering::Acquire)
-            {
-                stale = true;
-                continue;
-            }
-            // A full member misses this message rather than failing the whole send
-            // (Channels' group_send semantics); it receives a `layer.missed` marker instead.
-            let _ = t.queue.push(msg.clone(), config, now, Refusal::Receiver);
-        }
-        if stale {
-            self.prune(group, &g, now);
+        self.fan_out(group, std::slice::from_ref(&msg));
+        Ok(())
+    }
+
+    async fn group_send_many(
+        &self,
+        group: &GroupName,
+        msgs: Vec<LayerMessage>,
+    ) -> Result<(), LayerError> {
+        self.check_open()?;
+        if !msgs.is_empty() {
+            self.fan_out(group, &msgs);
         }
         Ok(())
     }

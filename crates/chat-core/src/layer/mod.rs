@@ -152,6 +152,21 @@ pub trait ChannelLayer: Send + Sync + 'static {
     /// Sends a message to every channel in a group.
     async fn group_send(&self, group: &GroupName, msg: LayerMessage) -> Result<(), LayerError>;
 
+    /// Sends several messages to every channel in a group, in order: the same as one
+    /// [`group_send`](ChannelLayer::group_send) each, which is what the default does. A layer
+    /// can do better with the batch (the in-memory one takes each member's lock once for all
+    /// of them): a room's commit of many messages is published with one call.
+    async fn group_send_many(
+        &self,
+        group: &GroupName,
+        msgs: Vec<LayerMessage>,
+    ) -> Result<(), LayerError> {
+        for msg in msgs {
+            self.group_send(group, msg).await?;
+        }
+        Ok(())
+    }
+
     /// Forgets a channel: drops its queued messages and its group memberships. Called when a
     /// consumer goes away so a long-running process does not accumulate dead mailboxes
     /// (an addition to Channels' API, which relies on expiry alone).
@@ -218,6 +233,13 @@ impl<T: ChannelLayer + ?Sized> ChannelLayer for Arc<T> {
     }
     async fn group_send(&self, group: &GroupName, msg: LayerMessage) -> Result<(), LayerError> {
         (**self).group_send(group, msg).await
+    }
+    async fn group_send_many(
+        &self,
+        group: &GroupName,
+        msgs: Vec<LayerMessage>,
+    ) -> Result<(), LayerError> {
+        (**self).group_send_many(group, msgs).await
     }
     async fn discard_channel(&self, channel: &ChannelName) -> Result<(), LayerError> {
         (**self).discard_channel(channel).await

@@ -153,7 +153,7 @@ pub struct Outgoing {
     pub attachment: Option<String>,
 }
 
-/// Broadcasts stored messages of one room to its `group`, each kept first
+/// Broadcasts stored messages of one room to its `group`, in one layer call, each kept first
 /// among the process's recent messages: a member that loses one may look for it there as
 /// soon as the send is done.
 async fn publish_messages(cx: &mut Context, s: &Shared, group: &GroupName, run: &[StoredMessage]) {
@@ -169,11 +169,9 @@ async fn publish_messages(cx: &mut Context, s: &Shared, group: &GroupName, run: 
             Err(e) => tracing::error!(error = %e, "could not encode a message"),
         }
     }
-    for lm in batch {
-        if let Err(e) = cx.group_send(group, lm).await {
-            // Stored all the same: receivers recover messages from the store.
-            tracing::warn!(group = group.as_str(), error = %e, "group_send failed");
-        }
+    if let Err(e) = cx.group_send_many(group, batch).await {
+        // Stored all the same: receivers recover messages from the store.
+        tracing::warn!(group = group.as_str(), error = %e, "group_send failed");
     }
 }
 

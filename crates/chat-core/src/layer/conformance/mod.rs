@@ -21,10 +21,12 @@ use super::{ChannelLayer, LayerConfig, LayerError, LayerMessage};
 use crate::names::{ChannelName, GroupName};
 
 mod receiving;
+mod sending;
 
 pub use receiving::{
     close_ends_receives, receive_is_cancel_safe, receive_many_takes_bursts_in_order,
 };
+pub use sending::group_send_many_keeps_order_and_skips_what_does_not_fit;
 
 /// How long a check waits for a message that must arrive before calling it lost.
 const ARRIVAL: Duration = Duration::from_secs(5);
@@ -418,7 +420,8 @@ macro_rules! conformance_tests {
             message_expiry, group_add_and_discard, group_send_reaches_each_member_once,
             discard_of_non_member_is_noop, flush_empties_everything, group_membership_expiry,
             group_send_skips_full_members, invalid_names_are_rejected, many_concurrent_senders,
-            receive_is_cancel_safe, receive_many_takes_bursts_in_order, close_ends_receives);
+            receive_is_cancel_safe, receive_many_takes_bursts_in_order, close_ends_receives,
+            group_send_many_keeps_order_and_skips_what_does_not_fit);
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
         mod conformance {

@@ -11,6 +11,8 @@
 //!   [`TutorialConsumer`] (the Channels tutorials' frames) and [`SocketIoConsumer`] (seed
 //!   001's Socket.IO events, run over any Socket.IO library through a [`chat_ws::Bridge`]);
 //! - [`RoomAccess`]: the hook where a service decides who may open which room;
+//! - [`RecentMessages`]: what this process published lately, so a socket that fell behind
+//!   catches up from memory (give the same one to every consumer with `with_recent`);
 //! - [`spawn_presence_sweeper`]: announce the users of a node that died (Redis presence).
 //!
 //! ```

@@ -296,6 +296,19 @@ where
     assert_empty(&layer, &old, "an expired membership receives nothing").await;
 }
 
+/// Two new members of `g`: the first already holds message 0, the second nothing.
+async fn busy_and_idle_members<L: ChannelLayer>(
+    layer: &L,
+    g: &GroupName,
+) -> (ChannelName, ChannelName) {
+    let busy = layer.new_channel().await.expect("new_channel");
+    let idle = layer.new_channel().await.expect("new_channel");
+    layer.group_add(g, &busy).await.expect("group_add");
+    layer.group_add(g, &idle).await.expect("group_add");
+    layer.send(&busy, msg(0)).await.expect("queue message 0");
+    (busy, idle)
+}
+
 /// A full member misses a group message; the others still get it and the send succeeds.
 pub async fn group_send_skips_full_members<L, F, Fut>(make: F)
 where
@@ -309,14 +322,7 @@ where
     })
     .await;
     let g = group("room.full");
-    let slow = layer.new_channel().await.expect("new_channel");
-    let fast = layer.new_channel().await.expect("new_channel");
-    layer.group_add(&g, &slow).await.expect("group_add");
-    layer.group_add(&g, &fast).await.expect("group_add");
-    layer
-        .send(&slow, msg(0))
-        .await
-        .expect("fill the slow channel");
+    let (slow, fast) = busy_and_idle_members(&layer, &g).await;
     layer
         .group_send(&g, msg(1))
         .await

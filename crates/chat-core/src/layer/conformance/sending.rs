@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use super::{assert_empty, group, msg, n_of, recv};
+use super::{assert_empty, busy_and_idle_members, group, msg, n_of, recv};
 use crate::layer::{ChannelLayer, LayerConfig};
 
 /// `group_send_many` gives every member the messages in order, as one `group_send` each
@@ -20,11 +20,7 @@ where
     })
     .await;
     let g = group("room.batch");
-    let roomy = layer.new_channel().await.expect("new_channel");
-    let tight = layer.new_channel().await.expect("new_channel");
-    layer.group_add(&g, &roomy).await.expect("group_add");
-    layer.group_add(&g, &tight).await.expect("group_add");
-    layer.send(&tight, msg(0)).await.expect("take one slot");
+    let (tight, roomy) = busy_and_idle_members(&layer, &g).await;
     layer
         .group_send_many(&g, (1..=3).map(msg).collect())
         .await

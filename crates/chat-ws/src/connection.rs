@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::consumer::{Consumer, ConsumerError};
 use crate::context::{Context, Out, Outbound, RequestInfo, State};
+use crate::gate::{Gated, Ticks};
 use crate::transport::{Texts, Transport, next_event_or_held, read_ahead, writing_while};
 
 /// Settings of a connection.
@@ -219,21 +220,26 @@ where
         Ok(()) => requested_ending(&cx),
         Err(e) => Some(internal(e)),
     };
-    let mut ping =
-        tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+    // The timers and the shutdown signal are gated (see `crate::gate`): a turn that does not
+    // concern them (almost all: a delivery) does not poll them again.
+    let mut ping = Gated::new(Ticks(tokio::time::interval_at(
+        Instant::now() + limits.ping_interval,
+        limits.ping_interval,
+    )));
     let mut last_seen = Instant::now();
     // Memberships expire (Channels' group_expiry): an open socket renews its own at half the
     // expiry, so a socket open for days keeps receiving.
     let mut renewal = layer.membership_expiry().map(|expiry| {
         let every = (expiry / 2).max(std::time::Duration::from_millis(100));
-        tokio::time::interval_at(Instant::now() + every, every)
+        Gated::new(Ticks(tokio::time::interval_at(
+            Instant::now() + every,
+            every,
+        )))
     });
     let mut layer_failures = 0u32;
     // A child token, waited on by one future made once: polling the server's own token (or
     // making a new `cancelled()` each turn) takes a lock that every connection shares.
-    let shutdown_token = config.shutdown.child_token();
-    let shutdown = shutdown_token.cancelled();
-    tokio::pin!(shutdown);
+    let mut shutdown = Gated::new(Box::pin(config.shutdown.child_token().cancelled_owned()));
     // Kept across turns (it is cancel-safe, and a new one per turn would register with the
     // mailbox and the layer again): replaced only once it has delivered a burst.
     let mut mailbox = layer.receive_many(&channel, LAYER_BATCH);
@@ -241,19 +247,39 @@ where
     let mut held: Option<ClientEvent> = None;
 
     while ending.is_none() {
-        // What the last turn queued outside a callback (a ping) leaves now.
-        std::future::poll_fn(|task| {
-            transport.poll_write(task);
-            Poll::Ready(())
-        })
-        .await;
+        if held.is_some() {
+            // What the last turn queued outside a callback (a ping) leaves now; otherwise
+            // polling the client for its next event writes it.
+            std::future::poll_fn(|task| {
+                transport.poll_write(task);
+                Poll::Ready(())
+            })
+            .await;
+        }
         let timer = consumer.next_timer();
+        // In a fixed order, not a random one: the gated branches first (a flag check each
+        // unless they woke us, and they cannot be starved by a busy room), then the client
+        // before the mailbox, so a flood of deliveries never holds back what the client says.
         let result = tokio::select! {
-            () = sleep_until_some(timer) => writing_while(transport, Box::pin(consumer.on_timer(&mut cx))).await,
+            biased;
             () = &mut shutdown => {
                 ending = Some(Ending::server(close::GOING_AWAY, "server shutting down"));
                 continue;
             }
+            () = tick_some(&mut renewal) => {
+                writing_while(transport, Box::pin(cx.renew_groups())).await;
+                Ok(())
+            }
+            _ = &mut ping => {
+                if last_seen.elapsed() >= limits.idle_timeout {
+                    ending = Some(Ending::server(close::NORMAL, "idle timeout"));
+                    continue;
+                }
+                cx.push(Outbound::Ping);
+                layer.compact(&channel);
+                Ok(())
+            }
+            () = sleep_until_some(timer) => writing_while(transport, Box::pin(consumer.on_timer(&mut cx))).await,
             event = next_event_or_held(&mut held, transport) => {
                 last_seen = Instant::now();
                 match event {
@@ -321,19 +347,6 @@ where
                     }
                 }
             }
-            () = tick_some(&mut renewal) => {
-                writing_while(transport, Box::pin(cx.renew_groups())).await;
-                Ok(())
-            }
-            _ = ping.tick() => {
-                if last_seen.elapsed() >= limits.idle_timeout {
-                    ending = Some(Ending::server(close::NORMAL, "idle timeout"));
-                    continue;
-                }
-                cx.push(Outbound::Ping);
-                layer.compact(&channel);
-                Ok(())
-            }
         };
         ending = match result {
             Ok(()) => requested_ending(&cx),
@@ -373,10 +386,10 @@ async fn handle_burst<C: Consumer>(
 }
 
 /// The interval's next tick, or never when there is none.
-async fn tick_some(interval: &mut Option<tokio::time::Interval>) {
+async fn tick_some(interval: &mut Option<Gated<Ticks>>) {
     match interval {
         Some(i) => {
-            i.tick().await;
+            i.await;
         }
         None => std::future::pending().await,
     }

@@ -60,6 +60,7 @@ mod connection;
 mod consumer;
 mod context;
 mod counted;
+mod gate;
 mod observe;
 pub mod security;
 mod session;

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use async_trait::async_trait;
 use dashmap::DashMap;
 use parking_lot::RwLock;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{ChannelLayer, LayerConfig, LayerError, LayerMessage};
@@ -52,9 +51,8 @@ struct Inner {
     groups: DashMap<GroupName, Arc<RwLock<Group>>>,
     next_id: AtomicU64,
     instance: String,
+    /// Set once by `close`; every receive checks it before it waits (see `wait_for_push`).
     closed: AtomicBool,
-    /// Wakes every pending `receive` when the layer closes.
-    closing: Notify,
 }
 
 /// A [`ChannelLayer`] for one process. Cloning shares the layer.
@@ -94,7 +92,6 @@ impl InMemoryChannelLayer {
                 next_id: AtomicU64::new(1),
                 instance,
                 closed: AtomicBool::new(false),
-                closing: Notify::new(),
             }),
         }
     }
@@ -126,7 +123,7 @@ impl InMemoryChannelLayer {
     }
 
     fn check_open(&self) -> Result<(), LayerError> {
-        if self.inner.closed.load(Ordering::Acquire) {
+        if self.inner.closed.load(Ordering::SeqCst) {
             Err(LayerError::Closed)
         } else {
             Ok(())
@@ -162,18 +159,17 @@ impl InMemoryChannelLayer {
         s
     }
 
-    /// Waits for a push to `queue`, or fails when the layer closes.
+    /// Waits for a push to `queue` (or for `close`, which wakes every queue), then fails if
+    /// the layer closed.
+    ///
+    /// Why not also wait on one layer-wide close signal: every receiver registering with it
+    /// and leaving it again on each wake-up made its waiter list a lock shared by every
+    /// socket of the process, taken twice per delivery by both workers. A close already in
+    /// progress cannot be missed: `close` sets the flag before it wakes the queues, and its
+    /// wake leaves a permit when the receiver is not waiting yet.
     async fn wait_for_push(&self, queue: &Queue) -> Result<(), LayerError> {
-        let closing = self.inner.closing.notified();
-        tokio::pin!(closing);
-        // Registered before the closed check, so a close in between still wakes us.
-        closing.as_mut().enable();
-        self.check_open()?;
-        tokio::select! {
-            () = queue.notify.notified() => {}
-            () = closing => {}
-        }
-        Ok(())
+        queue.notify.notified().await;
+        self.check_open()
     }
 
     /// Drops expired and discarded members after a fan-out noticed some.
@@ -362,8 +358,12 @@ impl ChannelLayer for InMemoryChannelLayer {
     }
 
     async fn close(&self) -> Result<(), LayerError> {
-        self.inner.closed.store(true, Ordering::Release);
-        self.inner.closing.notify_waiters();
+        self.inner.closed.store(true, Ordering::SeqCst);
+        // Every waiting receiver wakes, and one that is about to wait finds a permit.
+        for queue in self.inner.channels.iter() {
+            queue.notify.notify_waiters();
+            queue.notify.notify_one();
+        }
         Ok(())
     }
 }

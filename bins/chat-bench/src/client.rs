@@ -109,15 +109,16 @@ pub struct Stamp {
     pub n: u64,
 }
 
-/// The stamp of a received message (the first `T@…@…@…@` in the frame).
-pub fn read_stamp(text: &str) -> Option<Stamp> {
+/// The stamp of a received message (the first `T@…@…@…@` in the frame), read at `now`
+/// (from [`now_nanos`]).
+pub fn read_stamp(text: &str, now: u64) -> Option<Stamp> {
     let rest = &text[text.find("T@")? + 2..];
     let (sent, rest) = rest.split_once('@')?;
     let (sender, rest) = rest.split_once('@')?;
     let (n, _) = rest.split_once('@')?;
     let sent: u64 = sent.parse().ok()?;
     Some(Stamp {
-        latency: Duration::from_nanos(now_nanos().saturating_sub(sent)),
+        latency: Duration::from_nanos(now.saturating_sub(sent)),
         sender: sender.parse().ok()?,
         n: n.parse().ok()?,
     })
@@ -224,6 +225,9 @@ pub async fn open(
     Ok(ws)
 }
 
+/// Bytes a client reads from its socket at a time: a chat message frame or two.
+const READ_CHUNK: usize = 1024;
+
 /// Connects connection number `n` to `path` with extra handshake headers.
 pub async fn connect(
     endpoint: &Endpoint,
@@ -250,8 +254,11 @@ pub async fn connect(
     let stream = crate::net::connect(addr, n)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    // tungstenite zeroes its read chunk before every read: at a frame per read (a room at a
+    // few hundred messages a second) a 4 KiB chunk made the memset the load tool's top
+    // symbol. A burst of frames is still read in a few reads.
     let config = WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(READ_CHUNK)
         .write_buffer_size(0);
     let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(config))
         .await
@@ -277,11 +284,11 @@ mod tests {
         assert_eq!(body.len(), 64);
         for protocol in [Protocol::Ours, Protocol::Django, Protocol::SocketIo] {
             let frame = message_frame(&endpoint(protocol), "r0", &body, 7, 0);
-            let stamp = read_stamp(&frame).unwrap();
+            let stamp = read_stamp(&frame, now_nanos()).unwrap();
             assert_eq!((stamp.sender, stamp.n), (42, 9));
             assert!(stamp.latency < Duration::from_secs(5));
         }
-        assert_eq!(read_stamp("no stamp here"), None);
+        assert_eq!(read_stamp("no stamp here", now_nanos()), None);
         assert!(endpoint(Protocol::Ours).has_acks() && endpoint(Protocol::SocketIo).has_acks());
         assert!(!endpoint(Protocol::Django).has_acks());
     }

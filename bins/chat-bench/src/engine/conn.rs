@@ -114,6 +114,14 @@ pub(super) async fn connection(
     // Without acks (Django's protocol, the Node Socket.IO peer) the own echo answers a send.
     let on_echo = !has_acks && !on_room;
     let mut in_flight = 0usize;
+    // Made once, not per turn: the load tool shares the machine with the server, and a new
+    // `cancelled()` and `sleep_until` per frame (a registration with the run's one token
+    // and with the timer each) cost more than reading the frame.
+    let stop_token = shared.stop.child_token();
+    let stop = stop_token.cancelled();
+    tokio::pin!(stop);
+    let window_end = tokio::time::sleep_until(end);
+    tokio::pin!(window_end);
     loop {
         let sending_open = tokio::time::Instant::now() < end;
         let may_send_now = closed_loop
@@ -125,7 +133,7 @@ pub(super) async fn connection(
             };
         tokio::select! {
             biased;
-            _ = shared.stop.cancelled() => break,
+            () = &mut stop => break,
             // Open loop keeps its schedule before it reads: a sender is also a member, and with
             // the read first, a socket that always had a frame ready starved the ticks, so the
             // senders fell behind on the load tool's account, not the server's. A tick comes
@@ -147,8 +155,9 @@ pub(super) async fn connection(
                     Frame::Message => {
                         shared.delivered.fetch_add(1, Ordering::Relaxed);
                         shared.delivered_by_room[spec.room].fetch_add(1, Ordering::Relaxed);
-                        shared.last_event.store(client::now_nanos(), Ordering::Relaxed);
-                        if let Some(stamp) = client::read_stamp(&text) {
+                        let now = client::now_nanos();
+                        shared.last_event.store(now, Ordering::Relaxed);
+                        if let Some(stamp) = client::read_stamp(&text, now) {
                             if let Some(slots) = shared.slots.get() { slots.record(&mut r.seen, spec.room, stamp.sender, stamp.n); }
                             if stamp.sender != me {
                                 r.delivery.record(stamp.latency);
@@ -180,7 +189,7 @@ pub(super) async fn connection(
                 in_flight += 1;
                 unanswered.push_back(Instant::now());
             }
-            _ = tokio::time::sleep_until(end), if sending_open => {}
+            () = &mut window_end, if sending_open => {}
             // Waiting for the rest of the room: its progress is not a frame to this socket,
             // so look again shortly.
             _ = tokio::time::sleep(ROOM_POLL), if on_room && sending_open && !may_send_now => {}

@@ -240,8 +240,8 @@ where
     // A child token, waited on by one future made once: polling the server's own token (or
     // making a new `cancelled()` each turn) takes a lock that every connection shares.
     let mut shutdown = Gated::new(Box::pin(config.shutdown.child_token().cancelled_owned()));
-    // Kept across turns (it is cancel-safe, and a new one per turn would register with the
-    // mailbox and the layer again): replaced only once it has delivered a burst.
+    // Kept across turns (it is cancel-safe, and a new one per turn would look the mailbox up
+    // and register with it again): replaced only once it has delivered a burst.
     let mut mailbox = layer.receive_many(&channel, LAYER_BATCH);
     // A client event read behind a burst of text frames, handled next turn.
     let mut held: Option<ClientEvent> = None;

@@ -101,3 +101,42 @@ where
         Err(LayerError::Closed)
     ));
 }
+
+/// Several receivers of one channel (a pool of workers on a named channel) share its
+/// messages: each message reaches one of them, and none waits while a message it could take
+/// sits in the channel.
+pub async fn receivers_share_a_channel<L, F, Fut>(make: F)
+where
+    L: ChannelLayer + Clone,
+    F: Fn(LayerConfig) -> Fut,
+    Fut: Future<Output = L>,
+{
+    const RECEIVERS: u64 = 3;
+    let layer = make(LayerConfig::default()).await;
+    let work = crate::ChannelName::parse("conformance.workers").expect("a valid name");
+    let receivers: Vec<_> = (0..RECEIVERS)
+        .map(|_| {
+            let layer = layer.clone();
+            let work = work.clone();
+            tokio::spawn(async move { tokio::time::timeout(ARRIVAL, layer.receive(&work)).await })
+        })
+        .collect();
+    // Let the receivers start waiting (whether they do is not what is checked: every order
+    // must deliver), then send back to back, so that later messages land behind earlier ones.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    for n in 0..RECEIVERS {
+        layer.send(&work, msg(n)).await.expect("send");
+    }
+    let mut got = Vec::new();
+    for r in receivers {
+        match r.await.expect("receiver task") {
+            Ok(Ok(m)) => got.push(n_of(&m)),
+            Ok(Err(e)) => panic!("receive failed: {e}"),
+            Err(_) => panic!("a receiver waited {ARRIVAL:?} while messages were queued"),
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..RECEIVERS).collect::<Vec<_>>());
+}

@@ -116,21 +116,37 @@ impl Queue {
         if mailbox.items.len() >= config.capacity {
             return false;
         }
+        let was_empty = mailbox.items.is_empty();
         mailbox.items.push_back((now, msg));
         drop(mailbox);
-        // notify_one stores a permit when nobody waits, so a push between a receiver's empty
-        // check and its wait is never lost.
-        self.notify.notify_one();
+        if was_empty {
+            self.wake();
+        }
         true
     }
 
-    /// Queues as many of `msgs` as there is room for, in order, under one lock and with one
-    /// wake-up; the receiver misses the rest and gets a marker where they would have been.
+    /// Wakes the receiver after a push into an empty mailbox.
+    ///
+    /// Why only then: a receiver waits only once it found the mailbox empty, under its lock,
+    /// so the push that ended that emptiness is the one it needs to hear of; every later push
+    /// finds the messages before it still there and the receiver already woken (or about to
+    /// take them before it waits again). In a busy room a socket's task often runs behind a
+    /// few commits, and waking it once per commit cost a lock on its waiter list each time.
+    /// `notify_one` stores a permit when nobody waits, so a push between a receiver's empty
+    /// check and its wait is never lost.
+    fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Queues as many of `msgs` as there is room for, in order, under one lock and with at
+    /// most one wake-up (see [`Queue::wake`]); the receiver misses the rest and gets a marker
+    /// where they would have been.
     pub(super) fn push_many(&self, msgs: &[LayerMessage], config: &LayerConfig, now: Instant) {
         let mut mailbox = self.mailbox.lock();
         if mailbox.items.len() + msgs.len() > config.capacity {
             mailbox.expire(config, now);
         }
+        let was_empty = mailbox.items.is_empty();
         let fits = msgs
             .len()
             .min(config.capacity.saturating_sub(mailbox.items.len()));
@@ -146,8 +162,8 @@ impl Queue {
         if lost > 0 {
             dropped_full().increment(lost as u64);
         }
-        if fits > 0 {
-            self.notify.notify_one();
+        if fits > 0 && was_empty {
+            self.wake();
         }
     }
 
@@ -165,7 +181,22 @@ impl Queue {
     pub(super) fn pop(&self, config: &LayerConfig) -> Option<LayerMessage> {
         let mut mailbox = self.mailbox.lock();
         mailbox.expire(config, Instant::now());
-        mailbox.next()
+        let msg = mailbox.next();
+        let left = !mailbox.items.is_empty();
+        drop(mailbox);
+        self.pass_on(left);
+        msg
+    }
+
+    /// Wakes another receiver of the channel when this one left messages behind: the pushes
+    /// that queued them did not wake anyone (see [`Queue::wake`]), and a channel may have
+    /// several receivers (a worker pool on one named channel). A lone receiver takes them
+    /// before it waits anyway; the permit this leaves costs it one empty turn, and only when
+    /// it took less than everything.
+    fn pass_on(&self, left: bool) {
+        if left {
+            self.notify.notify_one();
+        }
     }
 
     /// Takes up to `max` messages (a marker counts as one), under one lock and one clock read.
@@ -193,6 +224,9 @@ impl Queue {
             mailbox.eager_shrinks += 1;
             mailbox.items.shrink_to(IDLE_CAPACITY);
         }
+        let left = !mailbox.items.is_empty();
+        drop(mailbox);
+        self.pass_on(left);
         batch
     }
 }

@@ -48,7 +48,7 @@ pub mod rate;
 pub mod store;
 
 pub use layer::{
-    ChannelLayer, InMemoryChannelLayer, LayerConfig, LayerError, LayerMessage, SharedLayer,
+    Bursts, ChannelLayer, InMemoryChannelLayer, LayerConfig, LayerError, LayerMessage, SharedLayer,
 };
 #[cfg(feature = "redis")]
 pub use layer::{RedisChannelLayer, RedisError, RedisLayerConfig};

@@ -7,6 +7,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use chat_core::{ChannelLayer, LayerError, Limits, SharedLayer, close};
+use futures_util::StreamExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -240,9 +241,10 @@ where
     // A child token, waited on by one future made once: polling the server's own token (or
     // making a new `cancelled()` each turn) takes a lock that every connection shares.
     let mut shutdown = Gated::new(Box::pin(config.shutdown.child_token().cancelled_owned()));
-    // Kept across turns (it is cancel-safe, and a new one per turn would look the mailbox up
-    // and register with it again): replaced only once it has delivered a burst.
-    let mut mailbox = layer.receive_many(&channel, LAYER_BATCH);
+    // One standing receive for the connection's life: the layer finds the channel once, and
+    // a wait interrupted by another branch carries on next turn (dropping `next()` loses
+    // nothing).
+    let mut mailbox = shared_layer.clone().bursts(channel.clone(), LAYER_BATCH);
     // A client event read behind a burst of text frames, handled next turn.
     let mut held: Option<ClientEvent> = None;
 
@@ -319,9 +321,9 @@ where
                     }
                 }
             }
-            burst = &mut mailbox => {
-                mailbox = layer.receive_many(&channel, LAYER_BATCH);
-                match burst {
+            burst = mailbox.next() => {
+                // The stream ends only with the layer.
+                match burst.unwrap_or(Err(LayerError::Closed)) {
                     Ok(burst) => {
                         layer_failures = 0;
                         // A burst at once: one wake-up per burst instead of per message, and its

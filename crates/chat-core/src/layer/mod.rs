@@ -119,6 +119,23 @@ pub trait ChannelLayer: Send + Sync + 'static {
         Ok(batch)
     }
 
+    /// Receives on `channel` for as long as the stream is kept: each item is what
+    /// [`receive_many`](ChannelLayer::receive_many) with this `max` would return. Dropping
+    /// the stream, or a `next()` on it, while it waits loses nothing.
+    ///
+    /// For a receiver that waits on one channel for its whole life, as a connection waits on
+    /// its own: a layer can find the channel once instead of on every call, and keep its wait
+    /// between bursts. The default calls `receive_many` for each burst.
+    fn bursts(self: Arc<Self>, channel: ChannelName, max: usize) -> Bursts {
+        Box::pin(futures_util::stream::unfold(
+            (self, channel),
+            move |(layer, channel)| async move {
+                let burst = layer.receive_many(&channel, max).await;
+                Some((burst, (layer, channel)))
+            },
+        ))
+    }
+
     /// Adds a channel to a group (or refreshes its membership).
     async fn group_add(&self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError>;
 
@@ -193,6 +210,9 @@ fn now_or_never<F: std::future::Future>(future: F) -> Option<F::Output> {
 /// A layer shared by many consumers.
 pub type SharedLayer = Arc<dyn ChannelLayer>;
 
+/// A channel's messages as a stream of bursts, from [`ChannelLayer::bursts`].
+pub type Bursts = futures_util::stream::BoxStream<'static, Result<Vec<LayerMessage>, LayerError>>;
+
 /// A shared layer is a layer, so `Arc<dyn ChannelLayer>` can go wherever a layer is expected.
 #[async_trait]
 impl<T: ChannelLayer + ?Sized> ChannelLayer for Arc<T> {
@@ -211,6 +231,9 @@ impl<T: ChannelLayer + ?Sized> ChannelLayer for Arc<T> {
         max: usize,
     ) -> Result<Vec<LayerMessage>, LayerError> {
         (**self).receive_many(channel, max).await
+    }
+    fn bursts(self: Arc<Self>, channel: ChannelName, max: usize) -> Bursts {
+        Arc::clone(&*self).bursts(channel, max)
     }
     async fn group_add(&self, group: &GroupName, channel: &ChannelName) -> Result<(), LayerError> {
         (**self).group_add(group, channel).await

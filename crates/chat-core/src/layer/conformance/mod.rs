@@ -24,8 +24,8 @@ mod receiving;
 mod sending;
 
 pub use receiving::{
-    close_ends_receives, receive_is_cancel_safe, receive_many_takes_bursts_in_order,
-    receivers_share_a_channel,
+    bursts_take_what_receive_many_would, close_ends_receives, receive_is_cancel_safe,
+    receive_many_takes_bursts_in_order, receivers_share_a_channel,
 };
 pub use sending::group_send_many_keeps_order_and_skips_what_does_not_fit;
 
@@ -428,7 +428,8 @@ macro_rules! conformance_tests {
             discard_of_non_member_is_noop, flush_empties_everything, group_membership_expiry,
             group_send_skips_full_members, invalid_names_are_rejected, many_concurrent_senders,
             receive_is_cancel_safe, receive_many_takes_bursts_in_order, close_ends_receives,
-            receivers_share_a_channel, group_send_many_keeps_order_and_skips_what_does_not_fit);
+            receivers_share_a_channel, bursts_take_what_receive_many_would,
+            group_send_many_keeps_order_and_skips_what_does_not_fit);
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
         mod conformance {

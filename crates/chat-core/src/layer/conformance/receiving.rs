@@ -140,3 +140,56 @@ where
     got.sort_unstable();
     assert_eq!(got, (0..RECEIVERS).collect::<Vec<_>>());
 }
+
+/// A standing receive (`bursts`) gives what `receive_many` would, in order; a `next()`
+/// dropped while it waits loses nothing; after `close` it yields `Closed`.
+pub async fn bursts_take_what_receive_many_would<L, F, Fut>(make: F)
+where
+    L: ChannelLayer + Clone,
+    F: Fn(LayerConfig) -> Fut,
+    Fut: Future<Output = L>,
+{
+    use futures_util::StreamExt;
+
+    let layer = make(LayerConfig::default()).await;
+    let a = layer.new_channel().await.expect("new_channel");
+    let mut bursts = std::sync::Arc::new(layer.clone()).bursts(a.clone(), 4);
+    for n in 0..6 {
+        layer.send(&a, msg(n)).await.expect("send");
+    }
+    assert_eq!(
+        take(&mut bursts).await,
+        vec![0, 1, 2, 3],
+        "at most max, oldest first"
+    );
+    assert_eq!(take(&mut bursts).await, vec![4, 5], "the rest");
+    // A wait interrupted (as by another branch of a select) loses nothing.
+    let interrupted = tokio::time::timeout(SILENCE, bursts.next()).await;
+    assert!(
+        interrupted.is_err(),
+        "nothing was waiting: got {interrupted:?}"
+    );
+    layer.send(&a, msg(6)).await.expect("send");
+    assert_eq!(
+        take(&mut bursts).await,
+        vec![6],
+        "sent after an interrupted wait"
+    );
+    layer.close().await.expect("close");
+    match tokio::time::timeout(ARRIVAL, bursts.next()).await {
+        Ok(Some(Err(LayerError::Closed)) | None) => {}
+        other => panic!("after close: {other:?}"),
+    }
+}
+
+/// The next burst's message numbers.
+async fn take(bursts: &mut crate::layer::Bursts) -> Vec<u64> {
+    use futures_util::StreamExt;
+
+    match tokio::time::timeout(ARRIVAL, bursts.next()).await {
+        Ok(Some(Ok(batch))) => batch.iter().map(n_of).collect(),
+        Ok(Some(Err(e))) => panic!("bursts failed: {e}"),
+        Ok(None) => panic!("bursts ended"),
+        Err(_) => panic!("bursts gave nothing within {ARRIVAL:?}"),
+    }
+}

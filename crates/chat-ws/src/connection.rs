@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::consumer::{Consumer, ConsumerError};
 use crate::context::{Context, Out, Outbound, RequestInfo, State};
-use crate::gate::{Gated, Ticks};
+use crate::gate::{Gated, Gates, Ticks};
 use crate::transport::{Texts, Transport, next_event_or_held, read_ahead, writing_while};
 
 /// Settings of a connection.
@@ -222,8 +222,10 @@ where
         Err(e) => Some(internal(e)),
     };
     // The timers and the shutdown signal are gated (see `crate::gate`): a turn that does not
-    // concern them (almost all: a delivery) does not poll them again.
-    let mut ping = Gated::new(Ticks(tokio::time::interval_at(
+    // concern them (almost all: a delivery) does not poll them again, and they share one flag
+    // word, so such a turn touches one cache line for the three.
+    let mut gates = Gates::default();
+    let mut ping = gates.gate(Ticks(tokio::time::interval_at(
         Instant::now() + limits.ping_interval,
         limits.ping_interval,
     )));
@@ -232,7 +234,7 @@ where
     // expiry, so a socket open for days keeps receiving.
     let mut renewal = layer.membership_expiry().map(|expiry| {
         let every = (expiry / 2).max(std::time::Duration::from_millis(100));
-        Gated::new(Ticks(tokio::time::interval_at(
+        gates.gate(Ticks(tokio::time::interval_at(
             Instant::now() + every,
             every,
         )))
@@ -240,7 +242,9 @@ where
     let mut layer_failures = 0u32;
     // A child token, waited on by one future made once: polling the server's own token (or
     // making a new `cancelled()` each turn) takes a lock that every connection shares.
-    let mut shutdown = Gated::new(Box::pin(config.shutdown.child_token().cancelled_owned()));
+    let mut shutdown = gates.gate(Box::pin(config.shutdown.child_token().cancelled_owned()));
+    // The gated futures keep what they share; the maker need not live across the loop's waits.
+    drop(gates);
     // One standing receive for the connection's life: the layer finds the channel once, and
     // a wait interrupted by another branch carries on next turn (dropping `next()` loses
     // nothing).

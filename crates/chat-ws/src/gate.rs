@@ -10,25 +10,69 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 
-/// The waker a [`Gated`] future's inner future sees: it notes the wake, then wakes the task.
-struct Gate {
-    woken: AtomicBool,
+/// What the gated futures of one task share: which of them woke, and the task to wake.
+///
+/// Why shared: a turn polls every gated future, and each check touches this. One word and one
+/// waker slot for all of a connection's gates is one cache line per turn where a gate each
+/// was three, and in a busy room a turn's cost is mostly the cold lines it touches.
+#[derive(Default)]
+struct Shared {
+    woken: AtomicU32,
     task: AtomicWaker,
 }
 
-impl Wake for Gate {
+/// The waker one gated future's inner future sees: it sets that future's bit, then wakes the
+/// task.
+struct Bit {
+    shared: Arc<Shared>,
+    mask: u32,
+}
+
+impl Wake for Bit {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
+        self.shared.woken.fetch_or(self.mask, Ordering::Release);
+        self.shared.task.wake();
+    }
+}
+
+/// Makes the gated futures of one task (up to 32).
+#[derive(Default)]
+pub(crate) struct Gates {
+    shared: Arc<Shared>,
+    used: u32,
+}
+
+impl Gates {
+    /// Wraps `inner`; its first poll polls it.
+    ///
+    /// # Panics
+    /// Past 32 gated futures on one `Gates`: a programming error, not an input.
+    pub(crate) fn gate<F: Future + Unpin>(&mut self, inner: F) -> Gated<F> {
+        assert!(
+            self.used < u32::BITS,
+            "at most 32 gated futures share their gates"
+        );
+        let mask = 1 << self.used;
+        self.used += 1;
+        self.shared.woken.fetch_or(mask, Ordering::Release);
+        Gated {
+            inner,
+            waker: Waker::from(Arc::new(Bit {
+                shared: self.shared.clone(),
+                mask,
+            })),
+            shared: self.shared.clone(),
+            mask,
+        }
     }
 }
 
@@ -37,26 +81,13 @@ impl Wake for Gate {
 /// Sound for futures that keep their registration until they fire (tokio's timers,
 /// cancellation tokens) and that are only ever polled through this wrapper, so the waker
 /// they hold is always the gate's. Not for a future that shares its waker slot with other
-/// code (a socket also written elsewhere).
+/// code (a socket also written elsewhere). The gated futures of one [`Gates`] belong to one
+/// task: they share its waker slot.
 pub(crate) struct Gated<F> {
     inner: F,
-    gate: Arc<Gate>,
+    shared: Arc<Shared>,
+    mask: u32,
     waker: Waker,
-}
-
-impl<F: Future + Unpin> Gated<F> {
-    /// Wraps `inner`; its first poll polls it.
-    pub(crate) fn new(inner: F) -> Self {
-        let gate = Arc::new(Gate {
-            woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        });
-        Self {
-            inner,
-            waker: Waker::from(gate.clone()),
-            gate,
-        }
-    }
 }
 
 impl<F: Future + Unpin> Future for Gated<F> {
@@ -66,14 +97,15 @@ impl<F: Future + Unpin> Future for Gated<F> {
         let this = self.get_mut();
         // Registered before the flag is read: a wake in between is seen now or wakes the
         // task again.
-        this.gate.task.register(cx.waker());
-        if !this.gate.woken.swap(false, Ordering::AcqRel) {
+        this.shared.task.register(cx.waker());
+        if this.shared.woken.load(Ordering::Acquire) & this.mask == 0 {
             return Poll::Pending;
         }
+        this.shared.woken.fetch_and(!this.mask, Ordering::AcqRel);
         let polled = Pin::new(&mut this.inner).poll(&mut Context::from_waker(&this.waker));
         if polled.is_ready() {
             // A repeating future (the next tick) starts again with a poll.
-            this.gate.woken.store(true, Ordering::Release);
+            this.shared.woken.fetch_or(this.mask, Ordering::Release);
         }
         polled
     }
@@ -117,13 +149,23 @@ mod tests {
     #[test]
     fn the_inner_future_is_polled_first_and_then_only_after_it_woke() {
         let polls = Arc::new(AtomicUsize::new(0));
-        let mut gated = Gated::new(Probe(polls.clone()));
+        let mut gates = Gates::default();
+        let mut gated = gates.gate(Probe(polls.clone()));
+        let mut other = gates.gate(Probe(Arc::new(AtomicUsize::new(0))));
+        assert!(poll_once(&mut other).is_pending());
         assert!(poll_once(&mut gated).is_pending());
         assert_eq!(polls.load(Ordering::SeqCst), 1, "the first poll polls it");
         for _ in 0..10 {
             assert!(poll_once(&mut gated).is_pending());
         }
         assert_eq!(polls.load(Ordering::SeqCst), 1, "not woken: not polled");
+        other.waker.wake_by_ref();
+        assert!(poll_once(&mut gated).is_pending());
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            1,
+            "another gate woke: not polled"
+        );
         gated.waker.wake_by_ref();
         assert!(poll_once(&mut gated).is_pending());
         assert_eq!(polls.load(Ordering::SeqCst), 2, "woken: polled again");
@@ -133,7 +175,8 @@ mod tests {
     async fn gated_ticks_keep_waking_the_task_on_time() {
         let started = Instant::now();
         let every = Duration::from_secs(5);
-        let mut ticks = Gated::new(Ticks(tokio::time::interval_at(started + every, every)));
+        let mut ticks =
+            Gates::default().gate(Ticks(tokio::time::interval_at(started + every, every)));
         for n in 1..=3 {
             let at = (&mut ticks).await;
             assert_eq!(at, started + every * n);
@@ -144,7 +187,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_gated_cancellation_wakes_its_task() {
         let token = tokio_util::sync::CancellationToken::new();
-        let mut cancelled = Gated::new(Box::pin(token.clone().cancelled_owned()));
+        let mut cancelled = Gates::default().gate(Box::pin(token.clone().cancelled_owned()));
         assert!(poll_once(&mut cancelled).is_pending());
         let waiter = tokio::spawn(cancelled);
         tokio::task::yield_now().await;

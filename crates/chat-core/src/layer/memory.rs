@@ -197,15 +197,13 @@ impl InMemoryChannelLayer {
         let config = &self.inner.config;
         let mut stale = false;
         for t in targets.iter() {
-            if now.duration_since(t.added) >= config.group_expiry
-                || t.queue.discarded.load(Ordering::Acquire)
-            {
-                stale = true;
-                continue;
-            }
             // A full member misses these messages rather than failing the whole send
             // (Channels' group_send semantics); it receives a `layer.missed` marker instead.
-            t.queue.push_many(msgs, config, now);
+            if now.duration_since(t.added) >= config.group_expiry
+                || !t.queue.push_many(msgs, config, now)
+            {
+                stale = true;
+            }
         }
         if stale {
             self.prune(group, &g, now);
@@ -216,9 +214,8 @@ impl InMemoryChannelLayer {
     fn prune(&self, name: &GroupName, group: &RwLock<Group>, now: Instant) {
         let expiry = self.inner.config.group_expiry;
         let mut g = group.write();
-        g.members.retain(|_, t| {
-            now.duration_since(t.added) < expiry && !t.queue.discarded.load(Ordering::Acquire)
-        });
+        g.members
+            .retain(|_, t| now.duration_since(t.added) < expiry && !t.queue.is_discarded());
         g.snapshot = None;
         let empty = g.members.is_empty();
         drop(g);
@@ -362,8 +359,9 @@ impl ChannelLayer for InMemoryChannelLayer {
 
     async fn discard_channel(&self, channel: &ChannelName) -> Result<(), LayerError> {
         if let Some((_, q)) = self.inner.channels.remove(channel) {
-            q.discarded.store(true, Ordering::Release);
-            q.mailbox.lock().clear();
+            let mut mailbox = q.mailbox.lock();
+            mailbox.discarded = true;
+            mailbox.clear();
         }
         Ok(())
     }
@@ -433,6 +431,28 @@ mod tests {
         assert!(capacity() >= 40);
         layer.compact(&a);
         assert!(capacity() <= IDLE_CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn a_discarded_channel_left_in_a_group_gets_nothing_and_is_pruned() {
+        let layer = InMemoryChannelLayer::default();
+        let g = GroupName::parse("g").unwrap();
+        let a = layer.new_channel().await.unwrap();
+        let b = layer.new_channel().await.unwrap();
+        layer.group_add(&g, &a).await.unwrap();
+        layer.group_add(&g, &b).await.unwrap();
+        let a_queue = layer.queue(&a);
+        layer.discard_channel(&a).await.unwrap();
+        let m = LayerMessage::new("t", serde_json::json!(1));
+        layer.group_send(&g, m).await.unwrap();
+        assert!(
+            a_queue.mailbox.lock().items.is_empty(),
+            "nothing queued for it"
+        );
+        assert_eq!(layer.receive(&b).await.unwrap().kind(), "t");
+        let group = layer.group(&g).unwrap();
+        let members: Vec<_> = group.read().members.keys().cloned().collect();
+        assert_eq!(members, vec![b], "the discarded member is pruned");
     }
 
     #[tokio::test(start_paused = true)]

@@ -59,13 +59,13 @@ mod communicator;
 mod connection;
 mod consumer;
 mod context;
-mod counted;
 mod gate;
 mod observe;
 pub mod security;
 mod session;
 mod socket;
 mod sockets;
+mod stream;
 mod transport;
 mod upgrade;
 

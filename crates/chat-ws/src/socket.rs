@@ -14,15 +14,14 @@ use std::task::{Context, Poll};
 use futures_util::{Sink, SinkExt, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::connection::{Accepted, ClientEvent, ConnectionConfig, Ending, run};
 use crate::consumer::Consumer;
 use crate::context::Outbound;
-use crate::counted::Counted;
+use crate::stream::WsStream;
 use crate::transport::Transport;
 
 /// How long the server waits for a close handshake or a final flush before dropping the socket.
@@ -78,7 +77,7 @@ fn ends_reading(event: &ClientEvent) -> bool {
 /// A WebSocket that the connection's own task both reads and writes: no split lock, no writer
 /// task, and no wake-up of a second task per burst of deliveries.
 struct WsTransport<S> {
-    ws: WebSocketStream<Counted<S>>,
+    ws: WsStream<S>,
     /// The consumer's frames. Dropped once writing failed, so that a consumer waiting for room
     /// in the queue sees a gone client instead of waiting forever.
     outbound: Option<flume::Receiver<Outbound>>,
@@ -98,11 +97,7 @@ impl<S> WsTransport<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    fn new(
-        ws: WebSocketStream<Counted<S>>,
-        outbound: flume::Receiver<Outbound>,
-        limits: &Limits,
-    ) -> Self {
+    fn new(ws: WsStream<S>, outbound: flume::Receiver<Outbound>, limits: &Limits) -> Self {
         Self {
             ws,
             outbound: Some(outbound),
@@ -260,13 +255,7 @@ where
     C: Consumer,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let stream = Counted::new(stream);
-    let ws = WebSocketStream::from_raw_socket(
-        stream,
-        Role::Server,
-        Some(websocket_config(&config.limits)),
-    )
-    .await;
+    let ws = WsStream::server(stream, websocket_config(&config.limits));
     let Accepted {
         consumer,
         cx,

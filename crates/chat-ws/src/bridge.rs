@@ -59,13 +59,15 @@ impl Bridge {
         request: RequestInfo,
         config: &ConnectionConfig,
     ) -> Result<Bridged, ConsumerError> {
-        match start(consumer, layer, Arc::new(request), &config.limits).await? {
+        let (tx, rx) = flume::bounded(config.limits.outbound_queue.max(1));
+        // The sender is kept to queue the server's close frame after the loop ends.
+        let out = Out::Queue(tx.clone());
+        match start(consumer, layer, Arc::new(request), out, (rx, tx)).await? {
             Started::Rejected { status, reason } => Ok(Bridged::Rejected { status, reason }),
             Started::Accepted(Accepted {
                 consumer,
                 cx,
-                outbound,
-                closer,
+                outbound: (outbound, closer),
             }) => {
                 let (events, task) = spawn(consumer, cx, config, move |ending| {
                     if !ending.overflow {

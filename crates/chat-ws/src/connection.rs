@@ -86,23 +86,22 @@ impl Ending {
 }
 
 /// The outcome of the connect phase.
-pub(crate) enum Started<C> {
+pub(crate) enum Started<C, Q> {
     /// The consumer accepted; run the loop once the transport is up.
-    Accepted(Accepted<C>),
+    Accepted(Accepted<C, Q>),
     /// The consumer refused: answer the HTTP request with this status.
     Rejected { status: u16, reason: String },
 }
 
 /// An accepted connection waiting for its transport. Boxed parts: see [`run`].
-pub(crate) struct Accepted<C> {
+pub(crate) struct Accepted<C, Q> {
     pub consumer: Box<C>,
     pub cx: Box<Context>,
-    pub outbound: flume::Receiver<Outbound>,
-    /// Kept to queue the server's close frame after the loop ends.
-    pub closer: flume::Sender<Outbound>,
+    /// The transport's end of the queue the consumer's frames go to.
+    pub outbound: Q,
 }
 
-impl<C: Consumer> Accepted<C> {
+impl<C: Consumer, Q> Accepted<C, Q> {
     /// The transport never came up (the upgrade failed): still run disconnect and cleanup.
     pub async fn abandon(mut self) {
         if let Err(e) = self.consumer.disconnect(&mut self.cx, None).await {
@@ -112,26 +111,24 @@ impl<C: Consumer> Accepted<C> {
     }
 }
 
-/// Runs `connect` with frames going to a bounded queue (drained by the connection task
-/// itself, or by a bridged transport), and reports whether the consumer accepted.
-pub(crate) async fn start<C: Consumer>(
+/// Runs `connect` with frames going to `out`, a bounded queue (drained by the connection
+/// task itself, or by a bridged transport) whose other end is `outbound`, and reports
+/// whether the consumer accepted.
+pub(crate) async fn start<C: Consumer, Q>(
     consumer: C,
     layer: SharedLayer,
     request: Arc<RequestInfo>,
-    limits: &Limits,
-) -> Result<Started<C>, ConsumerError> {
-    let (tx, rx) = flume::bounded(limits.outbound_queue.max(1));
-    Ok(
-        match connect(consumer, layer, request, Out::Queue(tx.clone())).await? {
-            Decided::Accepted(consumer, cx) => Started::Accepted(Accepted {
-                consumer,
-                cx,
-                outbound: rx,
-                closer: tx,
-            }),
-            Decided::Rejected { status, reason } => Started::Rejected { status, reason },
-        },
-    )
+    out: Out,
+    outbound: Q,
+) -> Result<Started<C, Q>, ConsumerError> {
+    Ok(match connect(consumer, layer, request, out).await? {
+        Decided::Accepted(consumer, cx) => Started::Accepted(Accepted {
+            consumer,
+            cx,
+            outbound,
+        }),
+        Decided::Rejected { status, reason } => Started::Rejected { status, reason },
+    })
 }
 
 /// What `connect` decided.
@@ -376,19 +373,26 @@ where
 }
 
 /// Hands a burst of layer messages to the consumer, stopping at the first error or once the
-/// consumer ends the connection.
+/// consumer ends the connection. The frames it sends are queued together at the end (see
+/// [`Context::hold_frames`]).
 async fn handle_burst<C: Consumer>(
     consumer: &mut C,
     cx: &mut Context,
     burst: Vec<chat_core::LayerMessage>,
 ) -> Result<(), ConsumerError> {
+    cx.hold_frames(burst.len());
+    let mut handled = Ok(());
     for msg in burst {
         if requested_ending(cx).is_some() {
             break;
         }
-        consumer.handle(cx, msg).await?;
+        handled = consumer.handle(cx, msg).await;
+        if handled.is_err() {
+            break;
+        }
     }
-    Ok(())
+    cx.release_held();
+    handled
 }
 
 /// The interval's next tick, or never when there is none.

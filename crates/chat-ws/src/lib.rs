@@ -61,6 +61,7 @@ mod consumer;
 mod context;
 mod gate;
 mod observe;
+mod outbox;
 pub mod security;
 mod session;
 mod socket;

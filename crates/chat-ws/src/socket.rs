@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use chat_core::Limits;
+use std::sync::Arc;
+
+use chat_core::{Limits, SharedLayer};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,9 +20,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use crate::connection::{Accepted, ClientEvent, ConnectionConfig, Ending, run};
-use crate::consumer::Consumer;
-use crate::context::Outbound;
+use crate::connection::{Accepted, ClientEvent, ConnectionConfig, Ending, Started, run, start};
+use crate::consumer::{Consumer, ConsumerError};
+use crate::context::{Out, Outbound, RequestInfo};
+use crate::outbox::Outbox;
 use crate::stream::WsStream;
 use crate::transport::Transport;
 
@@ -78,9 +81,9 @@ fn ends_reading(event: &ClientEvent) -> bool {
 /// task, and no wake-up of a second task per burst of deliveries.
 struct WsTransport<S> {
     ws: WsStream<S>,
-    /// The consumer's frames. Dropped once writing failed, so that a consumer waiting for room
+    /// The consumer's frames. Closed once writing failed, so that a consumer waiting for room
     /// in the queue sees a gone client instead of waiting forever.
-    outbound: Option<flume::Receiver<Outbound>>,
+    outbound: Arc<Outbox>,
     write_timeout: Duration,
     /// Frames handed to tungstenite that are not flushed yet.
     unflushed: bool,
@@ -97,10 +100,10 @@ impl<S> WsTransport<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    fn new(ws: WsStream<S>, outbound: flume::Receiver<Outbound>, limits: &Limits) -> Self {
+    fn new(ws: WsStream<S>, outbound: Arc<Outbox>, limits: &Limits) -> Self {
         Self {
             ws,
-            outbound: Some(outbound),
+            outbound,
             write_timeout: limits.write_timeout,
             unflushed: false,
             stall: None,
@@ -111,14 +114,13 @@ where
 
     fn fail(&mut self, why: ClientEvent) {
         self.failed = Some(why);
-        self.outbound = None;
+        self.outbound.close();
         self.stall = None;
     }
 
     /// Whether everything queued has reached the socket (or writing failed).
     fn drained(&self) -> bool {
-        self.failed.is_some()
-            || (!self.unflushed && self.outbound.as_ref().is_none_or(|q| q.is_empty()))
+        self.failed.is_some() || (!self.unflushed && self.outbound.is_empty())
     }
 
     /// Writes the server's close frame after what is queued (unless the client is too slow
@@ -193,19 +195,26 @@ where
         }
         let taken_before = self.ws.get_ref().written();
         let mut blocked = false;
-        while let Some(queue) = &self.outbound {
+        let mut error = None;
+        let mut queue = self.outbound.take();
+        loop {
             // A frame leaves the queue only once tungstenite can take it, so a client that
             // does not read fills our bounded queue (and is closed as too slow) instead of an
             // unbounded buffer.
             match Pin::new(&mut self.ws).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return self.fail(ClientEvent::Failed(e.to_string())),
+                Poll::Ready(Err(e)) => {
+                    error = Some(e);
+                    break;
+                }
                 Poll::Pending => {
                     blocked = true;
                     break;
                 }
             }
-            let Ok(frame) = queue.try_recv() else { break };
+            let Some(frame) = queue.next_frame() else {
+                break;
+            };
             let msg = match frame {
                 Outbound::Text(t) => Message::Text(t),
                 Outbound::Ping => Message::Ping(Default::default()),
@@ -215,9 +224,14 @@ where
                 })),
             };
             if let Err(e) = Pin::new(&mut self.ws).start_send(msg) {
-                return self.fail(ClientEvent::Failed(e.to_string()));
+                error = Some(e);
+                break;
             }
             self.unflushed = true;
+        }
+        drop(queue);
+        if let Some(e) = error {
+            return self.fail(ClientEvent::Failed(e.to_string()));
         }
         if self.unflushed {
             match Pin::new(&mut self.ws).poll_flush(cx) {
@@ -249,9 +263,31 @@ where
     }
 }
 
+/// Runs `connect` for a WebSocket, whose frames go to its own [`Outbox`] (the close frame is
+/// written by `finish`, not queued).
+pub(crate) async fn start_socket<C: Consumer>(
+    consumer: C,
+    layer: SharedLayer,
+    request: Arc<RequestInfo>,
+    limits: &Limits,
+) -> Result<Started<C, Arc<Outbox>>, ConsumerError> {
+    let outbox = Arc::new(Outbox::new(limits.outbound_queue));
+    start(
+        consumer,
+        layer,
+        request,
+        Out::Outbox(outbox.clone()),
+        outbox,
+    )
+    .await
+}
+
 /// Runs an accepted connection on an already-upgraded stream until it ends.
-pub(crate) async fn serve<C, S>(accepted: Accepted<C>, stream: S, config: ConnectionConfig)
-where
+pub(crate) async fn serve<C, S>(
+    accepted: Accepted<C, Arc<Outbox>>,
+    stream: S,
+    config: ConnectionConfig,
+) where
     C: Consumer,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -260,10 +296,7 @@ where
         consumer,
         cx,
         outbound,
-        closer,
     } = accepted;
-    // The close frame is written by `finish`, not queued.
-    drop(closer);
     let mut transport = WsTransport::new(ws, outbound, &config.limits);
     // In the caller's connection span (see `upgrade`): one client's story, start to end.
     tracing::debug!("connection opened");
@@ -281,9 +314,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::connection::{Started, start};
-    use crate::consumer::ConsumerError;
-    use crate::context::{Context, RequestInfo};
+    use crate::context::Context;
 
     /// Sends `burst` frames of 1 KiB as soon as the socket opens; records its disconnect,
     /// saying goodbye there when `farewell`.
@@ -313,9 +344,12 @@ mod tests {
         }
     }
 
-    async fn accepted(consumer: Talker, config: &ConnectionConfig) -> Accepted<Talker> {
+    async fn accepted(
+        consumer: Talker,
+        config: &ConnectionConfig,
+    ) -> Accepted<Talker, Arc<Outbox>> {
         let layer = Arc::new(InMemoryChannelLayer::default());
-        match start(
+        match start_socket(
             consumer,
             layer,
             Arc::new(RequestInfo::default()),

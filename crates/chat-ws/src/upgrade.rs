@@ -10,10 +10,10 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::Instrument;
 
-use crate::connection::{ConnectionConfig, Started, start};
+use crate::connection::{ConnectionConfig, Started};
 use crate::consumer::Consumer;
 use crate::context::RequestInfo;
-use crate::socket::serve;
+use crate::socket::{serve, start_socket};
 
 pub(crate) fn plain(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(Bytes::from(body.into())));
@@ -140,7 +140,7 @@ where
         .get::<crate::sockets::PeerAddr>()
         .map(|p| p.0);
     let info = Arc::new(info);
-    let accepted = match start(consumer, layer, info, &config.limits).await {
+    let accepted = match start_socket(consumer, layer, info, &config.limits).await {
         Ok(Started::Accepted(a)) => a,
         Ok(Started::Rejected { status, reason }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);

@@ -90,12 +90,12 @@ pub struct Settings {
     #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
     pub redis_url: Option<String>,
     /// SQLite: microseconds a send may wait to share a commit when the latest commit started
-    /// that recently (0: none). Raises the throughput of a few very fast senders; see
-    /// docs/benchmarks.md before turning it on for large rooms.
+    /// that recently (0: none). Under load, commits then hold several messages, which a
+    /// room's members receive as one batch; see docs/benchmarks.md.
     #[arg(
         long,
         env = "CHAT_COMMIT_INTERVAL_US",
-        default_value_t = 0,
+        default_value_t = 1000,
         global = true
     )]
     pub commit_interval_us: u64,

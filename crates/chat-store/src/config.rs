@@ -56,17 +56,19 @@ pub struct StoreConfig {
     /// Most appends committed in one transaction.
     pub max_batch: usize,
     /// SQLite: the shortest time between the starts of two commits while sends keep coming
-    /// (zero, the default: every send commits as soon as the connection is free).
+    /// (default 1 ms; zero commits every send as soon as the connection is free).
     ///
     /// A send that arrives sooner after the latest commit waits for the rest of the interval
     /// and shares the next commit with whatever else arrived. Commits cost about the same
     /// whatever they hold, so under load this turns thousands of one-message commits a
-    /// second into one per interval; at a quieter rate no send waits. It pays off for a few
-    /// very fast senders (1 ms: 1 room × 100 with 5 senders went from 700,000 to 1,000,000
-    /// deliveries/s). It is off by default because the messages of one commit are broadcast
-    /// by their senders' tasks in whatever order those run: in a room of 1,000 fed by 200
-    /// senders, members then hold many messages for the seqs they overtook, and near
-    /// saturation that tipped into store reads and collapse (docs/benchmarks.md).
+    /// second into one per interval, and a commit's messages reach each member of the room
+    /// as one batch; at a quieter rate no send waits, and a busy one waits at most this long.
+    /// With 1 ms the highest clean open-loop rate was one step higher in six of seven paired
+    /// runs (1 room × 1,000 with 200 senders, and 1 × 100 with 5) and never lower
+    /// (docs/benchmarks.md, 2026-12-03). It was off by default while a commit's messages were
+    /// broadcast by their senders' tasks in whatever order those ran: members then held many
+    /// messages for the seqs they overtook, and near saturation that tipped into store reads;
+    /// a commit is now published by one task in commit order.
     /// PostgreSQL batches by its round trip and ignores this.
     pub commit_interval: Duration,
 }
@@ -79,7 +81,7 @@ impl StoreConfig {
             read_connections: 4,
             busy_timeout: Duration::from_secs(5),
             max_batch: 512,
-            commit_interval: Duration::ZERO,
+            commit_interval: Duration::from_millis(1),
         }
     }
 }

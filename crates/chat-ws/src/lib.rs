@@ -59,6 +59,7 @@ mod communicator;
 mod connection;
 mod consumer;
 mod context;
+mod form;
 mod gate;
 mod observe;
 mod outbox;
@@ -77,8 +78,8 @@ pub use connection::{ClientEvent, ConnectionConfig, Ending};
 pub use consumer::{Consumer, ConsumerError};
 pub use context::{
     Context, IntoGroupName, KEPT_HEADERS, Outbound, OutboundSink, RequestInfo, SinkError,
-    form_decode,
 };
+pub use form::form_decode;
 pub use security::{AllowedHosts, OriginPolicy, OriginRefused};
 pub use session::{SESSION_ENDED, SESSION_ENDED_CODE, SessionBound};
 pub use socket::websocket_config;

@@ -337,8 +337,11 @@ impl Context {
     /// vector without a lock, their misses overlap, and the queue's lock is taken once. A
     /// delivery that waits meanwhile (a gap read from the store) keeps the burst's frames until
     /// the burst is handled; [`Context::send_text_wait`] queues them before it waits for room.
+    ///
+    /// A burst of one delivery is not held: its frame takes the lock once either way, and
+    /// holding it would cost the vector's allocation.
     pub(crate) fn hold_frames(&mut self, expected: usize) {
-        if matches!(self.out, Out::Outbox(_)) {
+        if expected > 1 && matches!(self.out, Out::Outbox(_)) {
             self.holding = true;
             self.held.reserve_exact(expected);
         }

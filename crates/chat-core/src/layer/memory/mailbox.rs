@@ -78,6 +78,15 @@ impl Mailbox {
         }
     }
 
+    /// [`Mailbox::expire`] at the time of a receive, reading the clock only when there is
+    /// something to expire: a receiver that finds its mailbox empty (every wait starts so)
+    /// does not pay for a clock read.
+    fn expire_at_receive(&mut self, config: &LayerConfig) {
+        if !self.items.is_empty() {
+            self.expire(config, Instant::now());
+        }
+    }
+
     /// The next message, the marker first when the loss happened right here.
     fn next(&mut self) -> Option<LayerMessage> {
         if self.missed_at.is_some_and(|at| at <= self.taken) {
@@ -195,7 +204,7 @@ impl Queue {
 
     pub(super) fn pop(&self, config: &LayerConfig) -> Option<LayerMessage> {
         let mut mailbox = self.mailbox.lock();
-        mailbox.expire(config, Instant::now());
+        mailbox.expire_at_receive(config);
         let msg = mailbox.next();
         let left = !mailbox.items.is_empty();
         drop(mailbox);
@@ -217,7 +226,7 @@ impl Queue {
     /// Takes up to `max` messages (a marker counts as one), under one lock and one clock read.
     pub(super) fn pop_many(&self, config: &LayerConfig, max: usize) -> Vec<LayerMessage> {
         let mut mailbox = self.mailbox.lock();
-        mailbox.expire(config, Instant::now());
+        mailbox.expire_at_receive(config);
         // Nothing allocated for an empty mailbox: its caller waits holding the empty batch,
         // and most mailboxes are idle.
         let waiting = mailbox.items.len().min(max);

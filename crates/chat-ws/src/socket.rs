@@ -33,9 +33,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The tungstenite settings for the protocol's limits. The read buffer is kept small (see
 /// `READ_BUFFER`). Writes are buffered until the connection flushes what one turn queued (or
 /// 64 KiB gather), so a burst of frames costs one socket write instead of one per frame: on a busy
-/// room, socket writes are most of the server's CPU. The write buffer grows only when a
-/// socket has something to send, and (with `vendor/tungstenite`'s patch) shrinks back once it
-/// is written.
+/// room, socket writes are most of the server's CPU. A socket holds a write buffer only while
+/// it has something to send: with `vendor/tungstenite`'s patch the buffer is lent from a
+/// per-thread pool and goes back to it once written.
 pub fn websocket_config(limits: &Limits) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(limits.max_frame_bytes))

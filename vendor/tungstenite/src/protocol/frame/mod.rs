@@ -21,9 +21,48 @@ use bytes::BytesMut;
 use log::*;
 use std::io::{self, Cursor, Error as IoError, ErrorKind as IoErrorKind, Read, Write};
 
-/// Patched for chat: the most capacity the write buffer keeps once it is empty (room for a
-/// frame or two of chat).
-const OUT_BUFFER_KEPT: usize = 512;
+/// Patched for chat: write buffers are lent, per thread, for as long as they hold unwritten
+/// frames.
+///
+/// Why: `drain` keeps a buffer's capacity, so every idle connection kept the largest burst it
+/// was ever sent (its first frames: about 1.8 KB per idle chat socket). Dropping the buffer
+/// once written fixed that, but a busy socket then paid for every burst in allocations: the
+/// buffer grew from nothing by doubling, a `realloc` each time, and was freed on whichever
+/// thread flushed it, often not the one whose malloc arena it came from, which contended for
+/// that arena's lock. A buffer given back to its thread's pool once written is the next
+/// burst's, already grown and in cache, and an idle connection holds none.
+mod out_pool {
+    use std::cell::RefCell;
+
+    /// Buffers a thread keeps: a thread writes one socket at a time, so one is mostly enough.
+    const KEPT: usize = 4;
+    /// Larger buffers are freed rather than kept. A turn of a busy chat socket writes up to
+    /// 64 frames, and its socket writes without waiting for a flush past 64 KiB gathered.
+    const MAX_KEPT_CAPACITY: usize = 128 * 1024;
+
+    thread_local! {
+        static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty buffer, from this thread's pool when it has one.
+    pub(super) fn take() -> Vec<u8> {
+        POOL.try_with(|pool| pool.borrow_mut().pop()).ok().flatten().unwrap_or_default()
+    }
+
+    /// Keeps `buf`, emptied, for this thread's next [`take`] (or frees it).
+    pub(super) fn give_back(mut buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > MAX_KEPT_CAPACITY {
+            return;
+        }
+        buf.clear();
+        let _ = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < KEPT {
+                pool.push(buf);
+            }
+        });
+    }
+}
 
 /// Read buffer size used for `FrameSocket`.
 const READ_BUF_LEN: usize = 128 * 1024;
@@ -261,6 +300,10 @@ impl FrameCodec {
 
         trace!("writing frame {frame}");
 
+        // Patched for chat: see `out_pool`.
+        if self.out_buffer.capacity() == 0 {
+            self.out_buffer = out_pool::take();
+        }
         self.out_buffer.reserve(frame.len());
         frame.format_into_buf(&mut self.out_buffer).expect("Bug: can't write to vector");
 
@@ -290,12 +333,8 @@ impl FrameCodec {
             }
             self.out_buffer.drain(0..len);
         }
-        // Patched for chat: give back what a burst grew the buffer to once it is all written.
-        // `drain` keeps the capacity, so every idle connection kept the largest burst it was
-        // ever sent (its first frames: about 1.8 KB per idle chat socket).
-        if self.out_buffer.capacity() > OUT_BUFFER_KEPT {
-            self.out_buffer = Vec::new();
-        }
+        // Patched for chat: an empty buffer goes back to the thread's pool (see `out_pool`).
+        out_pool::give_back(std::mem::take(&mut self.out_buffer));
 
         Ok(())
     }

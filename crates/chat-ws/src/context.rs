@@ -311,10 +311,7 @@ impl Context {
 
     /// Forwards a layer message's payload as a text frame without re-serializing it.
     pub fn forward(&mut self, msg: LayerMessage) {
-        match Utf8Bytes::try_from(msg.into_payload()) {
-            Ok(t) => self.send_text(t),
-            Err(e) => tracing::error!(error = %e, "layer payload is not UTF-8"),
-        }
+        self.send_text(Utf8Bytes::from(msg.into_text()));
     }
 
     pub(crate) fn push(&mut self, frame: Outbound) {

@@ -35,7 +35,7 @@ enum Recent {
 async fn emit_live_wait(cx: &mut Context, render: Render, msg: LayerMessage) {
     observe::delivered();
     let text = match render.live(&msg) {
-        None => chat_ws::Utf8Bytes::try_from(msg.into_payload()).map_err(|e| e.to_string()),
+        None => Ok(chat_ws::Utf8Bytes::from(msg.into_text())),
         Some(text) => text,
     };
     match text {

@@ -169,6 +169,16 @@ impl From<&String> for Utf8Bytes {
     }
 }
 
+/// Patched for chat: text already known to be UTF-8 (a channel layer's message shared by every
+/// member of a room) becomes a text frame without being checked again for each of them.
+impl From<bytestring::ByteString> for Utf8Bytes {
+    #[inline]
+    fn from(text: bytestring::ByteString) -> Self {
+        // SAFETY: a `ByteString` is valid UTF-8.
+        unsafe { Self::from_bytes_unchecked(text.into_bytes()) }
+    }
+}
+
 impl From<Utf8Bytes> for Bytes {
     #[inline]
     fn from(Utf8Bytes(bytes): Utf8Bytes) -> Self {

@@ -3,6 +3,7 @@
 mod cli;
 mod cli_accounts;
 mod config;
+mod counters;
 mod doctor;
 mod prometheus;
 mod server;

@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::metrics as m;
@@ -17,6 +18,8 @@ use hyper::service::service_fn;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::counters::{Counters, ShardedCounters};
 
 type Resp = http::Response<http_body_util::Full<bytes::Bytes>>;
 
@@ -54,38 +57,59 @@ const MEMBERS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
 ];
 
-/// Installs the Prometheus recorder as the process's `metrics` recorder. Call once, before
-/// anything records (the crates keep hot-path handles from their first use).
-pub fn install() -> Result<PrometheusHandle, String> {
-    let handle = PrometheusBuilder::new()
+/// What renders `/metrics`: the Prometheus recorder's handle, and the counters to fold into
+/// it first (see [`crate::counters`]).
+#[derive(Clone)]
+pub struct Exporter {
+    handle: PrometheusHandle,
+    counters: Arc<Counters>,
+}
+
+impl Exporter {
+    /// Every series in the Prometheus text format, counters up to date.
+    fn render(&self) -> String {
+        self.counters.fold();
+        self.handle.render()
+    }
+}
+
+/// Installs the Prometheus recorder, its counters sharded per thread, as the process's
+/// `metrics` recorder. Call once, before anything records (the crates keep hot-path handles
+/// from their first use).
+pub fn install() -> Result<Exporter, String> {
+    let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(m::STORE_BATCH_SIZE.into()), BATCH))
         .and_then(|b| {
             b.set_buckets_for_metric(Matcher::Full(m::GROUP_SEND_MEMBERS.into()), MEMBERS)
         })
-        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| format!("cannot configure the metrics recorder: {e}"))?
+        .build_recorder();
+    let handle = recorder.handle();
+    let (recorder, counters) = ShardedCounters::new(recorder);
+    metrics::set_global_recorder(recorder)
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
     m::describe();
-    Ok(handle)
+    Ok(Exporter { handle, counters })
 }
 
 /// Folds histogram samples in every few seconds until `shutdown`, so they never pile up
 /// between scrapes.
-pub fn spawn_upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
+pub fn spawn_upkeep(exporter: Exporter, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(UPKEEP_EVERY);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = tick.tick() => handle.run_upkeep(),
+                _ = tick.tick() => exporter.handle.run_upkeep(),
             }
         }
     });
 }
 
 /// The scrape itself.
-fn render(handle: &PrometheusHandle) -> Resp {
-    with_body(StatusCode::OK, CONTENT_TYPE, handle.render())
+fn render(exporter: &Exporter) -> Resp {
+    with_body(StatusCode::OK, CONTENT_TYPE, exporter.render())
 }
 
 /// Whether a request on the main listener may read `/metrics`: only from this machine, and
@@ -101,11 +125,11 @@ pub fn may_scrape(peer: IpAddr, headers: &http::HeaderMap) -> bool {
 /// `/metrics` on the main listener: 404 when it is served on its own listener
 /// (`--metrics-bind`), 403 to anyone but a local, unproxied peer.
 pub fn on_main_listener<B>(
-    metrics: Option<&PrometheusHandle>,
+    metrics: Option<&Exporter>,
     peer: Option<SocketAddr>,
     req: &Request<B>,
 ) -> Resp {
-    let Some(handle) = metrics else {
+    let Some(exporter) = metrics else {
         return text(StatusCode::NOT_FOUND, "not found");
     };
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -117,19 +141,19 @@ pub fn on_main_listener<B>(
             "/metrics answers local requests only; use --metrics-bind to serve it elsewhere",
         );
     }
-    render(handle)
+    render(exporter)
 }
 
 /// Serves `GET /metrics` (and nothing else) on `listener` until `shutdown`: the
 /// `--metrics-bind` listener, for a scraper on a private network.
 pub async fn serve_listener(
     listener: TcpListener,
-    handle: PrometheusHandle,
+    exporter: Exporter,
     shutdown: CancellationToken,
 ) {
     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
         let res = match (req.method(), req.uri().path()) {
-            (&Method::GET | &Method::HEAD, "/metrics") => render(&handle),
+            (&Method::GET | &Method::HEAD, "/metrics") => render(&exporter),
             (_, "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => text(StatusCode::NOT_FOUND, "only /metrics is served here"),
         };

@@ -12,7 +12,6 @@ use chat_core::ChannelLayer;
 use chat_rooms::server::{Chat, serve};
 use chat_ws::PeerAddr;
 use hyper::service::service_fn;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::prometheus;
@@ -24,7 +23,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// renders `metrics` to local peers (404 when `None`).
 pub async fn run(
     chat: Chat,
-    metrics: Option<PrometheusHandle>,
+    metrics: Option<prometheus::Exporter>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {

@@ -27,15 +27,20 @@ impl Meta {
 
     /// The room and seq of a `chat.message` from the fixed start of its frame; `None` for
     /// any other shape (read it with [`Meta::of`] then).
+    ///
+    /// Read from the payload as text, which the layer message already holds as checked
+    /// UTF-8: every member of a room does this for every message, and checking the room's
+    /// name and the seq's digits again was a few percent of a busy room's CPU.
     pub fn fast_route(msg: &LayerMessage) -> Option<(&str, Seq)> {
         let rest = msg
-            .payload()
-            .strip_prefix(b"{\"type\":\"message\",\"room\":\"")?;
-        let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
-        let room = std::str::from_utf8(&rest[..end]).ok()?;
-        let rest = rest[end..].strip_prefix(b"\",\"seq\":")?;
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        let seq = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+            .payload_str()
+            .strip_prefix("{\"type\":\"message\",\"room\":\"")?;
+        // A byte search: the end is an ASCII byte, so a char boundary.
+        let end = rest.bytes().position(|b| b == b'"' || b == b'\\')?;
+        let (room, rest) = rest.split_at(end);
+        let rest = rest.strip_prefix("\",\"seq\":")?;
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let seq = rest[..digits].parse().ok()?;
         Some((room, seq))
     }
 }

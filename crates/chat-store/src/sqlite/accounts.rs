@@ -33,7 +33,7 @@ pub(crate) fn user(conn: &mut SqliteConnection, id: UserId) -> QueryResult<Optio
     users::table
         .filter(users::id.eq(user_id(id)))
         .select(USER_COLUMNS)
-        .first::<UserRow>(conn)
+        .get_result::<UserRow>(conn)
         .optional()
         .map(|r| r.map(Into::into))
 }
@@ -45,7 +45,7 @@ pub(crate) fn user_with_hash(
     users::table
         .filter(users::username.eq(username))
         .select((USER_COLUMNS, users::password_hash))
-        .first::<(UserRow, String)>(conn)
+        .get_result::<(UserRow, String)>(conn)
         .optional()
         .map(|r| r.map(|(u, h)| (u.into(), h)))
 }
@@ -88,7 +88,7 @@ pub(crate) fn session_user(
         .filter(sessions::id_hash.eq(id_hash))
         .filter(sessions::expires_at.gt(now.unix_millis()))
         .select(USER_COLUMNS)
-        .first::<UserRow>(conn)
+        .get_result::<UserRow>(conn)
         .optional()
         .map(|r| r.map(Into::into))
 }

@@ -22,7 +22,7 @@ pub(crate) fn record(conn: &mut SqliteConnection, id: &str) -> QueryResult<Optio
     files::table
         .filter(files::id.eq(id))
         .select(FileRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -34,6 +34,6 @@ pub(crate) fn with_data(
     files::table
         .filter(files::id.eq(id))
         .select((FileRow::as_select(), files::data))
-        .first(conn)
+        .get_result(conn)
         .optional()
 }

@@ -74,7 +74,7 @@ pub(crate) fn history(
     let Some(room_id) = rooms::table
         .filter(rooms::name.eq(room.as_str()))
         .select(rooms::id)
-        .first::<i32>(conn)
+        .get_result::<i32>(conn)
         .optional()?
     else {
         return Ok(HistoryPage::default());
@@ -101,7 +101,7 @@ pub(crate) fn last_seq(conn: &mut SqliteConnection, room: &RoomName) -> QueryRes
     let seq: Option<i64> = rooms::table
         .filter(rooms::name.eq(room.as_str()))
         .select(rooms::last_seq)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(seq.and_then(|s| Seq::try_from(s).ok()).unwrap_or(0))
 }
@@ -117,7 +117,7 @@ pub(crate) fn last_read(
         .filter(rooms::name.eq(room.as_str()))
         .filter(read_state::user_id.eq(user))
         .select(read_state::last_read_seq)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(seq.and_then(|s| Seq::try_from(s).ok()).unwrap_or(0))
 }

@@ -26,10 +26,11 @@ fn load_room<'a>(
     now: i64,
 ) -> QueryResult<&'a mut RoomState> {
     if !cache.contains_key(room) {
+        // `get_result`, not `first`: see the module docs of `super`.
         let found: Option<(i32, i64)> = rooms::table
             .filter(rooms::name.eq(room.as_str()))
             .select((rooms::id, rooms::last_seq))
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         let (id, last_seq) = match found {
             Some(f) => f,
@@ -102,7 +103,7 @@ fn append(
             .filter(messages::sender_key.eq(&key))
             .filter(messages::client_id.eq(msg.client_id.as_deref()))
             .select(MessageRow::as_select())
-            .first(conn)?;
+            .get_result(conn)?;
         return Ok(Appended::duplicate(first.into_stored(msg.room)));
     }
     state.last_seq = seq;

@@ -66,6 +66,7 @@ impl Writer {
         commit_interval: Duration,
     ) -> QueryResult<Self> {
         set_busy_timeout(&mut conn, Duration::ZERO)?;
+        super::checkpoint::set_writer_threshold(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
             pending: Mutex::new(VecDeque::new()),

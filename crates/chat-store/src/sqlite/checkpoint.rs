@@ -9,7 +9,8 @@
 //! p99 at 2,000 messages a second into a room of 100 (docs/benchmarks.md).
 //!
 //! This thread runs a `PASSIVE` checkpoint every [`INTERVAL`] while the WAL is being written
-//! (less and less often, up to a second apart, while it is not), on a connection of its own:
+//! (at least [`MIN_COMMITS`] commits since the last; it looks less and less often, up to a
+//! second apart, while the writes are fewer), on a connection of its own:
 //! it waits for nobody and blocks nobody, and it does the bulk of the writeback while the
 //! writer goes on committing. The writer keeps SQLite's own checkpoint, which then finds
 //! most of the WAL already synced and copied and has only the last few milliseconds'
@@ -29,8 +30,19 @@
 //! every commit checkpoints until one catches the end, and at 8,000 messages a second into a
 //! room of 100 that was 45 fsyncs on the workers in 8 s; at 10,000 pages it was one. The
 //! price is a WAL file of up to about 40 MiB, which SQLite keeps (rewound, not shrunk).
+//!
+//! Why the thread waits for [`MIN_COMMITS`] commits before it checkpoints: once it has
+//! copied the whole WAL, the next commit rewinds it, and a rewound WAL's new header is
+//! fsynced before any frame goes over the old ones (SQLite does this even with `synchronous
+//! = NORMAL`). Checkpointing every [`INTERVAL`] at a quiet rate made nearly every commit a
+//! rewind, with an fsync inside the commit: 1–10 ms on an idle disk, and 20–200 ms per
+//! message at 10 msg/s while another process's writes filled the disk queue. Waiting for
+//! some commits makes that one commit in [`MIN_COMMITS`], and leaves the WAL to grow only a
+//! few hundred pages between checkpoints.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::Duration;
 
@@ -42,6 +54,14 @@ use crate::{OpenError, StoreConfig};
 
 /// How often the WAL is copied back into the database file while it is being written.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(50);
+
+/// Commits since the last checkpoint, at least, before the next (see the module docs).
+pub(crate) const MIN_COMMITS: u64 = 100;
+
+/// Whether to checkpoint now: when asked to, or when enough was committed since the last.
+fn due(nudged: bool, commits_since: u64) -> bool {
+    nudged || commits_since >= MIN_COMMITS
+}
 
 /// WAL pages past which the writer checkpoints after its commit (SQLite's default is 1,000).
 pub(crate) const WRITER_THRESHOLD: u32 = 10_000;
@@ -104,17 +124,19 @@ impl std::fmt::Debug for Checkpointer {
 }
 
 impl Checkpointer {
-    /// Opens a connection of its own to `path` and starts the thread.
+    /// Opens a connection of its own to `path` and starts the thread. `commits` counts the
+    /// writer's commits.
     pub(crate) fn start(
         path: PathBuf,
         config: &StoreConfig,
         interval: Duration,
+        commits: Arc<AtomicU64>,
     ) -> Result<Self, OpenError> {
         let conn = super::connect(&path, config)?;
         let (nudge, nudges) = sync_channel(1);
         std::thread::Builder::new()
             .name("chat-sqlite-checkpoint".into())
-            .spawn(move || run(conn, &nudges, interval))
+            .spawn(move || run(conn, &nudges, interval, &commits))
             .map_err(|e| OpenError::Sqlite {
                 path: path.display().to_string(),
                 reason: format!("cannot start the checkpoint thread: {e}"),
@@ -135,15 +157,27 @@ impl Checkpointer {
 }
 
 /// The thread: a checkpoint every `interval`, or when nudged, until the handle is dropped.
-fn run(mut conn: SqliteConnection, nudges: &Receiver<Nudge>, interval: Duration) {
+fn run(
+    mut conn: SqliteConnection,
+    nudges: &Receiver<Nudge>,
+    interval: Duration,
+    commits: &AtomicU64,
+) {
     let mut wait = interval;
     let mut last: Option<Outcome> = None;
+    let mut checkpointed_at = 0;
     loop {
         let reply = match nudges.recv_timeout(wait) {
             Ok(reply) => reply,
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        let now = commits.load(Ordering::Acquire);
+        if !due(reply.is_some(), now.wrapping_sub(checkpointed_at)) {
+            wait = next_wait(wait, interval, false);
+            continue;
+        }
+        checkpointed_at = now;
         let outcome = checkpoint(&mut conn);
         match &outcome {
             Ok(o) => {
@@ -191,7 +225,8 @@ mod tests {
     fn the_thread_copies_the_wal_while_the_writer_goes_on() {
         let (_dir, path, mut writer) = written(50);
         let checkpointer =
-            Checkpointer::start(path, &StoreConfig::new("unused"), INTERVAL).unwrap();
+            Checkpointer::start(path, &StoreConfig::new("unused"), INTERVAL, Arc::default())
+                .unwrap();
         let outcome = checkpointer.now().unwrap();
         assert_eq!(outcome.busy, 0);
         assert!(outcome.log > 0, "there was something to copy: {outcome:?}");
@@ -202,6 +237,17 @@ mod tests {
             .batch_execute("INSERT INTO t (body) VALUES ('after')")
             .unwrap();
         assert_eq!(rows(&mut writer), 51);
+    }
+
+    #[test]
+    fn a_few_commits_wait_for_more_before_a_checkpoint() {
+        assert!(!due(false, 0));
+        assert!(
+            !due(false, MIN_COMMITS - 1),
+            "the next commit would rewind the WAL"
+        );
+        assert!(due(false, MIN_COMMITS));
+        assert!(due(true, 0), "asked for");
     }
 
     #[test]

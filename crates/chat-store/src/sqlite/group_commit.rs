@@ -25,7 +25,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -51,6 +51,8 @@ pub(crate) struct Writer {
     last_commit: Mutex<Option<tokio::time::Instant>>,
     /// A paced commit is scheduled: ops queued now go in it.
     paced: AtomicBool,
+    /// Commits run so far, for the checkpoint thread.
+    written: Arc<AtomicU64>,
     #[cfg(test)]
     handoffs: std::sync::atomic::AtomicUsize,
     #[cfg(test)]
@@ -75,11 +77,17 @@ impl Writer {
             commit_interval,
             last_commit: Mutex::new(None),
             paced: AtomicBool::new(false),
+            written: Arc::default(),
             #[cfg(test)]
             handoffs: std::sync::atomic::AtomicUsize::new(0),
             #[cfg(test)]
             commits: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// The count of commits run so far, shared with whoever wants to follow it.
+    pub(crate) fn commits(&self) -> Arc<AtomicU64> {
+        self.written.clone()
     }
 
     /// Queues `op` and, unless another caller is committing (which then commits `op` too),
@@ -158,7 +166,10 @@ impl Writer {
                 #[cfg(test)]
                 self.commits.fetch_add(1, Ordering::SeqCst);
                 match try_commit(&mut conn, batch) {
-                    Attempt::Ran(replies, result) => answer(replies, result),
+                    Attempt::Ran(replies, result) => {
+                        self.written.fetch_add(1, Ordering::Release);
+                        answer(replies, result);
+                    }
                     Attempt::Busy(batch, _) => {
                         self.put_back(batch);
                         drop(conn);
@@ -193,7 +204,10 @@ impl Writer {
                     break;
                 }
                 match &waits {
-                    Ok(()) => process(&mut conn, batch),
+                    Ok(()) => {
+                        process(&mut conn, batch);
+                        self.written.fetch_add(1, Ordering::Release);
+                    }
                     Err(e) => {
                         let replies = batch.into_iter().map(|op| split(op).1).collect();
                         answer(replies, Err(format!("could not set the busy timeout: {e}")));

@@ -108,8 +108,12 @@ impl SqliteStore {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let checkpointer =
-            checkpoint::Checkpointer::start(path.clone(), &config, checkpoint::INTERVAL)?;
+        let checkpointer = checkpoint::Checkpointer::start(
+            path.clone(),
+            &config,
+            checkpoint::INTERVAL,
+            writer.commits(),
+        )?;
         Ok(Self {
             writer: Arc::new(writer),
             readers: Arc::new(Pool::new(path, config)),

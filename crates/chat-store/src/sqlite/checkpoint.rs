@@ -39,8 +39,17 @@
 //! message at 10 msg/s while another process's writes filled the disk queue. Waiting for
 //! some commits makes that one commit in [`MIN_COMMITS`], and leaves the WAL to grow only a
 //! few hundred pages between checkpoints.
+//!
+//! Why the thread fsyncs the WAL between checkpoints: with `synchronous = NORMAL` a commit
+//! reaches the disk only when a checkpoint fsyncs the WAL, so while commits were fewer than
+//! [`MIN_COMMITS`] (a quiet server: forever) the last ones would survive a crash of the
+//! process but not a power loss. An fsync of the WAL file alone makes them durable without
+//! copying anything back, so the next commit does not rewind the WAL, and it runs here, off
+//! the runtime. A commit is on disk about [`INTERVAL`] after it was made while commits keep
+//! coming, and within about a second ([`IDLE_INTERVAL`], the longest the thread sleeps) on
+//! a quiet server.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
@@ -58,9 +67,44 @@ pub(crate) const INTERVAL: Duration = Duration::from_millis(50);
 /// Commits since the last checkpoint, at least, before the next (see the module docs).
 pub(crate) const MIN_COMMITS: u64 = 100;
 
-/// Whether to checkpoint now: when asked to, or when enough was committed since the last.
-fn due(nudged: bool, commits_since: u64) -> bool {
-    nudged || commits_since >= MIN_COMMITS
+/// What the thread does when it wakes up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Copy the WAL back into the database file (which fsyncs the WAL first).
+    Checkpoint,
+    /// Only fsync the WAL: some commits are not on disk yet, too few to checkpoint for.
+    Sync,
+    /// Nothing was committed since the WAL was last synced.
+    Rest,
+}
+
+/// The step to take: a checkpoint when asked to or when enough was committed since the
+/// last one, an fsync when anything at all was committed since the last one.
+fn step(nudged: bool, since_checkpoint: u64, since_sync: u64) -> Step {
+    if nudged || since_checkpoint >= MIN_COMMITS {
+        Step::Checkpoint
+    } else if since_sync > 0 {
+        Step::Sync
+    } else {
+        Step::Rest
+    }
+}
+
+/// The WAL file of the database at `db`: SQLite names it by appending `-wal`.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+/// Flushes the WAL file to disk. An fsync of any descriptor of a file flushes the file, so
+/// this one need not be SQLite's. No WAL file means nothing to flush.
+fn sync_wal(wal: &Path) -> std::io::Result<()> {
+    match std::fs::File::open(wal) {
+        Ok(file) => file.sync_data(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// WAL pages past which the writer checkpoints after its commit (SQLite's default is 1,000).
@@ -115,6 +159,9 @@ pub(crate) struct Checkpointer {
         expect(dead_code, reason = "held so that dropping it ends the thread")
     )]
     nudge: SyncSender<Nudge>,
+    /// The writer's commit count that is known to be on disk (the thread keeps its own).
+    #[cfg(test)]
+    synced: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -134,14 +181,30 @@ impl Checkpointer {
     ) -> Result<Self, OpenError> {
         let conn = super::connect(&path, config)?;
         let (nudge, nudges) = sync_channel(1);
+        let synced = Arc::new(AtomicU64::new(0));
+        let wal = Wal {
+            path: wal_path(&path),
+            commits,
+            synced: Arc::clone(&synced),
+        };
         std::thread::Builder::new()
             .name("chat-sqlite-checkpoint".into())
-            .spawn(move || run(conn, &nudges, interval, &commits))
+            .spawn(move || run(conn, &nudges, interval, &wal))
             .map_err(|e| OpenError::Sqlite {
                 path: path.display().to_string(),
                 reason: format!("cannot start the checkpoint thread: {e}"),
             })?;
-        Ok(Self { nudge })
+        Ok(Self {
+            nudge,
+            #[cfg(test)]
+            synced,
+        })
+    }
+
+    /// How many of the writer's commits are known to be on disk (tests).
+    #[cfg(test)]
+    pub(crate) fn synced(&self) -> u64 {
+        self.synced.load(Ordering::Acquire)
     }
 
     /// Checkpoints now and returns what it did (tests; the thread does it on its own).
@@ -156,13 +219,18 @@ impl Checkpointer {
     }
 }
 
-/// The thread: a checkpoint every `interval`, or when nudged, until the handle is dropped.
-fn run(
-    mut conn: SqliteConnection,
-    nudges: &Receiver<Nudge>,
-    interval: Duration,
-    commits: &AtomicU64,
-) {
+/// The WAL as the thread follows it.
+struct Wal {
+    path: PathBuf,
+    /// The writer's commits so far.
+    commits: Arc<AtomicU64>,
+    /// Of those, how many are known to be on disk.
+    synced: Arc<AtomicU64>,
+}
+
+/// The thread: a checkpoint or an fsync every `interval` while commits come, or a
+/// checkpoint when nudged, until the handle is dropped.
+fn run(mut conn: SqliteConnection, nudges: &Receiver<Nudge>, interval: Duration, wal: &Wal) {
     let mut wait = interval;
     let mut last: Option<Outcome> = None;
     let mut checkpointed_at = 0;
@@ -172,15 +240,37 @@ fn run(
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        let now = commits.load(Ordering::Acquire);
-        if !due(reply.is_some(), now.wrapping_sub(checkpointed_at)) {
-            wait = next_wait(wait, interval, false);
-            continue;
+        // Read before the step: a commit made meanwhile is left for the next one.
+        let now = wal.commits.load(Ordering::Acquire);
+        let synced = wal.synced.load(Ordering::Acquire);
+        match step(
+            reply.is_some(),
+            now.wrapping_sub(checkpointed_at),
+            now.wrapping_sub(synced),
+        ) {
+            Step::Rest => {
+                wait = next_wait(wait, interval, false);
+                continue;
+            }
+            Step::Sync => {
+                match sync_wal(&wal.path) {
+                    Ok(()) => wal.synced.store(now, Ordering::Release),
+                    Err(e) => tracing::warn!(error = %e, "WAL fsync failed; retrying"),
+                }
+                wait = interval;
+                continue;
+            }
+            Step::Checkpoint => {}
         }
         checkpointed_at = now;
         let outcome = checkpoint(&mut conn);
         match &outcome {
             Ok(o) => {
+                // A checkpoint fsyncs the WAL before it copies, and copies nothing when
+                // readers hold every new frame: only a complete one says all is on disk.
+                if o.busy == 0 && o.checkpointed == o.log {
+                    wal.synced.store(now, Ordering::Release);
+                }
                 wait = next_wait(wait, interval, last != Some(*o));
                 last = Some(*o);
             }
@@ -241,13 +331,49 @@ mod tests {
 
     #[test]
     fn a_few_commits_wait_for_more_before_a_checkpoint() {
-        assert!(!due(false, 0));
-        assert!(
-            !due(false, MIN_COMMITS - 1),
-            "the next commit would rewind the WAL"
+        assert_eq!(step(false, 0, 0), Step::Rest);
+        assert_eq!(
+            step(false, MIN_COMMITS - 1, 1),
+            Step::Sync,
+            "a checkpoint would make the next commit rewind the WAL; an fsync does not"
         );
-        assert!(due(false, MIN_COMMITS));
-        assert!(due(true, 0), "asked for");
+        assert_eq!(
+            step(false, MIN_COMMITS - 1, 0),
+            Step::Rest,
+            "already on disk"
+        );
+        assert_eq!(step(false, MIN_COMMITS, 0), Step::Checkpoint);
+        assert_eq!(step(true, 0, 0), Step::Checkpoint, "asked for");
+    }
+
+    #[test]
+    fn a_few_commits_reach_the_disk_without_a_checkpoint() {
+        let (_dir, path, mut writer) = written(0);
+        let db_bytes = || std::fs::metadata(&path).unwrap().len();
+        let before = db_bytes();
+        let commits = Arc::new(AtomicU64::new(0));
+        let checkpointer = Checkpointer::start(
+            path.clone(),
+            &StoreConfig::new("unused"),
+            INTERVAL,
+            commits.clone(),
+        )
+        .unwrap();
+        commit_pages(&mut writer, 3);
+        commits.store(3, Ordering::Release);
+        // The thread publishes what it synced; wait for that signal, within a bound.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while checkpointer.synced() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "three commits were never synced"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Synced, not checkpointed: nothing was copied into the database file, so the
+        // writer's next commit appends to the WAL instead of rewinding it.
+        assert_eq!(db_bytes(), before, "the database file was not written");
+        assert_eq!(wal_path(&path), path.with_extension("db-wal"));
     }
 
     #[test]

@@ -347,6 +347,17 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_wal_has_nothing_to_sync_and_an_unreadable_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("chat.db");
+        sync_wal(&wal_path(&db)).expect("no WAL file: nothing to flush");
+        // A path through a regular file cannot be opened: reported, for the thread to log.
+        std::fs::write(&db, b"").unwrap();
+        let inside = db.join("chat.db");
+        assert!(sync_wal(&wal_path(&inside)).is_err());
+    }
+
+    #[test]
     fn a_few_commits_reach_the_disk_without_a_checkpoint() {
         let (_dir, path, mut writer) = written(0);
         let db_bytes = || std::fs::metadata(&path).unwrap().len();
